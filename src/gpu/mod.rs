@@ -1,0 +1,7 @@
+//! GPU side: device selection, pipeline cache, dispatch records.
+
+mod context;
+mod pipelines;
+
+pub use context::{list_adapters, ContextOptions, DeviceInfo, GpuContext, SharedContext};
+pub use pipelines::{grid_1d, BufArg, Dispatch, KernelCall, Params, ShaderSource};

@@ -1,0 +1,14 @@
+//! wgsr: a hand-written WGSL/wgpu inference engine for image super-resolution.
+//!
+//! Layers, bottom up: [`gpu`] (device, pipeline cache, dispatch records),
+//! [`Tensor`] (f32 NCHW storage buffers), [`ops`] (one module per kernel
+//! family in `kernels/*.wgsl`).
+
+pub mod error;
+pub mod gpu;
+pub mod ops;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use gpu::GpuContext;
+pub use tensor::{Shape, Tensor};

@@ -1,0 +1,46 @@
+use crate::common::*;
+use wgsr::ops::elementwise;
+use wgsr::Shape;
+
+// Odd sizes so the last workgroup is partial.
+const SHAPES: [Shape; 2] = [Shape::new(1, 3, 5, 7), Shape::new(2, 13, 17, 19)];
+
+#[test]
+fn axpby_mul_affine_clamp() {
+    let c = ctx();
+    let mut rng = Rng::new(1);
+    for s in SHAPES {
+        let (a, av) = rand_tensor(&mut rng, s, -2.0, 2.0);
+        let (b, bv) = rand_tensor(&mut rng, s, -2.0, 2.0);
+
+        let out = poisoned(s);
+        let got = run_and_read(elementwise::axpby(c, &a, &b, &out, 0.7, -1.3).unwrap(), &out);
+        let want: Vec<f64> = av.iter().zip(&bv).map(|(&x, &y)| 0.7f32 as f64 * x as f64 + (-1.3f32) as f64 * y as f64).collect();
+        assert_close("elementwise.axpby", &got, &want, 1e-6, 1e-5);
+
+        let out = poisoned(s);
+        let got = run_and_read(elementwise::mul(c, &a, &b, &out, 1.5).unwrap(), &out);
+        let want: Vec<f64> = av.iter().zip(&bv).map(|(&x, &y)| 1.5 * x as f64 * y as f64).collect();
+        assert_close("elementwise.mul", &got, &want, 1e-6, 1e-5);
+
+        let out = poisoned(s);
+        let got = run_and_read(elementwise::affine(c, &a, &out, -0.25, 0.5).unwrap(), &out);
+        let want: Vec<f64> = av.iter().map(|&x| -0.25 * x as f64 + 0.5).collect();
+        assert_close("elementwise.affine", &got, &want, 1e-6, 1e-5);
+
+        let out = poisoned(s);
+        let got = run_and_read(elementwise::clamp(c, &a, &out, -0.5, 0.75).unwrap(), &out);
+        let want: Vec<f64> = av.iter().map(|&x| (x as f64).clamp(-0.5, 0.75)).collect();
+        assert_close("elementwise.clamp", &got, &want, 0.0, 0.0);
+    }
+}
+
+#[test]
+fn shape_mismatch_is_an_error() {
+    let c = ctx();
+    let a = wgsr::Tensor::empty(c, Shape::new(1, 2, 3, 4)).unwrap();
+    let b = wgsr::Tensor::empty(c, Shape::new(1, 2, 3, 5)).unwrap();
+    let out = wgsr::Tensor::empty(c, Shape::new(1, 2, 3, 4)).unwrap();
+    let err = elementwise::add(c, &a, &b, &out).unwrap_err().to_string();
+    assert!(err.contains("shapes differ"), "{err}");
+}

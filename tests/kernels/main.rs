@@ -1,0 +1,9 @@
+//! Kernel tests: every op against a naive f64 CPU reference on fresh random
+//! non-zero inputs, with outputs poisoned (NaN) before the kernel runs so an
+//! element the kernel forgets to write fails the comparison.
+//! Run with `--nocapture` to see the measured max error of every check.
+
+mod common;
+
+mod elementwise;
+mod shaders;
