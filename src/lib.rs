@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod gpu;
+pub mod image_io;
 pub mod ops;
 pub mod tensor;
 

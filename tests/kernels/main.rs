@@ -5,5 +5,6 @@
 
 mod common;
 
+mod context;
 mod elementwise;
 mod shaders;
