@@ -1,5 +1,7 @@
 // Elementwise ops on flat f32 arrays. One thread per element; the grid is
 // split over x and y (see grid_1d), so every entry bounds-checks.
+// The output comes first (binding 1) so fill / unary / binary entries share
+// one file: each binds only a prefix of the storage buffers.
 
 struct Params {
     n: u32,
@@ -9,9 +11,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read> a: array<f32>;
+@group(0) @binding(3) var<storage, read> b: array<f32>;
 
 const WG: u32 = 256u;
 
@@ -37,7 +39,16 @@ fn mul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     y[i] = p.alpha * a[i] * b[i];
 }
 
-// Unary ops read only `a`; the wrapper binds the input at both 1 and 2.
+// y = alpha (fill; binds only y)
+@compute @workgroup_size(256)
+fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    y[i] = p.alpha;
+}
+
+// Unary ops read only `a`.
 
 // y = alpha * a + beta
 @compute @workgroup_size(256)

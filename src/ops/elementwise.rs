@@ -1,4 +1,4 @@
-//! Elementwise arithmetic: y = alpha*a + beta*b, y = alpha*a*b, affine, clamp.
+//! Elementwise arithmetic: fill, y = alpha*a + beta*b, y = alpha*a*b, affine, clamp.
 
 use crate::gpu::{grid_1d, Dispatch, GpuContext, KernelCall, Params, ShaderSource};
 use crate::ops::same_shape;
@@ -16,7 +16,7 @@ fn binary(ctx: &GpuContext, entry: &str, a: &Tensor, b: &Tensor, out: &Tensor, a
             entry,
             constants: &[],
             params: Some(&params),
-            buffers: &[a.arg(), b.arg(), out.arg_mut()],
+            buffers: &[out.arg_mut(), a.arg(), b.arg()],
             workgroups: grid_1d(n.div_ceil(256)),
         })?
         .with_cost(2.0 * n as f64, 12.0 * n as f64))
@@ -32,7 +32,7 @@ fn unary(ctx: &GpuContext, entry: &str, x: &Tensor, out: &Tensor, alpha: f32, be
             entry,
             constants: &[],
             params: Some(&params),
-            buffers: &[x.arg(), x.arg(), out.arg_mut()],
+            buffers: &[out.arg_mut(), x.arg()],
             workgroups: grid_1d(n.div_ceil(256)),
         })?
         .with_cost(2.0 * n as f64, 8.0 * n as f64))
@@ -64,4 +64,20 @@ pub fn clamp(ctx: &GpuContext, x: &Tensor, out: &Tensor, lo: f32, hi: f32) -> Re
         return Err(crate::Error::InvalidArgument(format!("clamp range [{lo}, {hi}] is empty")));
     }
     unary(ctx, "clamp_range", x, out, lo, hi)
+}
+
+/// out = value everywhere.
+pub fn fill(ctx: &GpuContext, out: &Tensor, value: f32) -> Result<Dispatch> {
+    let n = out.numel();
+    let params = Params::new().u(n).f(value).f(0.0).f(0.0);
+    Ok(ctx
+        .dispatch(KernelCall {
+            shader: &SHADER,
+            entry: "fill",
+            constants: &[],
+            params: Some(&params),
+            buffers: &[out.arg_mut()],
+            workgroups: grid_1d(n.div_ceil(256)),
+        })?
+        .with_cost(0.0, 4.0 * n as f64))
 }

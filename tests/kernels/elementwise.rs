@@ -29,6 +29,10 @@ fn axpby_mul_affine_clamp() {
         assert_close("elementwise.affine", &got, &want, 1e-6, 1e-5);
 
         let out = poisoned(s);
+        let got = run_and_read(elementwise::fill(c, &out, -3.25).unwrap(), &out);
+        assert_close("elementwise.fill", &got, &vec![-3.25; s.numel()], 0.0, 0.0);
+
+        let out = poisoned(s);
         let got = run_and_read(elementwise::clamp(c, &a, &out, -0.5, 0.75).unwrap(), &out);
         let want: Vec<f64> = av.iter().map(|&x| (x as f64).clamp(-0.5, 0.75)).collect();
         assert_close("elementwise.clamp", &got, &want, 0.0, 0.0);
