@@ -19,6 +19,8 @@ pub enum Error {
     TooLarge(String),
     /// A WGSL kernel failed to compile or validate, or a GPU operation failed.
     Kernel(String),
+    /// A malformed graph (unknown tensor, duplicate names, unsafe in-place use).
+    Graph(String),
     /// A bad argument that is not a shape problem (unknown option value, ...).
     InvalidArgument(String),
     /// Weight files: missing, malformed, or not matching the model.
@@ -37,6 +39,7 @@ impl fmt::Display for Error {
             Error::Shape(m) => write!(f, "shape error: {m}"),
             Error::TooLarge(m) => write!(f, "too large for this device: {m}"),
             Error::Kernel(m) => write!(f, "kernel error: {m}"),
+            Error::Graph(m) => write!(f, "graph error: {m}"),
             Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
             Error::Weights(m) => write!(f, "weights error: {m}"),
             Error::Image(m) => write!(f, "image error: {m}"),

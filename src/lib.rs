@@ -6,9 +6,11 @@
 
 pub mod error;
 pub mod gpu;
+pub mod graph;
 pub mod image_io;
 pub mod ops;
 pub mod tensor;
+pub mod weights;
 
 pub use error::{Error, Result};
 pub use gpu::GpuContext;

@@ -2,6 +2,8 @@
 
 mod context;
 mod pipelines;
+mod timing;
 
 pub use context::{list_adapters, ContextOptions, DeviceInfo, GpuContext, SharedContext};
 pub use pipelines::{grid_1d, BufArg, Dispatch, KernelCall, Params, ShaderSource};
+pub use timing::TimingSource;

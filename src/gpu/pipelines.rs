@@ -130,6 +130,17 @@ impl Dispatch {
         self.bytes = bytes;
         self
     }
+    /// Rewrite this dispatch's uniform block (same layout, new values).
+    pub fn write_params(&self, ctx: &GpuContext, params: &Params) -> Result<()> {
+        let buf = self.params.as_ref().ok_or_else(|| Error::Kernel(format!("{} has no uniform parameters", self.label)))?;
+        let bytes = params.bytes();
+        if bytes.len() as u64 != buf.size() {
+            return Err(Error::Kernel(format!("{}: parameter block is {} bytes, expected {}", self.label, bytes.len(), buf.size())));
+        }
+        ctx.queue.write_buffer(buf, 0, &bytes);
+        Ok(())
+    }
+
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);

@@ -6,10 +6,15 @@ use crate::{Result, Tensor};
 
 const SHADER: ShaderSource = ShaderSource::new("elementwise", include_str!("../../kernels/elementwise.wgsl"));
 
+/// The uniform block every elementwise entry reads: (n, alpha, beta, 0).
+pub fn scalar_params(n: usize, alpha: f32, beta: f32) -> Params {
+    Params::new().u(n).f(alpha).f(beta).f(0.0)
+}
+
 fn binary(ctx: &GpuContext, entry: &str, a: &Tensor, b: &Tensor, out: &Tensor, alpha: f32, beta: f32) -> Result<Dispatch> {
     same_shape(entry, &[a, b, out])?;
     let n = out.numel();
-    let params = Params::new().u(n).f(alpha).f(beta).f(0.0);
+    let params = scalar_params(n, alpha, beta);
     Ok(ctx
         .dispatch(KernelCall {
             shader: &SHADER,
@@ -25,7 +30,7 @@ fn binary(ctx: &GpuContext, entry: &str, a: &Tensor, b: &Tensor, out: &Tensor, a
 fn unary(ctx: &GpuContext, entry: &str, x: &Tensor, out: &Tensor, alpha: f32, beta: f32) -> Result<Dispatch> {
     same_shape(entry, &[x, out])?;
     let n = out.numel();
-    let params = Params::new().u(n).f(alpha).f(beta).f(0.0);
+    let params = scalar_params(n, alpha, beta);
     Ok(ctx
         .dispatch(KernelCall {
             shader: &SHADER,
@@ -69,7 +74,7 @@ pub fn clamp(ctx: &GpuContext, x: &Tensor, out: &Tensor, lo: f32, hi: f32) -> Re
 /// out = value everywhere.
 pub fn fill(ctx: &GpuContext, out: &Tensor, value: f32) -> Result<Dispatch> {
     let n = out.numel();
-    let params = Params::new().u(n).f(value).f(0.0).f(0.0);
+    let params = scalar_params(n, value, 0.0);
     Ok(ctx
         .dispatch(KernelCall {
             shader: &SHADER,

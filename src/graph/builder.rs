@@ -1,0 +1,170 @@
+//! `GraphBuilder`: model code adds inputs, nodes and outputs; every shape is
+//! inferred and checked as nodes are added, so a malformed model fails at
+//! build time with the node's name, never at run time.
+
+use std::collections::BTreeMap;
+
+use crate::graph::ir::{Graph, Node, Role, TensorId, TensorInfo};
+use crate::graph::op::{Alias, Op};
+use crate::gpu::GpuContext;
+use crate::{Error, Result, Shape};
+
+pub struct GraphBuilder<'c> {
+    pub(crate) ctx: &'c GpuContext,
+    tensors: Vec<TensorInfo>,
+    nodes: Vec<Node>,
+    inputs: Vec<(String, TensorId)>,
+    outputs: Vec<(String, TensorId)>,
+    params: BTreeMap<String, f64>,
+}
+
+impl<'c> GraphBuilder<'c> {
+    pub fn new(ctx: &'c GpuContext) -> Self {
+        GraphBuilder { ctx, tensors: Vec::new(), nodes: Vec::new(), inputs: Vec::new(), outputs: Vec::new(), params: BTreeMap::new() }
+    }
+
+    pub fn ctx(&self) -> &'c GpuContext {
+        self.ctx
+    }
+
+    /// Declare a graph input the caller writes before each run.
+    pub fn input(&mut self, name: &str, shape: Shape) -> Result<TensorId> {
+        if self.inputs.iter().any(|(n, _)| n == name) {
+            return Err(Error::Graph(format!("duplicate input name '{name}'")));
+        }
+        if shape.numel() == 0 {
+            return Err(Error::Graph(format!("input '{name}' has an empty shape {shape}")));
+        }
+        let id = TensorId(self.tensors.len());
+        self.tensors.push(TensorInfo { shape, role: Role::Input(name.to_string()), producer: None, output_name: None });
+        self.inputs.push((name.to_string(), id));
+        Ok(id)
+    }
+
+    /// Declare a runtime scalar parameter (temperature, noise level, seed, ...).
+    pub fn param(&mut self, name: &str, default: f64) -> Result<()> {
+        if self.params.insert(name.to_string(), default).is_some() {
+            return Err(Error::Graph(format!("duplicate parameter '{name}'")));
+        }
+        Ok(())
+    }
+
+    pub fn has_param(&self, name: &str) -> bool {
+        self.params.contains_key(name)
+    }
+
+    pub fn shape(&self, t: TensorId) -> Result<Shape> {
+        self.tensors.get(t.0).map(|i| i.shape).ok_or_else(|| Error::Graph(format!("unknown tensor id {}", t.0)))
+    }
+
+    /// Add a node; returns its output tensor ids. Shapes are inferred by the op.
+    pub fn node(&mut self, name: impl Into<String>, op: Box<dyn Op>, inputs: &[TensorId]) -> Result<Vec<TensorId>> {
+        let name = name.into();
+        let idx = self.nodes.len();
+        let ctx_msg = |m: String| Error::Graph(format!("node {idx} '{name}' ({}): {m}", op.kind()));
+        let mut shapes = Vec::with_capacity(inputs.len());
+        for t in inputs {
+            shapes.push(self.shape(*t).map_err(|e| ctx_msg(e.to_string()))?);
+        }
+        for p in op.dynamic_params() {
+            if !self.params.contains_key(&p) {
+                return Err(ctx_msg(format!("uses runtime parameter '{p}' that was never declared")));
+            }
+        }
+        let specs = op.outputs(&shapes).map_err(|e| ctx_msg(e.to_string()))?;
+        let mut outs = Vec::with_capacity(specs.len());
+        let mut aliases = Vec::with_capacity(specs.len());
+        for spec in &specs {
+            match spec.alias {
+                Alias::None => {}
+                Alias::InPlace(i) | Alias::View(i) => {
+                    let src = *inputs.get(i).ok_or_else(|| ctx_msg(format!("output aliases missing input {i}")))?;
+                    let info = &self.tensors[src.0];
+                    if matches!(spec.alias, Alias::InPlace(_)) {
+                        if let Role::Input(n) = &info.role {
+                            return Err(ctx_msg(format!("cannot update graph input '{n}' in place")));
+                        }
+                        if info.shape != spec.shape {
+                            return Err(ctx_msg(format!("in-place output {} differs from input {}", spec.shape, info.shape)));
+                        }
+                    } else if info.shape.numel() != spec.shape.numel() {
+                        return Err(ctx_msg(format!("view {} of {} changes the element count", spec.shape, info.shape)));
+                    }
+                }
+            }
+            let id = TensorId(self.tensors.len());
+            self.tensors.push(TensorInfo { shape: spec.shape, role: Role::Computed, producer: Some(idx), output_name: None });
+            outs.push(id);
+            aliases.push(spec.alias);
+        }
+        self.nodes.push(Node { op, name, inputs: inputs.to_vec(), outputs: outs.clone(), aliases });
+        Ok(outs)
+    }
+
+    /// Add a node with exactly one output.
+    pub fn node1(&mut self, name: impl Into<String>, op: Box<dyn Op>, inputs: &[TensorId]) -> Result<TensorId> {
+        let name = name.into();
+        let outs = self.node(name.clone(), op, inputs)?;
+        if outs.len() != 1 {
+            return Err(Error::Graph(format!("node '{name}' has {} outputs, expected 1", outs.len())));
+        }
+        Ok(outs[0])
+    }
+
+    /// Mark a tensor as a named output (kept alive to the end, readable after a run).
+    pub fn output(&mut self, name: &str, t: TensorId) -> Result<()> {
+        self.shape(t)?;
+        if self.outputs.iter().any(|(n, _)| n == name) {
+            return Err(Error::Graph(format!("duplicate output name '{name}'")));
+        }
+        self.tensors[t.0].output_name = Some(name.to_string());
+        self.outputs.push((name.to_string(), t));
+        Ok(())
+    }
+
+    /// Check global rules and freeze the graph.
+    pub fn build(self) -> Result<Graph> {
+        if self.outputs.is_empty() {
+            return Err(Error::Graph("graph has no outputs".into()));
+        }
+        // Storage roots: views and in-place outputs share their source's buffer.
+        let roots = storage_roots(&self.tensors, &self.nodes);
+        // Overwriting a storage in place invalidates every tensor of that
+        // storage that existed before: none may be read later or be an output.
+        for (n, node) in self.nodes.iter().enumerate() {
+            for a in &node.aliases {
+                let Alias::InPlace(i) = a else { continue };
+                let root = roots[node.inputs[*i].0];
+                let stale = |t: TensorId| roots[t.0] == root && self.tensors[t.0].producer.is_none_or(|p| p < n);
+                for (t, info) in self.tensors.iter().enumerate() {
+                    if let (Some(name), true) = (&info.output_name, stale(TensorId(t))) {
+                        return Err(Error::Graph(format!("node {n} '{}' overwrites output '{name}' in place", node.name)));
+                    }
+                }
+                for (m, later) in self.nodes.iter().enumerate().skip(n + 1) {
+                    if let Some(t) = later.inputs.iter().find(|t| stale(**t)) {
+                        return Err(Error::Graph(format!(
+                            "node {m} '{}' reads tensor {} after node {n} '{}' overwrote it in place",
+                            later.name, t.0, node.name
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(Graph { tensors: self.tensors, nodes: self.nodes, inputs: self.inputs, outputs: self.outputs, params: self.params })
+    }
+}
+
+/// For each tensor, the tensor whose buffer it lives in (itself unless it is
+/// a view or an in-place output).
+pub(crate) fn storage_roots(tensors: &[TensorInfo], nodes: &[Node]) -> Vec<usize> {
+    let mut root: Vec<usize> = (0..tensors.len()).collect();
+    for node in nodes {
+        for (o, a) in node.outputs.iter().zip(&node.aliases) {
+            if let Alias::InPlace(i) | Alias::View(i) = a {
+                root[o.0] = root[node.inputs[*i].0];
+            }
+        }
+    }
+    root
+}

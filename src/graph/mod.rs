@@ -1,0 +1,17 @@
+//! Static graph interpreter: build once (shapes inferred, weights bound),
+//! plan memory, prepare dispatches once, replay many times.
+
+mod builder;
+mod exec;
+mod ir;
+mod op;
+pub mod ops;
+mod plan;
+mod profile;
+
+pub use builder::GraphBuilder;
+pub use exec::Executor;
+pub use ir::{Graph, Node, Role, TensorId, TensorInfo};
+pub use op::{Alias, Op, OutputSpec, ParamValues};
+pub use plan::{plan_memory, MemoryPlan};
+pub use profile::{Profile, ProfileRow};

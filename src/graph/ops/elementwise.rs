@@ -1,0 +1,203 @@
+//! Elementwise ops and shape views in the graph.
+
+use crate::gpu::{Dispatch, GpuContext};
+use crate::graph::ops::Scalar;
+use crate::graph::{Alias, GraphBuilder, Op, OutputSpec, ParamValues, TensorId};
+use crate::ops::elementwise as ew;
+use crate::{Error, Result, Shape, Tensor};
+
+fn same(inputs: &[Shape], op: &str) -> Result<Shape> {
+    if inputs.iter().any(|s| *s != inputs[0]) {
+        let v: Vec<String> = inputs.iter().map(|s| s.to_string()).collect();
+        return Err(Error::Shape(format!("{op}: input shapes differ: {}", v.join(" vs "))));
+    }
+    Ok(inputs[0])
+}
+
+fn params_of(a: &Scalar, b: &Scalar) -> Vec<String> {
+    a.param_name().into_iter().chain(b.param_name()).collect()
+}
+
+/// out = alpha * a + beta * b
+struct Axpby {
+    alpha: Scalar,
+    beta: Scalar,
+}
+
+impl Op for Axpby {
+    fn kind(&self) -> &'static str {
+        "axpby"
+    }
+    fn describe(&self) -> String {
+        format!("alpha={} beta={}", self.alpha, self.beta)
+    }
+    fn outputs(&self, inputs: &[Shape]) -> Result<Vec<OutputSpec>> {
+        if inputs.len() != 2 {
+            return Err(Error::Graph(format!("axpby takes 2 inputs, got {}", inputs.len())));
+        }
+        Ok(vec![OutputSpec::new(same(inputs, "axpby")?)])
+    }
+    fn prepare(&self, ctx: &GpuContext, i: &[&Tensor], o: &[&Tensor], p: &ParamValues) -> Result<Vec<Dispatch>> {
+        Ok(vec![ew::axpby(ctx, i[0], i[1], o[0], self.alpha.value(p), self.beta.value(p))?])
+    }
+    fn dynamic_params(&self) -> Vec<String> {
+        params_of(&self.alpha, &self.beta)
+    }
+    fn update(&self, ctx: &GpuContext, d: &[Dispatch], _: &[&Tensor], o: &[&Tensor], p: &ParamValues) -> Result<()> {
+        let n = o[0].numel();
+        d[0].write_params(ctx, &ew::scalar_params(n, self.alpha.value(p), self.beta.value(p)))
+    }
+}
+
+/// out = alpha * a * b
+struct Mul {
+    alpha: Scalar,
+}
+
+impl Op for Mul {
+    fn kind(&self) -> &'static str {
+        "mul"
+    }
+    fn describe(&self) -> String {
+        format!("alpha={}", self.alpha)
+    }
+    fn outputs(&self, inputs: &[Shape]) -> Result<Vec<OutputSpec>> {
+        if inputs.len() != 2 {
+            return Err(Error::Graph(format!("mul takes 2 inputs, got {}", inputs.len())));
+        }
+        Ok(vec![OutputSpec::new(same(inputs, "mul")?)])
+    }
+    fn prepare(&self, ctx: &GpuContext, i: &[&Tensor], o: &[&Tensor], p: &ParamValues) -> Result<Vec<Dispatch>> {
+        Ok(vec![ew::mul(ctx, i[0], i[1], o[0], self.alpha.value(p))?])
+    }
+    fn dynamic_params(&self) -> Vec<String> {
+        self.alpha.param_name().into_iter().collect()
+    }
+    fn update(&self, ctx: &GpuContext, d: &[Dispatch], _: &[&Tensor], o: &[&Tensor], p: &ParamValues) -> Result<()> {
+        d[0].write_params(ctx, &ew::scalar_params(o[0].numel(), self.alpha.value(p), 0.0))
+    }
+}
+
+/// out = alpha * x + beta, or clamp(x, alpha, beta)
+struct Unary {
+    clamp: bool,
+    alpha: Scalar,
+    beta: Scalar,
+}
+
+impl Op for Unary {
+    fn kind(&self) -> &'static str {
+        if self.clamp {
+            "clamp"
+        } else {
+            "affine"
+        }
+    }
+    fn describe(&self) -> String {
+        format!("{} {}", self.alpha, self.beta)
+    }
+    fn outputs(&self, inputs: &[Shape]) -> Result<Vec<OutputSpec>> {
+        if inputs.len() != 1 {
+            return Err(Error::Graph(format!("{} takes 1 input, got {}", self.kind(), inputs.len())));
+        }
+        Ok(vec![OutputSpec::new(inputs[0])])
+    }
+    fn prepare(&self, ctx: &GpuContext, i: &[&Tensor], o: &[&Tensor], p: &ParamValues) -> Result<Vec<Dispatch>> {
+        let (a, b) = (self.alpha.value(p), self.beta.value(p));
+        Ok(vec![if self.clamp { ew::clamp(ctx, i[0], o[0], a, b)? } else { ew::affine(ctx, i[0], o[0], a, b)? }])
+    }
+    fn dynamic_params(&self) -> Vec<String> {
+        params_of(&self.alpha, &self.beta)
+    }
+    fn update(&self, ctx: &GpuContext, d: &[Dispatch], _: &[&Tensor], o: &[&Tensor], p: &ParamValues) -> Result<()> {
+        d[0].write_params(ctx, &ew::scalar_params(o[0].numel(), self.alpha.value(p), self.beta.value(p)))
+    }
+}
+
+/// A constant-filled tensor (re-filled on every run, so in-place
+/// accumulators such as log-determinants restart from it).
+struct Fill {
+    shape: Shape,
+    value: Scalar,
+}
+
+impl Op for Fill {
+    fn kind(&self) -> &'static str {
+        "fill"
+    }
+    fn describe(&self) -> String {
+        format!("value={}", self.value)
+    }
+    fn outputs(&self, inputs: &[Shape]) -> Result<Vec<OutputSpec>> {
+        if !inputs.is_empty() {
+            return Err(Error::Graph("fill takes no inputs".into()));
+        }
+        Ok(vec![OutputSpec::new(self.shape)])
+    }
+    fn prepare(&self, ctx: &GpuContext, _: &[&Tensor], o: &[&Tensor], p: &ParamValues) -> Result<Vec<Dispatch>> {
+        Ok(vec![ew::fill(ctx, o[0], self.value.value(p))?])
+    }
+    fn dynamic_params(&self) -> Vec<String> {
+        self.value.param_name().into_iter().collect()
+    }
+    fn update(&self, ctx: &GpuContext, d: &[Dispatch], _: &[&Tensor], _: &[&Tensor], p: &ParamValues) -> Result<()> {
+        d[0].write_params(ctx, &ew::scalar_params(self.shape.numel(), self.value.value(p), 0.0))
+    }
+}
+
+/// Same buffer, new shape: no kernel.
+struct Reshape {
+    shape: Shape,
+}
+
+impl Op for Reshape {
+    fn kind(&self) -> &'static str {
+        "reshape"
+    }
+    fn describe(&self) -> String {
+        format!("to {}", self.shape)
+    }
+    fn outputs(&self, inputs: &[Shape]) -> Result<Vec<OutputSpec>> {
+        if inputs.len() != 1 || inputs[0].numel() != self.shape.numel() {
+            return Err(Error::Shape(format!("cannot reshape {:?} to {}", inputs, self.shape)));
+        }
+        Ok(vec![OutputSpec { shape: self.shape, alias: Alias::View(0) }])
+    }
+    fn prepare(&self, _: &GpuContext, _: &[&Tensor], _: &[&Tensor], _: &ParamValues) -> Result<Vec<Dispatch>> {
+        Ok(Vec::new())
+    }
+}
+
+impl GraphBuilder<'_> {
+    /// alpha * a + beta * b
+    pub fn axpby(&mut self, name: &str, a: TensorId, b: TensorId, alpha: impl Into<Scalar>, beta: impl Into<Scalar>) -> Result<TensorId> {
+        self.node1(name, Box::new(Axpby { alpha: alpha.into(), beta: beta.into() }), &[a, b])
+    }
+    /// a + b
+    pub fn add(&mut self, name: &str, a: TensorId, b: TensorId) -> Result<TensorId> {
+        self.axpby(name, a, b, 1.0, 1.0)
+    }
+    /// alpha * a * b
+    pub fn mul(&mut self, name: &str, a: TensorId, b: TensorId, alpha: impl Into<Scalar>) -> Result<TensorId> {
+        self.node1(name, Box::new(Mul { alpha: alpha.into() }), &[a, b])
+    }
+    /// alpha * x + beta
+    pub fn affine(&mut self, name: &str, x: TensorId, alpha: impl Into<Scalar>, beta: impl Into<Scalar>) -> Result<TensorId> {
+        self.node1(name, Box::new(Unary { clamp: false, alpha: alpha.into(), beta: beta.into() }), &[x])
+    }
+    /// clamp(x, lo, hi)
+    pub fn clamp(&mut self, name: &str, x: TensorId, lo: f32, hi: f32) -> Result<TensorId> {
+        if !(lo <= hi) {
+            return Err(Error::InvalidArgument(format!("{name}: clamp range [{lo}, {hi}] is empty")));
+        }
+        self.node1(name, Box::new(Unary { clamp: true, alpha: lo.into(), beta: hi.into() }), &[x])
+    }
+    /// A tensor of `shape` filled with `value` at the start of every run.
+    pub fn fill(&mut self, name: &str, shape: Shape, value: impl Into<Scalar>) -> Result<TensorId> {
+        self.node1(name, Box::new(Fill { shape, value: value.into() }), &[])
+    }
+    /// Reinterpret with a new shape of the same size (no copy).
+    pub fn reshape(&mut self, name: &str, x: TensorId, shape: Shape) -> Result<TensorId> {
+        self.node1(name, Box::new(Reshape { shape }), &[x])
+    }
+}
