@@ -1,0 +1,253 @@
+//! Graph interpreter: whole-graph results equal op-by-op results, the memory
+//! plan reuses buffers, replays with changing parameters equal fresh runs,
+//! and malformed graphs are rejected with clear errors.
+
+#[path = "kernels/common.rs"]
+mod common;
+
+use common::*;
+use wgsr::gpu::{Dispatch, GpuContext};
+use wgsr::graph::ops::Scalar;
+use wgsr::graph::{Alias, Executor, GraphBuilder, Op, OutputSpec, ParamValues};
+use wgsr::ops::{eager, elementwise as ew};
+use wgsr::{Error, Result, Shape, Tensor};
+
+const S: Shape = Shape::new(2, 3, 5, 7);
+
+/// y = ((a + b) * 0.5 - a*b*2) clamped, through a chain with a view.
+fn chain(g: &mut GraphBuilder) -> Result<()> {
+    let a = g.input("a", S)?;
+    let b = g.input("b", S)?;
+    let s = g.add("sum", a, b)?;
+    let h = g.affine("half", s, 0.5, 0.0)?;
+    let p = g.mul("prod", a, b, 2.0)?;
+    let d = g.axpby("diff", h, p, 1.0, -1.0)?;
+    let v = g.reshape("flat", d, Shape::new(1, 1, 1, S.numel()))?;
+    let c = g.clamp("clamp", v, -0.8, 0.8)?;
+    g.output("y", c)
+}
+
+#[test]
+fn whole_graph_equals_op_by_op() {
+    let c = ctx();
+    let mut rng = Rng::new(11);
+    let (ta, av) = rand_tensor(&mut rng, S, -1.5, 1.5);
+    let (tb, bv) = rand_tensor(&mut rng, S, -1.5, 1.5);
+
+    let mut g = GraphBuilder::new(c);
+    chain(&mut g).unwrap();
+    let mut ex = Executor::new(c, g.build().unwrap()).unwrap();
+    ex.set_input(c, "a", &av).unwrap();
+    ex.set_input(c, "b", &bv).unwrap();
+    ex.run(c).unwrap();
+    let got = ex.read_output(c, "y").unwrap();
+
+    let s = eager(c, S, |o| ew::add(c, &ta, &tb, o)).unwrap();
+    let h = eager(c, S, |o| ew::affine(c, &s, o, 0.5, 0.0)).unwrap();
+    let p = eager(c, S, |o| ew::mul(c, &ta, &tb, o, 2.0)).unwrap();
+    let d = eager(c, S, |o| ew::axpby(c, &h, &p, o, 1.0, -1.0)).unwrap();
+    let y = eager(c, S, |o| ew::clamp(c, &d, o, -0.8, 0.8)).unwrap();
+    let want = y.to_vec(c).unwrap();
+    assert_exact("graph.chain_vs_eager", &got, &want);
+    // And both against f64.
+    let reference: Vec<f64> = av
+        .iter()
+        .zip(&bv)
+        .map(|(&x, &y)| {
+            let (x, y) = (x as f64, y as f64);
+            ((x + y) * 0.5 - 2.0 * x * y).clamp(-0.8, 0.8)
+        })
+        .collect();
+    assert_close("graph.chain_vs_f64", &got, &reference, 1e-6, 1e-5);
+}
+
+#[test]
+fn plan_reuses_buffers_on_a_long_chain() {
+    let c = ctx();
+    let mut g = GraphBuilder::new(c);
+    let x = g.input("x", S).unwrap();
+    let mut t = x;
+    for i in 0..20 {
+        t = g.affine(&format!("a{i}"), t, 1.01, 0.001).unwrap();
+    }
+    g.output("y", t).unwrap();
+    let graph = g.build().unwrap();
+    let plan = wgsr::graph::plan_memory(&graph);
+    println!("{plan}");
+    // 21 tensors of one size; a chain needs only 2 buffers besides the input/output overlap.
+    assert_eq!(plan.no_reuse_bytes, 21 * S.bytes());
+    assert!(plan.buffer_sizes.len() <= 3, "{} buffers", plan.buffer_sizes.len());
+    assert!(plan.peak_bytes < plan.no_reuse_bytes);
+    // Tensors that share a buffer never live at the same time: check by running.
+    let mut ex = Executor::new(c, graph).unwrap();
+    let mut rng = Rng::new(3);
+    let xv = rng.vec(S.numel(), -1.0, 1.0);
+    ex.set_input(c, "x", &xv).unwrap();
+    ex.run(c).unwrap();
+    let got = ex.read_output(c, "y").unwrap();
+    let want: Vec<f64> = xv
+        .iter()
+        .map(|&v| {
+            let mut v = v as f64;
+            for _ in 0..20 {
+                v = v * 1.01f32 as f64 + 0.001f32 as f64;
+            }
+            v
+        })
+        .collect();
+    assert_close("graph.chain20", &got, &want, 1e-5, 1e-5);
+}
+
+#[test]
+fn replays_with_changing_parameters_equal_fresh_runs() {
+    let c = ctx();
+    let build = |gain: f64| {
+        let mut g = GraphBuilder::new(c);
+        g.param("gain", gain).unwrap();
+        g.param("bias", 0.0).unwrap();
+        let x = g.input("x", S).unwrap();
+        let y = g.affine("scale", x, Scalar::param("gain"), Scalar::param("bias")).unwrap();
+        let f = g.fill("offset", S, Scalar::param("bias")).unwrap();
+        let z = g.mul("gate", y, f, Scalar::param("gain")).unwrap();
+        g.output("z", z).unwrap();
+        Executor::new(c, g.build().unwrap()).unwrap()
+    };
+    let mut ex = build(1.0);
+    let pipelines_after_build = c.pipeline_count();
+    let mut rng = Rng::new(5);
+    for i in 0..100 {
+        let gain = 0.5 + 0.01 * i as f64;
+        let bias = -0.3 + 0.007 * i as f64;
+        let xv = rng.vec(S.numel(), -1.0, 1.0);
+        ex.set_param("gain", gain).unwrap();
+        ex.set_param("bias", bias).unwrap();
+        ex.set_input(c, "x", &xv).unwrap();
+        ex.run(c).unwrap();
+        let got = ex.read_output(c, "z").unwrap();
+        let (g32, b32) = (gain as f32 as f64, bias as f32 as f64);
+        let want: Vec<f64> = xv.iter().map(|&v| g32 * (g32 * v as f64 + b32) * b32).collect();
+        assert!(
+            got.iter().zip(&want).all(|(g, w)| ((*g as f64) - w).abs() <= 1e-6 + 1e-5 * w.abs()),
+            "replay {i} differs from the reference"
+        );
+        if i % 25 == 0 {
+            // A freshly built executor with the same values gives bit-identical output.
+            let mut fresh = build(gain);
+            fresh.set_param("bias", bias).unwrap();
+            fresh.set_input(c, "x", &xv).unwrap();
+            fresh.run(c).unwrap();
+            assert_exact(&format!("graph.replay{i}_vs_fresh"), &got, &fresh.read_output(c, "z").unwrap());
+        }
+    }
+    assert_eq!(ex.runs(), 100);
+    // Replays compile nothing new (fresh builds reuse the cache too).
+    assert_eq!(c.pipeline_count(), pipelines_after_build);
+}
+
+/// A test op that adds 1 in place (binds its tensor once, read-write).
+struct AddOneInPlace;
+impl Op for AddOneInPlace {
+    fn kind(&self) -> &'static str {
+        "add_one_in_place"
+    }
+    fn outputs(&self, inputs: &[Shape]) -> Result<Vec<OutputSpec>> {
+        Ok(vec![OutputSpec { shape: inputs[0], alias: Alias::InPlace(0) }])
+    }
+    fn prepare(&self, _: &GpuContext, _: &[&Tensor], _: &[&Tensor], _: &ParamValues) -> Result<Vec<Dispatch>> {
+        Ok(Vec::new())
+    }
+}
+
+fn graph_err(f: impl FnOnce(&mut GraphBuilder) -> Result<()>) -> String {
+    let mut g = GraphBuilder::new(ctx());
+    let e = match f(&mut g) {
+        Err(e) => e,
+        Ok(()) => g.build().err().expect("malformed graph was accepted"),
+    };
+    assert!(matches!(e, Error::Graph(_) | Error::Shape(_) | Error::InvalidArgument(_)), "{e:?}");
+    e.to_string()
+}
+
+#[test]
+fn malformed_graphs_are_rejected() {
+    let small = Shape::new(1, 2, 3, 3);
+    let e = graph_err(|g| {
+        let a = g.input("a", S)?;
+        let b = g.input("b", small)?;
+        g.add("bad_add", a, b)?;
+        Ok(())
+    });
+    assert!(e.contains("bad_add") && e.contains("differ"), "{e}");
+
+    let e = graph_err(|g| {
+        g.input("a", S)?;
+        g.input("a", S)?;
+        Ok(())
+    });
+    assert!(e.contains("duplicate input"), "{e}");
+
+    let e = graph_err(|g| {
+        g.input("a", S)?;
+        Ok(())
+    });
+    assert!(e.contains("no outputs"), "{e}");
+
+    let e = graph_err(|g| {
+        let a = g.input("a", S)?;
+        g.affine("uses_undeclared", a, Scalar::param("temperature"), 0.0)?;
+        Ok(())
+    });
+    assert!(e.contains("temperature") && e.contains("never declared"), "{e}");
+
+    let e = graph_err(|g| {
+        let a = g.input("a", S)?;
+        g.reshape("bad_view", a, Shape::new(1, 1, 1, 3))?;
+        Ok(())
+    });
+    assert!(e.contains("reshape"), "{e}");
+
+    let e = graph_err(|g| {
+        let a = g.input("a", S)?;
+        let t = g.affine("t", a, 2.0, 0.0)?;
+        let t2 = g.node1("bump", Box::new(AddOneInPlace), &[t])?;
+        let late = g.add("reads_stale", t, t2)?;
+        g.output("y", late)
+    });
+    assert!(e.contains("reads_stale") && e.contains("in place"), "{e}");
+
+    let e = graph_err(|g| {
+        let a = g.input("a", S)?;
+        g.node1("bump_input", Box::new(AddOneInPlace), &[a])?;
+        Ok(())
+    });
+    assert!(e.contains("graph input"), "{e}");
+
+    let e = graph_err(|g| {
+        let a = g.input("a", S)?;
+        g.add("ghost", a, wgsr::graph::TensorId(99))?;
+        Ok(())
+    });
+    assert!(e.contains("unknown tensor"), "{e}");
+}
+
+#[test]
+fn executor_io_errors_dump_and_profile() {
+    let c = ctx();
+    let mut g = GraphBuilder::new(c);
+    chain(&mut g).unwrap();
+    let graph = g.build().unwrap();
+    let dump = graph.dump();
+    assert!(dump.contains("axpby") && dump.contains("view of input 0") && dump.contains("output"), "{dump}");
+    let dot = graph.to_dot();
+    assert!(dot.starts_with("digraph") && dot.contains("n0") && dot.contains("out_y"), "{dot}");
+    let mut ex = Executor::new(c, graph).unwrap();
+    assert!(ex.set_input(c, "nope", &[0.0]).unwrap_err().to_string().contains("inputs: a, b"));
+    assert!(ex.set_input(c, "a", &[0.0; 3]).is_err());
+    assert!(ex.set_param("nope", 1.0).is_err());
+    assert!(ex.read_output(c, "nope").is_err());
+    let prof = ex.profile(c, 3).unwrap();
+    println!("{prof}");
+    // 5 kernel nodes (the reshape is a view and launches nothing).
+    assert_eq!(prof.rows.len(), 5);
+    assert!(prof.rows.iter().all(|r| r.ms >= 0.0 && r.ms.is_finite()));
+}
