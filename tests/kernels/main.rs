@@ -6,4 +6,5 @@
 mod common;
 
 mod elementwise;
+mod reshape;
 mod shaders;
