@@ -5,6 +5,7 @@
 //! `eager` runs a prepare function immediately for one-off use.
 
 pub mod elementwise;
+pub mod reshape;
 
 use crate::gpu::{Dispatch, GpuContext};
 use crate::{Error, Result, Shape, Tensor};

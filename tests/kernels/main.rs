@@ -7,4 +7,5 @@ mod common;
 
 mod context;
 mod elementwise;
+mod reshape;
 mod shaders;

@@ -1,0 +1,154 @@
+// Layout ops on NCHW f32 tensors: space<->depth (HCFlow squeeze / torch
+// pixel_unshuffle and their inverses), the Haar wavelet down/up sampling of
+// HCFlow's rescaling flow, and a strided channel copy that also does nearest
+// upsampling (slice, concat, insert, upsample).
+//
+// One thread per element of work; the grid is split over x and y (grid_1d),
+// so every entry recovers the linear id and bounds-checks it.
+// All entries share one parameter block; each documents the fields it reads.
+
+struct Params {
+    n: u32,          // threads to run
+    c_in: u32,       // input dims (per sample)
+    h_in: u32,
+    w_in: u32,
+    c_out: u32,      // output dims (per sample)
+    h_out: u32,
+    w_out: u32,
+    f: u32,          // spatial factor
+    in_start: u32,   // copy_channels: source channels in_start + k*in_step
+    in_step: u32,
+    out_start: u32,  // copy_channels: target channels out_start + k*out_step
+    out_step: u32,
+    count: u32,      // copy_channels: number of channels moved
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+const WG: u32 = 256u;
+
+fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.x + wid.y * nwg.x) * WG + lid;
+}
+
+// out (B, C*f*f, H/f, W/f), out channel = c*f*f + dy*f + dx:
+// out[b, c*f*f + dy*f + dx, i, j] = in[b, c, i*f + dy, j*f + dx].
+// One thread per output element (coalesced writes).
+@compute @workgroup_size(256)
+fn space_to_depth(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let j = i % p.w_out;
+    var t = i / p.w_out;
+    let r = t % p.h_out;
+    t = t / p.h_out;
+    let co = t % p.c_out;
+    let b = t / p.c_out;
+    let ff = p.f * p.f;
+    let c = co / ff;
+    let sub = co % ff;
+    let dy = sub / p.f;
+    let dx = sub % p.f;
+    y[i] = x[((b * p.c_in + c) * p.h_in + r * p.f + dy) * p.w_in + j * p.f + dx];
+}
+
+// Inverse of space_to_depth: out (B, C/(f*f), H*f, W*f),
+// out[b, c, i*f + dy, j*f + dx] = in[b, c*f*f + dy*f + dx, i, j].
+@compute @workgroup_size(256)
+fn depth_to_space(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let xo = i % p.w_out;
+    var t = i / p.w_out;
+    let yo = t % p.h_out;
+    t = t / p.h_out;
+    let c = t % p.c_out;
+    let b = t / p.c_out;
+    let ci = c * p.f * p.f + (yo % p.f) * p.f + xo % p.f;
+    y[i] = x[((b * p.c_in + ci) * p.h_in + yo / p.f) * p.w_in + xo / p.f];
+}
+
+// Haar analysis of each 2x2 block (a = x[2i][2j], b = x[2i][2j+1],
+// c = x[2i+1][2j], d = x[2i+1][2j+1]) into 4 bands, divided by 4, written
+// band-major: out channel = band*C + c. Band filters as in HCFlow's
+// haar_weights: 0: [[1,1],[1,1]], 1: [[1,-1],[1,-1]], 2: [[1,1],[-1,-1]],
+// 3: [[1,-1],[-1,1]]. One thread per (b, c, i, j): reads 4, writes 4.
+// n = B * c_in * h_out * w_out.
+@compute @workgroup_size(256)
+fn haar_down(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let j = i % p.w_out;
+    var t = i / p.w_out;
+    let r = t % p.h_out;
+    t = t / p.h_out;
+    let c = t % p.c_in;
+    let b = t / p.c_in;
+    let src = ((b * p.c_in + c) * p.h_in + 2u * r) * p.w_in + 2u * j;
+    let a = x[src];
+    let bb = x[src + 1u];
+    let cc = x[src + p.w_in];
+    let d = x[src + p.w_in + 1u];
+    let plane = p.h_out * p.w_out;
+    let dst = (b * p.c_out + c) * plane + r * p.w_out + j;
+    let band = p.c_in * plane; // distance between consecutive bands
+    y[dst] = (a + bb + cc + d) * 0.25;
+    y[dst + band] = (a - bb + cc - d) * 0.25;
+    y[dst + 2u * band] = (a + bb - cc - d) * 0.25;
+    y[dst + 3u * band] = (a - bb - cc + d) * 0.25;
+}
+
+// Haar synthesis (HCFlow reverse: transposed conv with the same filters, no
+// scaling; the /4 of the forward makes it the exact inverse). Input channel
+// band*C + c. One thread per (b, c, i, j) of the input plane.
+// n = B * c_out * h_in * w_in.
+@compute @workgroup_size(256)
+fn haar_up(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let j = i % p.w_in;
+    var t = i / p.w_in;
+    let r = t % p.h_in;
+    t = t / p.h_in;
+    let c = t % p.c_out;
+    let b = t / p.c_out;
+    let plane = p.h_in * p.w_in;
+    let src = (b * p.c_in + c) * plane + r * p.w_in + j;
+    let band = p.c_out * plane;
+    let s0 = x[src];
+    let s1 = x[src + band];
+    let s2 = x[src + 2u * band];
+    let s3 = x[src + 3u * band];
+    let dst = ((b * p.c_out + c) * p.h_out + 2u * r) * p.w_out + 2u * j;
+    y[dst] = s0 + s1 + s2 + s3;
+    y[dst + 1u] = s0 - s1 + s2 - s3;
+    y[dst + p.w_out] = s0 + s1 - s2 - s3;
+    y[dst + p.w_out + 1u] = s0 - s1 - s2 + s3;
+}
+
+// out[b, out_start + k*out_step, yy, xx] = in[b, in_start + k*in_step, yy/f, xx/f]
+// for k < count, yy < h_out = h_in*f, xx < w_out = w_in*f. Covers channel
+// slicing, concatenation into a slice, and nearest upsampling.
+// n = B * count * h_out * w_out.
+@compute @workgroup_size(256)
+fn copy_channels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let xo = i % p.w_out;
+    var t = i / p.w_out;
+    let yo = t % p.h_out;
+    t = t / p.h_out;
+    let k = t % p.count;
+    let b = t / p.count;
+    let ci = p.in_start + k * p.in_step;
+    let co = p.out_start + k * p.out_step;
+    y[((b * p.c_out + co) * p.h_out + yo) * p.w_out + xo] =
+        x[((b * p.c_in + ci) * p.h_in + yo / p.f) * p.w_in + xo / p.f];
+}
