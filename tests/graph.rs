@@ -251,3 +251,42 @@ fn executor_io_errors_dump_and_profile() {
     assert_eq!(prof.rows.len(), 5);
     assert!(prof.rows.iter().all(|r| r.ms >= 0.0 && r.ms.is_finite()));
 }
+
+#[test]
+fn layout_ops_in_a_graph_equal_eager_ops() {
+    use wgsr::ops::reshape as rs;
+    let c = ctx();
+    let s = Shape::new(2, 3, 8, 12);
+    let mut rng = Rng::new(21);
+    let (tx, xv) = rand_tensor(&mut rng, s, -1.0, 1.0);
+
+    let mut g = GraphBuilder::new(c);
+    let x = g.input("x", s).unwrap();
+    let q = g.squeeze("sq", x, 2).unwrap(); // [2,12,4,6]
+    let (ev, od) = g.split_cross("cross", q).unwrap(); // [2,6,4,6] x2
+    let h = g.haar_down("haar", ev).unwrap(); // [2,24,2,3]
+    let cat = g.concat_upsampled("cat", od, h, 2).unwrap(); // [2,30,4,6]
+    let (a, _b) = g.split_half("half", cat).unwrap(); // [2,15,4,6]
+    let a2 = g.slice_channels("trim", a, 0, 1, 12).unwrap();
+    let y = g.unsqueeze("unsq", a2, 2).unwrap(); // [2,3,8,12]
+    g.output("y", y).unwrap();
+    let mut ex = Executor::new(c, g.build().unwrap()).unwrap();
+    ex.set_input(c, "x", &xv).unwrap();
+    ex.run(c).unwrap();
+    let got = ex.read_output(c, "y").unwrap();
+
+    let q = eager(c, Shape::new(2, 12, 4, 6), |o| rs::squeeze(c, &tx, 2, o)).unwrap();
+    let ev = eager(c, Shape::new(2, 6, 4, 6), |o| rs::slice_channels(c, &q, 0, 2, 6, o)).unwrap();
+    let od = eager(c, Shape::new(2, 6, 4, 6), |o| rs::slice_channels(c, &q, 1, 2, 6, o)).unwrap();
+    let h = eager(c, Shape::new(2, 24, 2, 3), |o| rs::haar_down(c, &ev, o)).unwrap();
+    let up = eager(c, Shape::new(2, 24, 4, 6), |o| rs::upsample_nearest(c, &h, 2, o)).unwrap();
+    let cat = eager(c, Shape::new(2, 30, 4, 6), |o| rs::concat_channels(c, &[&od, &up], o)).unwrap();
+    let a2 = eager(c, Shape::new(2, 12, 4, 6), |o| rs::slice_channels(c, &cat, 0, 1, 12, o)).unwrap();
+    let y = eager(c, s, |o| rs::unsqueeze(c, &a2, 2, o)).unwrap();
+    assert_exact("graph.layout_vs_eager", &got, &y.to_vec(c).unwrap());
+
+    let mut g = GraphBuilder::new(c);
+    let x = g.input("x", s).unwrap();
+    let e = g.squeeze("bad_sq", x, 5).unwrap_err().to_string();
+    assert!(e.contains("bad_sq"), "{e}");
+}

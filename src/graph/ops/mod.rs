@@ -2,6 +2,7 @@
 //! graph's `Op` trait, plus the `GraphBuilder` methods model code calls.
 
 pub mod elementwise;
+pub mod reshape;
 
 use crate::graph::op::ParamValues;
 
@@ -43,5 +44,63 @@ impl std::fmt::Display for Scalar {
             Scalar::Const(v) => write!(f, "{v}"),
             Scalar::Param(n) => write!(f, "${n}"),
         }
+    }
+}
+
+use crate::gpu::{Dispatch, GpuContext};
+use crate::graph::{GraphBuilder, Op, OutputSpec, TensorId};
+use crate::{Error, Result, Shape, Tensor};
+
+pub(crate) type PrepareFn =
+    Box<dyn Fn(&GpuContext, &[&Tensor], &[&Tensor], &ParamValues) -> Result<Vec<Dispatch>> + Send + Sync>;
+
+/// An op whose output shapes the builder method already inferred and
+/// checked; `prepare` forwards to a kernel-family function. Most graph ops
+/// are this: the struct-per-op form is kept for ops with runtime parameters.
+pub(crate) struct KernelOp {
+    pub kind: &'static str,
+    pub attrs: String,
+    pub inputs: Vec<Shape>,
+    pub outputs: Vec<OutputSpec>,
+    pub prepare: PrepareFn,
+}
+
+impl Op for KernelOp {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+    fn describe(&self) -> String {
+        self.attrs.clone()
+    }
+    fn outputs(&self, inputs: &[Shape]) -> Result<Vec<OutputSpec>> {
+        if inputs != self.inputs.as_slice() {
+            return Err(Error::Shape(format!("{} was built for inputs {:?}, got {:?}", self.kind, self.inputs, inputs)));
+        }
+        Ok(self.outputs.clone())
+    }
+    fn prepare(&self, ctx: &GpuContext, i: &[&Tensor], o: &[&Tensor], p: &ParamValues) -> Result<Vec<Dispatch>> {
+        (self.prepare)(ctx, i, o, p)
+    }
+}
+
+impl GraphBuilder<'_> {
+    /// Add a `KernelOp` node whose single output shape is `out`.
+    pub(crate) fn kernel(
+        &mut self,
+        name: &str,
+        kind: &'static str,
+        attrs: String,
+        inputs: &[TensorId],
+        out: Shape,
+        prepare: PrepareFn,
+    ) -> Result<TensorId> {
+        let shapes = inputs.iter().map(|t| self.shape(*t)).collect::<Result<Vec<_>>>()?;
+        let op = KernelOp { kind, attrs, inputs: shapes, outputs: vec![OutputSpec::new(out)], prepare };
+        self.node1(name, Box::new(op), inputs)
+    }
+
+    /// Shape-rule failure for a node being added, naming it.
+    pub(crate) fn shape_error(&self, name: &str, kind: &str, msg: String) -> Error {
+        Error::Graph(format!("node '{name}' ({kind}): {msg}"))
     }
 }
