@@ -5,5 +5,8 @@
 
 mod common;
 
+mod attention;
 mod elementwise;
+mod matmul;
+mod norm;
 mod shaders;
