@@ -4,7 +4,10 @@
 //! submits them, so the graph executor can record them once and replay.
 //! `eager` runs a prepare function immediately for one-off use.
 
+pub mod attention;
 pub mod elementwise;
+pub mod matmul;
+pub mod norm;
 pub mod reshape;
 
 use crate::gpu::{Dispatch, GpuContext};

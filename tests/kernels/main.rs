@@ -5,7 +5,10 @@
 
 mod common;
 
+mod attention;
 mod context;
 mod elementwise;
+mod matmul;
+mod norm;
 mod reshape;
 mod shaders;

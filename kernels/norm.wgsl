@@ -1,0 +1,162 @@
+// GroupNorm over NCHW, optionally followed by Swish (x * sigmoid(x)).
+//
+// The channels of one (sample, group) pair are contiguous, so each group is a
+// flat span of L = (C/G)*H*W values starting at group_index * L. A span is cut
+// into `nchunks` chunks of `chunk` values (the last may be shorter) so big
+// maps spread over many workgroups:
+//
+//   group_stats:     one workgroup per (group, chunk) writes the chunk's mean
+//                    and sum of squared deviations (M2), two-pass over the chunk.
+//   group_normalize: one workgroup per (group, chunk) merges the group's
+//                    partials (Chan et al. pairwise formula, fixed tree order,
+//                    so every workgroup gets bit-identical statistics) and
+//                    normalises its chunk.
+//
+// All statistics are taken on x - x[group start]: the shift makes the sums
+// small when the data has a large mean (e.g. 100 +- 0.1), where a plain
+// E[x^2] - E[x]^2 or even an f32 mean of the raw values would lose digits.
+// No atomics anywhere, so results are deterministic.
+
+struct NormParams {
+    total: u32,     // number of (group, chunk) work items = N*G*nchunks
+    nchunks: u32,
+    chunk: u32,
+    group_len: u32, // L
+    groups: u32,    // G
+    cpg: u32,       // channels per group
+    hw: u32,
+    eps: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: NormParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+// group_stats writes partials; group_normalize reads them (bindings differ
+// per entry point, see norm.rs).
+@group(0) @binding(2) var<storage, read_write> part_out: array<f32>;
+// gamma (C values) followed by beta (C values).
+@group(0) @binding(2) var<storage, read> gb: array<f32>;
+@group(0) @binding(3) var<storage, read> part_in: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+override SWISH: bool = false;
+
+const WG: u32 = 256u;
+var<workgroup> r_n: array<f32, 256>;
+var<workgroup> r_mean: array<f32, 256>;
+var<workgroup> r_m2: array<f32, 256>;
+
+// Fixed-order tree sum of r_mean (used as a plain scratch array).
+fn tree_sum(lid: u32) -> f32 {
+    for (var st = WG / 2u; st > 0u; st >>= 1u) {
+        if (lid < st) {
+            r_mean[lid] += r_mean[lid + st];
+        }
+        workgroupBarrier();
+    }
+    let v = r_mean[0];
+    workgroupBarrier();
+    return v;
+}
+
+fn chunk_len(c: u32) -> u32 {
+    return min(p.chunk, p.group_len - c * p.chunk);
+}
+
+@compute @workgroup_size(256)
+fn group_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let item = wid.x + wid.y * nwg.x;
+    if (item >= p.total) {
+        return; // workgroup-uniform
+    }
+    let grp = item / p.nchunks;
+    let c = item % p.nchunks;
+    let gbase = grp * p.group_len;
+    let shift = x[gbase];
+    let start = gbase + c * p.chunk;
+    let cnt = chunk_len(c);
+
+    var s = 0.0;
+    for (var i = lid; i < cnt; i += WG) {
+        s += x[start + i] - shift;
+    }
+    r_mean[lid] = s;
+    workgroupBarrier();
+    let mean = tree_sum(lid) / f32(cnt);
+
+    var q = 0.0;
+    for (var i = lid; i < cnt; i += WG) {
+        let d = (x[start + i] - shift) - mean;
+        q = fma(d, d, q);
+    }
+    r_mean[lid] = q;
+    workgroupBarrier();
+    let m2 = tree_sum(lid);
+
+    if (lid == 0u) {
+        part_out[2u * item] = mean;
+        part_out[2u * item + 1u] = m2;
+    }
+}
+
+@compute @workgroup_size(256)
+fn group_normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let item = wid.x + wid.y * nwg.x;
+    if (item >= p.total) {
+        return; // workgroup-uniform
+    }
+    let grp = item / p.nchunks;
+    let c = item % p.nchunks;
+    let gbase = grp * p.group_len;
+
+    // Merge the group's partials (nchunks <= 256, one per thread).
+    var n = 0.0;
+    var mean = 0.0;
+    var m2 = 0.0;
+    if (lid < p.nchunks) {
+        let pi = 2u * (grp * p.nchunks + lid);
+        n = f32(chunk_len(lid));
+        mean = part_in[pi];
+        m2 = part_in[pi + 1u];
+    }
+    r_n[lid] = n;
+    r_mean[lid] = mean;
+    r_m2[lid] = m2;
+    workgroupBarrier();
+    for (var st = WG / 2u; st > 0u; st >>= 1u) {
+        if (lid < st) {
+            let nb = r_n[lid + st];
+            if (nb > 0.0) {
+                let na = r_n[lid];
+                let nab = na + nb;
+                let d = r_mean[lid + st] - r_mean[lid];
+                r_mean[lid] += d * (nb / nab);
+                r_m2[lid] += r_m2[lid + st] + d * d * (na * nb / nab);
+                r_n[lid] = nab;
+            }
+        }
+        workgroupBarrier();
+    }
+    let g_mean = r_mean[0];
+    // Biased variance, as torch.nn.GroupNorm.
+    let rstd = inverseSqrt(r_m2[0] / f32(p.group_len) + p.eps);
+
+    let shift = x[gbase];
+    let ch0 = (grp % p.groups) * p.cpg;
+    let start = c * p.chunk;
+    let cnt = chunk_len(c);
+    let nc = p.groups * p.cpg;
+    for (var i = lid; i < cnt; i += WG) {
+        let off = start + i;
+        let ch = ch0 + off / p.hw;
+        let v = ((x[gbase + off] - shift) - g_mean) * rstd;
+        var o = fma(v, gb[ch], gb[nc + ch]);
+        if (SWISH) {
+            // sigmoid via exp(-|o|) <= 1 so nothing overflows for large |o|.
+            let e = exp(-abs(o));
+            o = o * select(e / (1.0 + e), 1.0 / (1.0 + e), o >= 0.0);
+        }
+        y[gbase + off] = o;
+    }
+}

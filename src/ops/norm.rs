@@ -1,0 +1,122 @@
+//! GroupNorm (torch.nn.GroupNorm semantics: biased variance, per-channel
+//! affine) with an optional fused Swish, as SR3's `Block` uses it.
+//!
+//! Two launches: per-chunk statistics, then a deterministic merge plus the
+//! normalisation (see kernels/norm.wgsl). The small partial-statistics
+//! buffer is allocated by `prepare` and kept alive by the bind groups.
+
+use std::sync::Arc;
+
+use crate::gpu::{grid_1d, Dispatch, GpuContext, KernelCall, Params, ShaderSource};
+use crate::{Error, Result, Shape, Tensor};
+
+const SHADER: ShaderSource = ShaderSource::new("norm", include_str!("../../kernels/norm.wgsl"));
+
+/// Values per workgroup the chunking aims for (16 per thread).
+const CHUNK_TARGET: usize = 4096;
+/// The merge in group_normalize gives one partial to each of its 256 threads.
+const MAX_CHUNKS: usize = 256;
+
+/// torch.nn.GroupNorm's default epsilon (SR3 uses the default).
+pub const DEFAULT_EPS: f32 = 1e-5;
+
+/// Split a group span of `len` values into `(chunk, nchunks)` with no empty chunk.
+fn plan_chunks(len: usize) -> (usize, usize) {
+    let n = len.div_ceil(CHUNK_TARGET).clamp(1, MAX_CHUNKS);
+    let chunk = len.div_ceil(n);
+    (chunk, len.div_ceil(chunk))
+}
+
+/// GroupNorm parameters: `groups` groups over `gamma.len()` channels.
+pub struct GroupNorm {
+    /// gamma then beta, `2 * channels` values.
+    affine: Tensor,
+    channels: usize,
+    groups: usize,
+    eps: f32,
+}
+
+impl GroupNorm {
+    /// `gamma` and `beta` are torch's `weight` and `bias` (one per channel).
+    pub fn new(ctx: &GpuContext, gamma: &[f32], beta: &[f32], groups: usize, eps: f32) -> Result<Self> {
+        let channels = gamma.len();
+        if beta.len() != channels {
+            return Err(Error::Shape(format!("group_norm: {channels} gamma values but {} beta values", beta.len())));
+        }
+        if groups == 0 || channels == 0 || !channels.is_multiple_of(groups) {
+            return Err(Error::Shape(format!("group_norm: {channels} channels do not split into {groups} groups")));
+        }
+        if !(eps >= 0.0 && eps.is_finite()) {
+            return Err(Error::InvalidArgument(format!("group_norm: eps must be finite and >= 0, got {eps}")));
+        }
+        let mut data = Vec::with_capacity(2 * channels);
+        data.extend_from_slice(gamma);
+        data.extend_from_slice(beta);
+        let affine = Tensor::from_slice(ctx, Shape::new(1, 1, 2, channels), &data)?;
+        Ok(GroupNorm { affine, channels, groups, eps })
+    }
+
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+    pub fn groups(&self) -> usize {
+        self.groups
+    }
+    pub fn eps(&self) -> f32 {
+        self.eps
+    }
+
+    /// Prepare `out = GroupNorm(x)` (then `out *= sigmoid(out)` if `swish`).
+    /// `x` and `out` are `[N, C, H, W]` with C = `channels()`; `out` may not
+    /// alias `x`.
+    pub fn prepare(&self, ctx: &GpuContext, x: &Tensor, out: &Tensor, swish: bool) -> Result<Vec<Dispatch>> {
+        let s = x.shape();
+        if s.c() != self.channels || out.shape() != s {
+            return Err(Error::Shape(format!(
+                "group_norm: built for {} channels, got input {} and output {} (must match)",
+                self.channels,
+                s,
+                out.shape()
+            )));
+        }
+        if Arc::ptr_eq(x.buffer(), out.buffer()) {
+            return Err(Error::InvalidArgument("group_norm: output may not share its buffer with the input".into()));
+        }
+        let cpg = self.channels / self.groups;
+        let len = cpg * s.hw();
+        let (chunk, nchunks) = plan_chunks(len);
+        let total = s.n() * self.groups * nchunks;
+        let partials = Tensor::empty(ctx, Shape::new(1, 1, total, 2))?;
+        let params = Params::new()
+            .u(total)
+            .u(nchunks)
+            .u(chunk)
+            .u(len)
+            .u(self.groups)
+            .u(cpg)
+            .u(s.hw())
+            .f(self.eps);
+        let n = s.numel() as f64;
+        let stats = ctx
+            .dispatch(KernelCall {
+                shader: &SHADER,
+                entry: "group_stats",
+                constants: &[],
+                params: Some(&params),
+                buffers: &[x.arg(), partials.arg_mut()],
+                workgroups: grid_1d(total),
+            })?
+            .with_cost(4.0 * n, 8.0 * n);
+        let normalize = ctx
+            .dispatch(KernelCall {
+                shader: &SHADER,
+                entry: "group_normalize",
+                constants: &[("SWISH", swish as u32 as f64)],
+                params: Some(&params),
+                buffers: &[x.arg(), self.affine.arg(), partials.arg(), out.arg_mut()],
+                workgroups: grid_1d(total),
+            })?
+            .with_cost(if swish { 8.0 } else { 4.0 } * n, 8.0 * n);
+        Ok(vec![stats, normalize])
+    }
+}
