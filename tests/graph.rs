@@ -290,3 +290,59 @@ fn layout_ops_in_a_graph_equal_eager_ops() {
     let e = g.squeeze("bad_sq", x, 5).unwrap_err().to_string();
     assert!(e.contains("bad_sq"), "{e}");
 }
+
+fn store(entries: &[(&str, Vec<usize>)], rng: &mut Rng) -> wgsr::weights::WeightStore {
+    let mut w = wgsr::weights::WeightStore::new();
+    for (name, shape) in entries {
+        let n = shape.iter().product();
+        w.insert(*name, wgsr::weights::HostTensor::new(shape.clone(), rng.vec(n, -1.0, 1.0)).unwrap());
+    }
+    w
+}
+
+#[test]
+fn weighted_ops_bind_by_name_and_equal_eager_ops() {
+    use wgsr::ops::{attention::Attention, matmul::Linear, norm::GroupNorm};
+    let c = ctx();
+    let mut rng = Rng::new(31);
+    let w = store(
+        &[("gn.weight", vec![12]), ("gn.bias", vec![12]), ("emb.weight", vec![12, 5]), ("emb.bias", vec![12])],
+        &mut rng,
+    );
+    let s = Shape::new(2, 12, 4, 6);
+    let (tx, xv) = rand_tensor(&mut rng, s, -2.0, 2.0);
+    let (te, ev) = rand_tensor(&mut rng, Shape::new(2, 5, 1, 1), -1.0, 1.0);
+
+    let mut g = GraphBuilder::with_weights(c, &w);
+    let x = g.input("x", s).unwrap();
+    let e = g.input("e", Shape::new(2, 5, 1, 1)).unwrap();
+    let n = g.group_norm("norm", x, "gn", 4, 1e-5, true).unwrap();
+    let a = g.attention("attn", n, 2).unwrap(); // [2,4,4,6]
+    let l = g.linear("emb", e, "emb").unwrap(); // [2,12,1,1]
+    g.output("attn", a).unwrap();
+    g.output("emb", l).unwrap();
+    assert!(w.unused().is_empty(), "{:?}", w.unused());
+    let mut ex = Executor::new(c, g.build().unwrap()).unwrap();
+    ex.set_input(c, "x", &xv).unwrap();
+    ex.set_input(c, "e", &ev).unwrap();
+    ex.run(c).unwrap();
+
+    let gn = GroupNorm::new(c, &w.get("gn.weight", None).unwrap().data, &w.get("gn.bias", None).unwrap().data, 4, 1e-5).unwrap();
+    let n = eager(c, s, |o| gn.prepare(c, &tx, o, true)).unwrap();
+    let att = Attention::new(c, Shape::new(2, 4, 4, 6), 2).unwrap();
+    let a = eager(c, Shape::new(2, 4, 4, 6), |o| att.prepare(c, &n, o)).unwrap();
+    assert_exact("graph.gn_attention_vs_eager", &ex.read_output(c, "attn").unwrap(), &a.to_vec(c).unwrap());
+    let ew = w.get("emb.weight", None).unwrap();
+    let lin = Linear::new(c, &ew.data, Some(&w.get("emb.bias", None).unwrap().data), 12, 5).unwrap();
+    let l = eager(c, Shape::new(2, 12, 1, 1), |o| lin.prepare(c, &te, o)).unwrap();
+    assert_exact("graph.linear_vs_eager", &ex.read_output(c, "emb").unwrap(), &l.to_vec(c).unwrap());
+
+    // Missing and mis-shaped weights name the node and the tensor.
+    let mut g = GraphBuilder::with_weights(c, &w);
+    let x = g.input("x", s).unwrap();
+    let e = g.group_norm("norm2", x, "nope", 4, 1e-5, false).unwrap_err().to_string();
+    assert!(e.contains("norm2") && e.contains("nope.weight"), "{e}");
+    let x8 = g.input("x8", Shape::new(1, 8, 2, 2)).unwrap();
+    let e = g.group_norm("norm3", x8, "gn", 4, 1e-5, false).unwrap_err().to_string();
+    assert!(e.contains("norm3") && e.contains("[12]"), "{e}");
+}

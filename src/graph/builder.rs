@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use crate::graph::ir::{Graph, Node, Role, TensorId, TensorInfo};
 use crate::graph::op::{Alias, Op};
 use crate::gpu::GpuContext;
+use crate::weights::{HostTensor, WeightStore};
 use crate::{Error, Result, Shape};
 
 pub struct GraphBuilder<'c> {
     pub(crate) ctx: &'c GpuContext,
+    weights: Option<&'c WeightStore>,
     tensors: Vec<TensorInfo>,
     nodes: Vec<Node>,
     inputs: Vec<(String, TensorId)>,
@@ -20,11 +22,34 @@ pub struct GraphBuilder<'c> {
 
 impl<'c> GraphBuilder<'c> {
     pub fn new(ctx: &'c GpuContext) -> Self {
-        GraphBuilder { ctx, tensors: Vec::new(), nodes: Vec::new(), inputs: Vec::new(), outputs: Vec::new(), params: BTreeMap::new() }
+        GraphBuilder { ctx, weights: None, tensors: Vec::new(), nodes: Vec::new(), inputs: Vec::new(), outputs: Vec::new(), params: BTreeMap::new() }
+    }
+
+    /// A builder whose ops bind their parameters by name from `weights`.
+    pub fn with_weights(ctx: &'c GpuContext, weights: &'c WeightStore) -> Self {
+        let mut g = Self::new(ctx);
+        g.weights = Some(weights);
+        g
     }
 
     pub fn ctx(&self) -> &'c GpuContext {
         self.ctx
+    }
+
+    /// Fetch weight `name` (exact `shape` when given) for node `node`.
+    pub fn weight(&self, node: &str, name: &str, shape: Option<&[usize]>) -> Result<&'c HostTensor> {
+        let w = self
+            .weights
+            .ok_or_else(|| Error::Graph(format!("node '{node}' needs weight '{name}' but the builder has no weight store")))?;
+        w.get(name, shape).map_err(|e| Error::Weights(format!("node '{node}': {e}")))
+    }
+
+    /// Like `weight`, but a missing tensor is `None` (optional biases).
+    pub fn weight_opt(&self, node: &str, name: &str, shape: Option<&[usize]>) -> Result<Option<&'c HostTensor>> {
+        match self.weights {
+            Some(w) if w.contains(name) => self.weight(node, name, shape).map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// Declare a graph input the caller writes before each run.

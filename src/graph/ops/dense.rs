@@ -1,0 +1,65 @@
+//! GroupNorm, Linear and self-attention in the graph (SR3's U-Net blocks).
+
+use std::sync::Arc;
+
+use crate::graph::{GraphBuilder, TensorId};
+use crate::ops::attention::Attention;
+use crate::ops::matmul::Linear;
+use crate::ops::norm::GroupNorm;
+use crate::{Result, Shape};
+
+impl GraphBuilder<'_> {
+    /// GroupNorm with weights `{prefix}.weight` / `{prefix}.bias` ([C]), optional fused Swish.
+    pub fn group_norm(&mut self, name: &str, x: TensorId, prefix: &str, groups: usize, eps: f32, swish: bool) -> Result<TensorId> {
+        let s = self.shape(x)?;
+        let c = s.c();
+        let gamma = self.weight(name, &format!("{prefix}.weight"), Some(&[c]))?;
+        let beta = self.weight(name, &format!("{prefix}.bias"), Some(&[c]))?;
+        let gn = GroupNorm::new(self.ctx(), &gamma.data, &beta.data, groups, eps)
+            .map_err(|e| self.shape_error(name, "group_norm", e.to_string()))?;
+        let gn = Arc::new(gn);
+        self.kernel(
+            name,
+            "group_norm",
+            format!("groups={groups} eps={eps} swish={swish}"),
+            &[x],
+            s,
+            Box::new(move |c, i, o, _| gn.prepare(c, i[0], o[0], swish)),
+        )
+    }
+
+    /// Linear layer from `{prefix}.weight` [out, in] and optional `{prefix}.bias` [out].
+    /// `x` is a batch of row vectors ([N,in,1,1] or [N,1,1,in]); output [N,out,1,1].
+    pub fn linear(&mut self, name: &str, x: TensorId, prefix: &str) -> Result<TensorId> {
+        let s = self.shape(x)?;
+        let w = self.weight(name, &format!("{prefix}.weight"), None)?;
+        if w.shape.len() != 2 {
+            return Err(self.shape_error(name, "linear", format!("weight {prefix}.weight has shape {:?}, expected [out, in]", w.shape)));
+        }
+        let (out_f, in_f) = (w.shape[0], w.shape[1]);
+        if s.c() * s.hw() != in_f {
+            return Err(self.shape_error(name, "linear", format!("input {s} does not hold {in_f}-vectors")));
+        }
+        let b = self.weight_opt(name, &format!("{prefix}.bias"), Some(&[out_f]))?;
+        let lin = Arc::new(Linear::new(self.ctx(), &w.data, b.map(|b| b.data.as_slice()), out_f, in_f)?);
+        self.kernel(
+            name,
+            "linear",
+            format!("{in_f}->{out_f}"),
+            &[x],
+            Shape::new(s.n(), out_f, 1, 1),
+            Box::new(move |c, i, o, _| Ok(vec![lin.prepare(c, i[0], o[0])?])),
+        )
+    }
+
+    /// softmax(q^T k / sqrt(C)) v over all positions, SR3's qkv layout: [N,3C,H,W] -> [N,C,H,W].
+    pub fn attention(&mut self, name: &str, qkv: TensorId, n_head: usize) -> Result<TensorId> {
+        let s = self.shape(qkv)?;
+        if s.c() % 3 != 0 {
+            return Err(self.shape_error(name, "attention", format!("qkv {s} does not have 3*C channels")));
+        }
+        let out = Shape::new(s.n(), s.c() / 3, s.h(), s.w());
+        let att = Arc::new(Attention::new(self.ctx(), out, n_head).map_err(|e| self.shape_error(name, "attention", e.to_string()))?);
+        self.kernel(name, "attention", format!("heads={n_head}"), &[qkv], out, Box::new(move |c, i, o, _| att.prepare(c, i[0], o[0])))
+    }
+}
