@@ -4,7 +4,12 @@
 //! submits them, so the graph executor can record them once and replay.
 //! `eager` runs a prepare function immediately for one-off use.
 
+pub mod actnorm;
+pub mod coupling;
 pub mod elementwise;
+mod flow;
+pub mod invconv;
+pub mod reduce;
 
 use crate::gpu::{Dispatch, GpuContext};
 use crate::{Error, Result, Shape, Tensor};

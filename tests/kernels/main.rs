@@ -6,4 +6,6 @@
 mod common;
 
 mod elementwise;
+mod flow;
+mod reduce;
 mod shaders;
