@@ -4,10 +4,15 @@
 //! submits them, so the graph executor can record them once and replay.
 //! `eager` runs a prepare function immediately for one-off use.
 
+mod flow;
+pub mod actnorm;
 pub mod attention;
+pub mod coupling;
 pub mod elementwise;
+pub mod invconv;
 pub mod matmul;
 pub mod norm;
+pub mod reduce;
 pub mod reshape;
 
 use crate::gpu::{Dispatch, GpuContext};

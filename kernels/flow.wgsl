@@ -1,0 +1,288 @@
+// Normalizing-flow layers of HCFlow: ActNorm, invertible 1x1 convolution,
+// affine / additive couplings and the split-off conditional Gaussian.
+// Tensors are NCHW f32; "hw" is H*W. Channel layouts follow the official
+// code: split(z) = first k channels / the rest; cross(h) = even / odd channels.
+//
+// Entries that produce a per-sample sum (affine coupling logdet, Gaussian
+// log-likelihood) write one partial sum per workgroup of CHUNK elements of
+// one sample, exactly like reduce.wgsl's partial_sum, so reduce.wgsl's
+// `finish` completes them deterministically (no float atomics).
+//
+// In-place variants (INPLACE) read the input from `dst` itself: a buffer may
+// not be bound read-only and read-write in one dispatch, so the wrapper then
+// binds some other read-only tensor at binding 1.
+
+struct Params {
+    n: u32,      // samples
+    c: u32,      // channels of the main tensor (z / x)
+    hw: u32,     // pixels per channel
+    k: u32,      // affine: split point; additive: shifted channels; invconv: matrix offset
+    parts: u32,  // reducing entries: partial sums per sample; invconv: pixel chunks
+    total: u32,  // n * c * hw
+    a: f32,      // gaussian_sample: heat
+    b: f32,      // unused padding
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read> aux: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(4) var<storage, read_write> part: array<f32>;
+
+override REVERSE: bool = false;
+override INPLACE: bool = false;
+// Gaussian scale: false = the conv output is log(sigma) itself (SR model);
+// true = log(sigma) = 0.318 * atan(2 * scale) (rescaling model).
+override RESCALE: bool = false;
+
+const WG: u32 = 256u;
+const PER_THREAD: u32 = 4u;
+const CHUNK: u32 = 1024u; // WG * PER_THREAD, must match reduce.wgsl
+const LOG_2PI: f32 = 1.8378770664093453;
+
+var<workgroup> red: array<f32, 256>;
+
+fn wg_sum(lid: u32, v: f32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            red[lid] = red[lid] + red[lid + s];
+        }
+        workgroupBarrier();
+    }
+    return red[0];
+}
+
+fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.x + wid.y * nwg.x) * WG + lid;
+}
+
+fn load_in(i: u32) -> f32 {
+    if (INPLACE) {
+        return dst[i];
+    }
+    return src[i];
+}
+
+// atan with ~1 ulp error on every device. The built-in atan may be as coarse
+// as 4096 ulp under Vulkan's precision rules, which would show in
+// exp(logscale) and in the logdet. Range reduction to |t| <= tan(pi/8), then
+// a degree-9 odd minimax polynomial.
+fn atan_acc(x: f32) -> f32 {
+    let ax = abs(x);
+    var off = 0.0;
+    var t = ax;
+    if (ax > 2.414213562373095) {
+        off = 1.5707963267948966;
+        t = -1.0 / ax;
+    } else if (ax > 0.41421356237309503) {
+        off = 0.7853981633974483;
+        t = (ax - 1.0) / (ax + 1.0);
+    }
+    let z = t * t;
+    let r = (((0.0805374449538 * z - 0.138776856032) * z + 0.199777106478) * z - 0.333329491539) * z * t + t;
+    return sign(x) * (off + r);
+}
+
+// The coupling's bounded log-scale: 0.318 * atan(2 * s), in (-0.5, 0.5).
+fn logscale(s: f32) -> f32 {
+    return 0.318 * atan_acc(2.0 * s);
+}
+
+// ---------------------------------------------------------------- ActNorm
+// aux = [bias (c), exp(logs) (c), exp(-logs) (c)], exponentials from the host.
+// forward: (x + bias) * exp(logs); reverse: x * exp(-logs) - bias.
+@compute @workgroup_size(256)
+fn actnorm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.total) { return; }
+    let ch = (i / p.hw) % p.c;
+    let v = load_in(i);
+    if (REVERSE) {
+        dst[i] = v * aux[2u * p.c + ch] - aux[ch];
+    } else {
+        dst[i] = (v + aux[ch]) * aux[p.c + ch];
+    }
+}
+
+// ------------------------------------------------- invertible 1x1 convolution
+// y[o] = sum_i W[o][i] x[i] per pixel. aux holds W and W^-1, each stored
+// input-major with the output index padded to a multiple of 4:
+// aux[k + i * cp + o]. One invocation computes 4 output channels of one
+// pixel; the workgroup shares the output block, so the W loads are uniform.
+@compute @workgroup_size(256)
+fn invconv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let g = wid.x + wid.y * nwg.x;
+    let nob = (p.c + 3u) / 4u;
+    let chunk = g % p.parts;
+    let rest = g / p.parts;
+    let ob = rest % nob;
+    let n = rest / nob;
+    if (n >= p.n) { return; }
+    let px = chunk * WG + lid;
+    if (px >= p.hw) { return; }
+    let cp = nob * 4u;
+    let o0 = ob * 4u;
+    let xbase = n * p.c * p.hw + px;
+    var acc = vec4<f32>(0.0);
+    for (var i = 0u; i < p.c; i++) {
+        let xi = src[xbase + i * p.hw];
+        let wb = p.k + i * cp + o0;
+        acc += vec4<f32>(aux[wb], aux[wb + 1u], aux[wb + 2u], aux[wb + 3u]) * xi;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let o = o0 + j;
+        if (o < p.c) {
+            dst[xbase + o * p.hw] = acc[j];
+        }
+    }
+}
+
+// ------------------------------------------------------ affine coupling
+// z: [n, c, hw]; channels < k pass through (z1), channels >= k (z2) are
+// transformed with shift = h[2j], scale = h[2j+1] (cross split of the net
+// output h: [n, 2 * (c - k), hw]), j = channel - k.
+// forward: (z2 + shift) * exp(ls); reverse: z2 * exp(-ls) - shift, with
+// ls = 0.318 * atan(2 * scale). Workgroup g covers CHUNK elements of sample
+// g / parts and writes the sum of its ls to part[g].
+@compute @workgroup_size(256)
+fn affine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    let g = wid.x + wid.y * nwg.x;
+    if (g >= p.n * p.parts) { return; }
+    let n = g / p.parts;
+    let chunk = g - n * p.parts;
+    let m = p.c * p.hw;
+    let base = n * m;
+    let hbase = n * 2u * (p.c - p.k) * p.hw;
+    var acc = 0.0;
+    for (var r = 0u; r < PER_THREAD; r++) {
+        let e = chunk * CHUNK + r * WG + lid;
+        if (e < m) {
+            let ch = e / p.hw;
+            let px = e - ch * p.hw;
+            if (ch < p.k) {
+                if (!INPLACE) {
+                    dst[base + e] = src[base + e];
+                }
+            } else {
+                let v = load_in(base + e);
+                let j = ch - p.k;
+                let shift = aux[hbase + 2u * j * p.hw + px];
+                let ls = logscale(aux[hbase + (2u * j + 1u) * p.hw + px]);
+                if (REVERSE) {
+                    dst[base + e] = v * exp(-ls) - shift;
+                } else {
+                    dst[base + e] = (v + shift) * exp(ls);
+                }
+                acc += ls;
+            }
+        }
+    }
+    let t = wg_sum(lid, acc);
+    if (lid == 0u) {
+        part[g] = t;
+    }
+}
+
+// ------------------------------------------------------ additive coupling
+// The odd steps of the rescaling model's Affine3shift: the first k channels
+// get z[ch] +/- shift[ch] (shift: [n, k, hw]); the rest pass through.
+@compute @workgroup_size(256)
+fn additive(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.total) { return; }
+    let q = i / p.hw;
+    let px = i - q * p.hw;
+    let ch = q % p.c;
+    let n = q / p.c;
+    if (ch < p.k) {
+        let s = aux[(n * p.k + ch) * p.hw + px];
+        let v = load_in(i);
+        if (REVERSE) {
+            dst[i] = v - s;
+        } else {
+            dst[i] = v + s;
+        }
+    } else if (!INPLACE) {
+        dst[i] = src[i];
+    }
+}
+
+// ------------------------------------------------- split-off Gaussian
+// h: [n, 2c, hw] conv output; mean = h[2ch], log-sigma from h[2ch+1].
+fn gauss_index(n: u32, ch: u32, px: u32) -> u32 {
+    return (n * 2u * p.c + 2u * ch) * p.hw + px;
+}
+
+fn gauss_logs(v: f32) -> f32 {
+    if (RESCALE) {
+        return logscale(v);
+    }
+    return v;
+}
+
+// dst = mean + exp(logs) * eps * heat, eps (standard normal) in src.
+@compute @workgroup_size(256)
+fn gaussian_sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.total) { return; }
+    let q = i / p.hw;
+    let px = i - q * p.hw;
+    let ch = q % p.c;
+    let n = q / p.c;
+    let hi = gauss_index(n, ch, px);
+    let mean = aux[hi];
+    let logs = gauss_logs(aux[hi + p.hw]);
+    dst[i] = mean + exp(logs) * src[i] * p.a;
+}
+
+// dst = (x - mean) * exp(-logs): the rescaling model's forward split-off.
+@compute @workgroup_size(256)
+fn gaussian_normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.total) { return; }
+    let q = i / p.hw;
+    let px = i - q * p.hw;
+    let ch = q % p.c;
+    let n = q / p.c;
+    let hi = gauss_index(n, ch, px);
+    let mean = aux[hi];
+    let logs = gauss_logs(aux[hi + p.hw]);
+    dst[i] = (src[i] - mean) * exp(-logs);
+}
+
+// Partial sums of the diagonal-Gaussian log-density
+// -0.5 * (2 logs + (x - mean)^2 / exp(2 logs) + log(2 pi)); written to dst[g]
+// (dst is the partials buffer here), finished by reduce.wgsl.
+@compute @workgroup_size(256)
+fn gaussian_logp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let g = wid.x + wid.y * nwg.x;
+    if (g >= p.n * p.parts) { return; }
+    let n = g / p.parts;
+    let chunk = g - n * p.parts;
+    let m = p.c * p.hw;
+    var acc = 0.0;
+    for (var r = 0u; r < PER_THREAD; r++) {
+        let e = chunk * CHUNK + r * WG + lid;
+        if (e < m) {
+            let ch = e / p.hw;
+            let px = e - ch * p.hw;
+            let hi = gauss_index(n, ch, px);
+            let d = src[n * m + e] - aux[hi];
+            let logs = gauss_logs(aux[hi + p.hw]);
+            acc += -0.5 * (2.0 * logs + d * d * exp(-2.0 * logs) + LOG_2PI);
+        }
+    }
+    let t = wg_sum(lid, acc);
+    if (lid == 0u) {
+        dst[g] = t;
+    }
+}

@@ -1,0 +1,93 @@
+// Deterministic per-sample reductions and small in-place updates.
+//
+// A per-sample sum runs in two passes with a fixed summation order (no float
+// atomics), so repeated runs give bit-identical results:
+//   partial_sum: workgroup g covers CHUNK = 1024 consecutive elements of one
+//                sample (sample g / parts, chunk g % parts) and writes one
+//                partial sum; kernels/flow.wgsl writes partials the same way.
+//   finish:      one workgroup per sample sums its `parts` partials and writes
+//                (or adds, times alpha) the sample's total.
+// Grids are split over x and y (grid_1d); every entry bounds-checks.
+
+struct Params {
+    n: u32,           // samples
+    m: u32,           // elements per sample (partial_sum) / total elements (add_scalar)
+    parts: u32,       // partial sums per sample
+    accumulate: u32,  // finish: 1 = dst[n] += alpha * sum, 0 = dst[n] = alpha * sum
+    alpha: f32,
+    value: f32,       // add_scalar
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+// The output comes first so add_scalar can bind only the tensor it updates
+// (one buffer may not be bound read-only and read-write in one dispatch).
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<storage, read> src: array<f32>;
+
+const WG: u32 = 256u;
+const PER_THREAD: u32 = 4u;
+const CHUNK: u32 = 1024u; // WG * PER_THREAD
+
+var<workgroup> red: array<f32, 256>;
+
+// Tree sum over the workgroup; every invocation must call it (uniform flow).
+fn wg_sum(lid: u32, v: f32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            red[lid] = red[lid] + red[lid + s];
+        }
+        workgroupBarrier();
+    }
+    return red[0];
+}
+
+@compute @workgroup_size(256)
+fn partial_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let g = wid.x + wid.y * nwg.x;
+    if (g >= p.n * p.parts) { return; }
+    let n = g / p.parts;
+    let chunk = g - n * p.parts;
+    let base = n * p.m;
+    var acc = 0.0;
+    for (var r = 0u; r < PER_THREAD; r++) {
+        let e = chunk * CHUNK + r * WG + lid;
+        if (e < p.m) {
+            acc += src[base + e];
+        }
+    }
+    let t = wg_sum(lid, acc);
+    if (lid == 0u) {
+        dst[g] = t;
+    }
+}
+
+@compute @workgroup_size(256)
+fn finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    let n = wid.x + wid.y * nwg.x;
+    if (n >= p.n) { return; }
+    var acc = 0.0;
+    for (var j = lid; j < p.parts; j += WG) {
+        acc += src[n * p.parts + j];
+    }
+    let t = wg_sum(lid, acc);
+    if (lid == 0u) {
+        var prev = 0.0;
+        if (p.accumulate != 0u) {
+            prev = dst[n];
+        }
+        dst[n] = prev + p.alpha * t;
+    }
+}
+
+// dst[i] += value, in place.
+@compute @workgroup_size(256)
+fn add_scalar(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (i >= p.m) { return; }
+    dst[i] = dst[i] + p.value;
+}
