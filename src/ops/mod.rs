@@ -5,6 +5,8 @@
 //! `eager` runs a prepare function immediately for one-off use.
 
 pub mod elementwise;
+pub mod rng;
+pub mod softmax;
 
 use crate::gpu::{Dispatch, GpuContext};
 use crate::{Error, Result, Shape, Tensor};

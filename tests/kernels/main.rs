@@ -6,4 +6,6 @@
 mod common;
 
 mod elementwise;
+mod rng;
+mod softmax;
 mod shaders;
