@@ -14,6 +14,8 @@ pub mod matmul;
 pub mod norm;
 pub mod reduce;
 pub mod reshape;
+pub mod rng;
+pub mod softmax;
 
 use crate::gpu::{Dispatch, GpuContext};
 use crate::{Error, Result, Shape, Tensor};

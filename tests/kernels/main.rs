@@ -13,4 +13,6 @@ mod matmul;
 mod norm;
 mod reduce;
 mod reshape;
+mod rng;
 mod shaders;
+mod softmax;
