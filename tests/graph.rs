@@ -346,3 +346,93 @@ fn weighted_ops_bind_by_name_and_equal_eager_ops() {
     let e = g.group_norm("norm3", x8, "gn", 4, 1e-5, false).unwrap_err().to_string();
     assert!(e.contains("norm3") && e.contains("[12]"), "{e}");
 }
+
+#[test]
+fn flow_layers_round_trip_in_one_graph() {
+    use wgsr::graph::ops::flow::Dir;
+    let c = ctx();
+    let mut rng = Rng::new(41);
+    let cch = 6;
+    // Far-from-identity invertible weight: random entries plus a diagonal boost.
+    let mut wv = rng.vec(cch * cch, -1.0, 1.0);
+    for i in 0..cch {
+        wv[i * cch + i] += 2.0;
+    }
+    let mut w = store(&[("an.bias", vec![1, cch, 1, 1]), ("an.logs", vec![1, cch, 1, 1])], &mut rng);
+    w.insert("ic.weight", wgsr::weights::HostTensor::new(vec![cch, cch], wv).unwrap());
+    let s = Shape::new(2, cch, 5, 7);
+    let (_, xv) = rand_tensor(&mut rng, s, -1.0, 1.0);
+    let (_, hv) = rand_tensor(&mut rng, Shape::new(2, 6, 5, 7), -1.0, 1.0);
+
+    let mut g = GraphBuilder::with_weights(c, &w);
+    let x = g.input("x", s).unwrap();
+    let h = g.input("h", Shape::new(2, 6, 5, 7)).unwrap();
+    let ld = g.logdet("ld0", 2, 0.0).unwrap();
+    let (a, ld) = g.actnorm("an", x, "an", Some(ld), Dir::Forward).unwrap();
+    let (b, ld) = g.invconv("ic", a, "ic", ld, Dir::Forward).unwrap();
+    let (z, ld) = g.affine_coupling("cp", b, h, 3, ld, Dir::Forward).unwrap();
+    let ld = ld.unwrap();
+    g.output("z", z).unwrap();
+    let ld_copy = g.affine("ld_fwd", ld, 1.0, 0.0).unwrap();
+    g.output("logdet_fwd", ld_copy).unwrap();
+    let (b2, ld) = g.affine_coupling("cp_rev", z, h, 3, Some(ld), Dir::Reverse).unwrap();
+    let (a2, ld) = g.invconv("ic_rev", b2, "ic", ld, Dir::Reverse).unwrap();
+    let (x2, ld) = g.actnorm("an_rev", a2, "an", ld, Dir::Reverse).unwrap();
+    g.output("x_back", x2).unwrap();
+    g.output("logdet_back", ld.unwrap()).unwrap();
+    let graph = g.build().unwrap();
+    assert!(w.unused().is_empty());
+    let mut ex = Executor::new(c, graph).unwrap();
+    println!("{}", ex.plan());
+    ex.set_input(c, "x", &xv).unwrap();
+    ex.set_input(c, "h", &hv).unwrap();
+    for _ in 0..2 {
+        // Twice: the logdet fill must restart the accumulation every run.
+        ex.run(c).unwrap();
+        let back = ex.read_output(c, "x_back").unwrap();
+        assert_close("graph.flow_round_trip", &back, &to_f64(&xv), 1e-5, 0.0);
+        let ld_back = ex.read_output(c, "logdet_back").unwrap();
+        assert_close("graph.flow_logdet_back", &ld_back, &[0.0, 0.0], 1e-4, 0.0);
+        let ld_fwd = ex.read_output(c, "logdet_fwd").unwrap();
+        assert!(ld_fwd.iter().all(|v| v.abs() > 1e-3), "forward logdet should be non-trivial: {ld_fwd:?}");
+    }
+}
+
+#[test]
+fn noise_and_temperature_parameters_replay() {
+    use wgsr::graph::ops::sampling::Counter;
+    let c = ctx();
+    let s = Shape::new(1, 3, 4, 5);
+    let mut g = GraphBuilder::new(c);
+    g.param("seed", 7.0).unwrap();
+    g.param("step", 0.0).unwrap();
+    g.param("temp", 1.0).unwrap();
+    let z = g.normal("noise", s, Counter::Param("seed".into()), Counter::Param("step".into())).unwrap();
+    let p = g.softmax("probs", z, Scalar::param("temp"), 1).unwrap();
+    g.output("z", z).unwrap();
+    g.output("p", p).unwrap();
+    let mut ex = Executor::new(c, g.build().unwrap()).unwrap();
+    for step in 0..5u64 {
+        ex.set_param("step", step as f64).unwrap();
+        ex.set_param("temp", 0.5 + step as f64).unwrap();
+        ex.run(c).unwrap();
+        let got = ex.read_output(c, "z").unwrap();
+        let want = wgsr::ops::rng::host_normal(7, step, s.numel(), 0.0, 1.0);
+        assert_close(&format!("graph.noise_step{step}"), &got, &to_f64(&want), 1e-6, 0.0);
+        // softmax over the 3 channels at temperature 0.5 + step
+        let probs = ex.read_output(c, "p").unwrap();
+        let t = 0.5 + step as f64;
+        let hw = 20;
+        let mut want_p = vec![0.0; s.numel()];
+        for i in 0..hw {
+            let m = (0..3).map(|ch| got[ch * hw + i] as f64 / t).fold(f64::MIN, f64::max);
+            let sum: f64 = (0..3).map(|ch| (got[ch * hw + i] as f64 / t - m).exp()).sum();
+            for ch in 0..3 {
+                want_p[ch * hw + i] = (got[ch * hw + i] as f64 / t - m).exp() / sum;
+            }
+        }
+        assert_close(&format!("graph.softmax_T{t}"), &probs, &want_p, 1e-6, 1e-5);
+    }
+    assert!(ex.set_param("seed", -1.0).is_ok());
+    assert!(ex.run(c).is_err(), "a negative seed must be rejected at run time");
+}

@@ -247,3 +247,13 @@ pub fn gaussian_logp(ctx: &GpuContext, x: &Tensor, h: &Tensor, logdet: &Tensor, 
     .with_cost(8.0 * s.numel() as f64, 12.0 * s.numel() as f64);
     Ok(vec![d, reduce::finish_partials(ctx, &partials, logdet, 1.0, true)?])
 }
+
+/// Rewrite the heat of a prepared `gaussian_sample` dispatch whose output
+/// has shape `out` (graph replays with a new temperature).
+pub fn set_heat(ctx: &GpuContext, d: &Dispatch, out: crate::Shape, heat: f32) -> Result<()> {
+    if !heat.is_finite() {
+        return Err(Error::InvalidArgument(format!("heat {heat} is not finite")));
+    }
+    let p = FlowParams { n: out.n(), c: out.c(), hw: out.hw(), k: 0, parts: 0, a: heat };
+    d.write_params(ctx, &p.params())
+}

@@ -3,7 +3,9 @@
 
 pub mod dense;
 pub mod elementwise;
+pub mod flow;
 pub mod reshape;
+pub mod sampling;
 
 use crate::graph::op::ParamValues;
 
@@ -64,7 +66,12 @@ pub(crate) struct KernelOp {
     pub inputs: Vec<Shape>,
     pub outputs: Vec<OutputSpec>,
     pub prepare: PrepareFn,
+    /// Runtime parameters read, and how to rewrite the prepared dispatches.
+    pub dynamic: Option<(Vec<String>, UpdateFn)>,
 }
+
+pub(crate) type UpdateFn =
+    Box<dyn Fn(&GpuContext, &[Dispatch], &[&Tensor], &[&Tensor], &ParamValues) -> Result<()> + Send + Sync>;
 
 impl Op for KernelOp {
     fn kind(&self) -> &'static str {
@@ -82,6 +89,15 @@ impl Op for KernelOp {
     fn prepare(&self, ctx: &GpuContext, i: &[&Tensor], o: &[&Tensor], p: &ParamValues) -> Result<Vec<Dispatch>> {
         (self.prepare)(ctx, i, o, p)
     }
+    fn dynamic_params(&self) -> Vec<String> {
+        self.dynamic.as_ref().map(|(p, _)| p.clone()).unwrap_or_default()
+    }
+    fn update(&self, ctx: &GpuContext, d: &[Dispatch], i: &[&Tensor], o: &[&Tensor], p: &ParamValues) -> Result<()> {
+        match &self.dynamic {
+            Some((_, f)) => f(ctx, d, i, o, p),
+            None => Ok(()),
+        }
+    }
 }
 
 impl GraphBuilder<'_> {
@@ -95,9 +111,26 @@ impl GraphBuilder<'_> {
         out: Shape,
         prepare: PrepareFn,
     ) -> Result<TensorId> {
+        let outs = self.kernel_multi(name, kind, attrs, inputs, vec![OutputSpec::new(out)], prepare, None)?;
+        Ok(outs[0])
+    }
+
+    /// Add a `KernelOp` node with several outputs (fresh or aliased) and
+    /// optional runtime parameters.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn kernel_multi(
+        &mut self,
+        name: &str,
+        kind: &'static str,
+        attrs: String,
+        inputs: &[TensorId],
+        outputs: Vec<OutputSpec>,
+        prepare: PrepareFn,
+        dynamic: Option<(Vec<String>, UpdateFn)>,
+    ) -> Result<Vec<TensorId>> {
         let shapes = inputs.iter().map(|t| self.shape(*t)).collect::<Result<Vec<_>>>()?;
-        let op = KernelOp { kind, attrs, inputs: shapes, outputs: vec![OutputSpec::new(out)], prepare };
-        self.node1(name, Box::new(op), inputs)
+        let op = KernelOp { kind, attrs, inputs: shapes, outputs, prepare, dynamic };
+        self.node(name, Box::new(op), inputs)
     }
 
     /// Shape-rule failure for a node being added, naming it.
