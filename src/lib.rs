@@ -8,7 +8,9 @@ pub mod error;
 pub mod gpu;
 pub mod graph;
 pub mod image_io;
+pub mod metrics;
 pub mod ops;
+pub mod resize;
 pub mod tensor;
 pub mod weights;
 
