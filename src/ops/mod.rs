@@ -4,6 +4,7 @@
 //! submits them, so the graph executor can record them once and replay.
 //! `eager` runs a prepare function immediately for one-off use.
 
+pub mod conv;
 pub mod elementwise;
 
 use crate::gpu::{Dispatch, GpuContext};

@@ -5,5 +5,6 @@
 
 mod common;
 
+mod conv;
 mod elementwise;
 mod shaders;
