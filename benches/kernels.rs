@@ -121,7 +121,7 @@ impl Bench {
         times.sort_by(f64::total_cmp);
         let ms = times[times.len() / 2];
         println!(
-            "{name:<22} {shape:<48} {ms:>10.3} {:>10.2} {:>10.2}   ({} runs)",
+            "{name:<22} {shape:<56} {ms:>10.3} {:>10.2} {:>10.2}   ({} runs)",
             flops / (ms * 1e6),
             bytes / (ms * 1e6),
             times.len()
@@ -197,6 +197,6 @@ fn main() {
     let clock = if b.ts.is_some() { "GPU timestamp queries (compute pass only)" } else { "wall clock (submit + sync)" };
     println!("device: {} ({})", info.name, info.backend);
     println!("timing: median of repeated runs, {clock}");
-    println!("{:<22} {:<48} {:>10} {:>10} {:>10}", "kernel", "shape", "ms", "GFLOP/s", "GB/s");
+    println!("{:<22} {:<56} {:>10} {:>10} {:>10}", "kernel", "shape", "ms", "GFLOP/s", "GB/s");
     conv_family(&mut b);
 }

@@ -19,7 +19,7 @@ const SHADER: ShaderSource = ShaderSource::new("conv", include_str!("../../kerne
 
 /// Output-tile size of the kernel (must match BM/BN in conv.wgsl).
 const TILE_M: usize = 64;
-const TILE_N: usize = 64;
+const TILE_N: usize = 128;
 
 /// Stride, padding, dilation and groups of a convolution. Default: 1, 0, 1, 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,7 +142,7 @@ pub struct Conv2dWeights {
     /// Packed weights: `Conv`: [K][Cout]; `Transposed`: [groups][K][Cout/groups].
     packed: Arc<wgpu::Buffer>,
     packed_bytes: u64,
-    /// K entries of (ci within group, ky, kx, 0) as u32.
+    /// K entries of `ci << 16 | ky << 8 | kx` (ci within the group).
     taps: Arc<wgpu::Buffer>,
     taps_bytes: u64,
     /// bias[cout] then scale[cout].
@@ -260,14 +260,22 @@ impl Conv2dWeights {
         } else {
             epi[cout..].copy_from_slice(&scale);
         }
-        let mut taps = Vec::with_capacity(4 * k);
+        if cin_g > 0xFFFF || kh > 0xFF || kw > 0xFF {
+            return Err(Error::InvalidArgument(format!(
+                "conv weights {shape:?}: at most 65535 input channels per group and 255x255 kernels are supported"
+            )));
+        }
+        let mut taps = Vec::with_capacity(k);
         for ci in 0..cin_g {
             for ky in 0..kh {
                 for kx in 0..kw {
-                    taps.extend_from_slice(&[ci as u32, ky as u32, kx as u32, 0]);
+                    taps.push((ci << 16 | ky << 8 | kx) as u32);
                 }
             }
         }
+        // Padded to whole vec4s: the kernel reads the matrix as array<vec4<f32>>.
+        let mut packed = packed.to_vec();
+        packed.resize(packed.len().next_multiple_of(4), 0.0);
         let packed_bytes = (packed.len() * 4) as u64;
         if packed_bytes > ctx.max_binding_bytes() {
             return Err(Error::TooLarge(format!("conv weights {shape:?} need {packed_bytes} bytes")));
@@ -284,7 +292,7 @@ impl Conv2dWeights {
             shape,
             cout,
             k,
-            packed: make("conv weights", bytemuck::cast_slice(packed)),
+            packed: make("conv weights", bytemuck::cast_slice(&packed)),
             packed_bytes,
             taps: make("conv taps", bytemuck::cast_slice(&taps)),
             taps_bytes: (taps.len() * 4) as u64,
@@ -543,6 +551,7 @@ fn launch(
         ("MODE", mode as f64),
         ("ACT", act),
         ("HAS_RES", if residual.is_some() { 1.0 } else { 0.0 }),
+        ("A_VEC", if geo.cout_g % 4 == 0 { 1.0 } else { 0.0 }),
         ("TSY", tsy),
         ("TSX", tsx),
     ];
