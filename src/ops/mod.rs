@@ -7,6 +7,7 @@
 mod flow;
 pub mod actnorm;
 pub mod attention;
+pub mod conv;
 pub mod coupling;
 pub mod elementwise;
 pub mod invconv;

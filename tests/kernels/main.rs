@@ -7,6 +7,7 @@ mod common;
 
 mod attention;
 mod context;
+mod conv;
 mod elementwise;
 mod flow;
 mod matmul;

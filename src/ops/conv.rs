@@ -1,0 +1,580 @@
+//! 2-D convolution and transposed convolution (torch `Conv2d` /
+//! `ConvTranspose2d` semantics) as an implicit GEMM with a fused epilogue:
+//!
+//! `out = alpha * act((conv(x) + bias[c]) * scale[c]) + beta * residual`
+//!
+//! Weights are repacked once on the host into [`Conv2dWeights`] (a k-major
+//! matrix so the kernel's weight-tile loads are contiguous, plus a small table
+//! of kernel taps); each call then only validates shapes and records one
+//! dispatch. See `kernels/conv.wgsl` for the tiling.
+
+use std::sync::Arc;
+
+use wgpu::util::DeviceExt;
+
+use crate::gpu::{grid_1d, BufArg, Dispatch, GpuContext, KernelCall, Params, ShaderSource};
+use crate::{Error, Result, Shape, Tensor};
+
+const SHADER: ShaderSource = ShaderSource::new("conv", include_str!("../../kernels/conv.wgsl"));
+
+/// Output-tile size of the kernel (must match BM/BN in conv.wgsl).
+const TILE_M: usize = 64;
+const TILE_N: usize = 128;
+
+/// Stride, padding, dilation and groups of a convolution. Default: 1, 0, 1, 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dParams {
+    /// (sy, sx)
+    pub stride: [usize; 2],
+    /// (py, px), zero padding on both sides
+    pub padding: [usize; 2],
+    /// (dy, dx)
+    pub dilation: [usize; 2],
+    pub groups: usize,
+}
+
+impl Default for Conv2dParams {
+    fn default() -> Self {
+        Conv2dParams { stride: [1, 1], padding: [0, 0], dilation: [1, 1], groups: 1 }
+    }
+}
+
+impl Conv2dParams {
+    /// Square stride / padding, no dilation, one group.
+    pub fn new(stride: usize, padding: usize) -> Self {
+        Conv2dParams { stride: [stride; 2], padding: [padding; 2], ..Default::default() }
+    }
+}
+
+/// Parameters of a transposed convolution (torch `ConvTranspose2d`).
+/// Default: stride 1, padding 0, output_padding 0, dilation 1, groups 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvTranspose2dParams {
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    /// Extra rows/columns added to one side of the output (must be < stride or < dilation).
+    pub output_padding: [usize; 2],
+    pub dilation: [usize; 2],
+    pub groups: usize,
+}
+
+impl Default for ConvTranspose2dParams {
+    fn default() -> Self {
+        ConvTranspose2dParams { stride: [1, 1], padding: [0, 0], output_padding: [0, 0], dilation: [1, 1], groups: 1 }
+    }
+}
+
+impl ConvTranspose2dParams {
+    /// Square stride / padding / output_padding, no dilation, one group.
+    pub fn new(stride: usize, padding: usize, output_padding: usize) -> Self {
+        ConvTranspose2dParams {
+            stride: [stride; 2],
+            padding: [padding; 2],
+            output_padding: [output_padding; 2],
+            ..Default::default()
+        }
+    }
+}
+
+/// Activation applied in the epilogue.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub enum Activation {
+    #[default]
+    None,
+    Relu,
+    /// LeakyReLU with this negative slope.
+    LeakyRelu(f32),
+    /// Swish / SiLU: x * sigmoid(x).
+    Swish,
+    Tanh,
+    Sigmoid,
+}
+
+impl Activation {
+    fn code(self) -> (f64, f32) {
+        match self {
+            Activation::None => (0.0, 0.0),
+            Activation::Relu => (1.0, 0.0),
+            Activation::LeakyRelu(s) => (2.0, s),
+            Activation::Swish => (3.0, 0.0),
+            Activation::Tanh => (4.0, 0.0),
+            Activation::Sigmoid => (5.0, 0.0),
+        }
+    }
+}
+
+/// `out = alpha * act(...) + beta * residual`. Default: no activation,
+/// alpha = 1, beta = 0 (beta is only used when a residual is passed).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Epilogue {
+    pub activation: Activation,
+    pub alpha: f32,
+    pub beta: f32,
+}
+
+impl Default for Epilogue {
+    fn default() -> Self {
+        Epilogue { activation: Activation::None, alpha: 1.0, beta: 0.0 }
+    }
+}
+
+impl Epilogue {
+    pub fn act(activation: Activation) -> Self {
+        Epilogue { activation, ..Default::default() }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Conv,
+    Transposed { groups: usize },
+}
+
+/// Convolution weights repacked for the kernel, with bias and per-channel scale.
+/// Built once at load time; cheap to clone (GPU buffers are shared).
+#[derive(Clone)]
+pub struct Conv2dWeights {
+    kind: Kind,
+    /// Torch weight shape as given.
+    shape: [usize; 4],
+    cout: usize,
+    k: usize,
+    /// Packed weights: `Conv`: [K][Cout]; `Transposed`: [groups][K][Cout/groups].
+    packed: Arc<wgpu::Buffer>,
+    packed_bytes: u64,
+    /// K entries of `ci << 16 | ky << 8 | kx` (ci within the group).
+    taps: Arc<wgpu::Buffer>,
+    taps_bytes: u64,
+    /// bias[cout] then scale[cout].
+    epi: Tensor,
+}
+
+impl std::fmt::Debug for Conv2dWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Conv2dWeights({:?}, {:?})", self.kind, self.shape)
+    }
+}
+
+fn check_vec(what: &str, v: Option<&[f32]>, n: usize) -> Result<Vec<f32>> {
+    match v {
+        Some(v) if v.len() != n => Err(Error::Shape(format!("conv weights: {what} has {} values, expected {n}", v.len()))),
+        Some(v) => Ok(v.to_vec()),
+        None => Ok(Vec::new()),
+    }
+}
+
+impl Conv2dWeights {
+    /// Weights of a `Conv2d`: `weight` in torch layout `[cout, cin_per_group, kh, kw]`,
+    /// optional `bias` and per-output-channel `scale` (each `cout` values).
+    pub fn new(
+        ctx: &GpuContext,
+        weight: &[f32],
+        shape: [usize; 4],
+        bias: Option<&[f32]>,
+        scale: Option<&[f32]>,
+    ) -> Result<Self> {
+        let [cout, cin_g, kh, kw] = shape;
+        Self::check_shape("conv2d", weight, shape)?;
+        let k = cin_g * kh * kw;
+        // A[k][co] = w[co][k]: a row of output channels is contiguous.
+        let mut packed = vec![0f32; k * cout];
+        for co in 0..cout {
+            for kk in 0..k {
+                packed[kk * cout + co] = weight[co * k + kk];
+            }
+        }
+        Self::upload(ctx, Kind::Conv, shape, cout, cin_g, &packed, bias, scale)
+    }
+
+    /// Weights of a `ConvTranspose2d`: `weight` in torch layout
+    /// `[cin, cout_per_group, kh, kw]`, the layer's `groups`, optional `bias`
+    /// and `scale` (each `groups * cout_per_group` values).
+    pub fn new_transposed(
+        ctx: &GpuContext,
+        weight: &[f32],
+        shape: [usize; 4],
+        groups: usize,
+        bias: Option<&[f32]>,
+        scale: Option<&[f32]>,
+    ) -> Result<Self> {
+        let [cin, cout_g, kh, kw] = shape;
+        Self::check_shape("conv_transpose2d", weight, shape)?;
+        if groups == 0 || cin % groups != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "conv_transpose2d weights: {cin} input channels are not divisible by groups = {groups}"
+            )));
+        }
+        let cin_g = cin / groups;
+        let khw = kh * kw;
+        let k = cin_g * khw;
+        // A[g][k][m] = w[g*cin_g + ci][m][ky][kx] with k = (ci, ky, kx).
+        let mut packed = vec![0f32; groups * k * cout_g];
+        for g in 0..groups {
+            for ci in 0..cin_g {
+                for m in 0..cout_g {
+                    for t in 0..khw {
+                        packed[(g * k + ci * khw + t) * cout_g + m] = weight[((g * cin_g + ci) * cout_g + m) * khw + t];
+                    }
+                }
+            }
+        }
+        Self::upload(ctx, Kind::Transposed { groups }, shape, groups * cout_g, cin, &packed, bias, scale)
+    }
+
+    fn check_shape(op: &str, weight: &[f32], shape: [usize; 4]) -> Result<()> {
+        if shape.contains(&0) {
+            return Err(Error::Shape(format!("{op} weights: shape {shape:?} has a zero dimension")));
+        }
+        let n: usize = shape.iter().product();
+        if weight.len() != n {
+            return Err(Error::Shape(format!("{op} weights: {} values given for shape {shape:?} ({n} expected)", weight.len())));
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn upload(
+        ctx: &GpuContext,
+        kind: Kind,
+        shape: [usize; 4],
+        cout: usize,
+        cin: usize,
+        packed: &[f32],
+        bias: Option<&[f32]>,
+        scale: Option<&[f32]>,
+    ) -> Result<Self> {
+        let (kh, kw) = (shape[2], shape[3]);
+        let cin_g = match kind {
+            Kind::Conv => cin,
+            Kind::Transposed { groups } => cin / groups,
+        };
+        let k = cin_g * kh * kw;
+        let bias = check_vec("bias", bias, cout)?;
+        let scale = check_vec("scale", scale, cout)?;
+        let mut epi = vec![0f32; 2 * cout];
+        if !bias.is_empty() {
+            epi[..cout].copy_from_slice(&bias);
+        }
+        if scale.is_empty() {
+            epi[cout..].fill(1.0);
+        } else {
+            epi[cout..].copy_from_slice(&scale);
+        }
+        if cin_g > 0xFFFF || kh > 0xFF || kw > 0xFF {
+            return Err(Error::InvalidArgument(format!(
+                "conv weights {shape:?}: at most 65535 input channels per group and 255x255 kernels are supported"
+            )));
+        }
+        let mut taps = Vec::with_capacity(k);
+        for ci in 0..cin_g {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    taps.push((ci << 16 | ky << 8 | kx) as u32);
+                }
+            }
+        }
+        // Padded to whole vec4s: the kernel reads the matrix as array<vec4<f32>>.
+        let mut packed = packed.to_vec();
+        packed.resize(packed.len().next_multiple_of(4), 0.0);
+        let packed_bytes = (packed.len() * 4) as u64;
+        if packed_bytes > ctx.max_binding_bytes() {
+            return Err(Error::TooLarge(format!("conv weights {shape:?} need {packed_bytes} bytes")));
+        }
+        let make = |label, data: &[u8]| {
+            Arc::new(ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: data,
+                usage: wgpu::BufferUsages::STORAGE,
+            }))
+        };
+        Ok(Conv2dWeights {
+            kind,
+            shape,
+            cout,
+            k,
+            packed: make("conv weights", bytemuck::cast_slice(&packed)),
+            packed_bytes,
+            taps: make("conv taps", bytemuck::cast_slice(&taps)),
+            taps_bytes: (taps.len() * 4) as u64,
+            epi: Tensor::from_slice(ctx, Shape::new(1, 1, 2, cout), &epi)?,
+        })
+    }
+
+    /// Torch weight shape as given to the constructor.
+    pub fn shape(&self) -> [usize; 4] {
+        self.shape
+    }
+    /// Total output channels.
+    pub fn out_channels(&self) -> usize {
+        self.cout
+    }
+    /// Whether these are `ConvTranspose2d` weights.
+    pub fn is_transposed(&self) -> bool {
+        matches!(self.kind, Kind::Transposed { .. })
+    }
+}
+
+/// Everything the kernel needs, resolved from shapes and params.
+struct Geometry {
+    x: Shape,
+    out: Shape,
+    groups: usize,
+    cin_g: usize,
+    cout_g: usize,
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+}
+
+fn conv_out_dim(op: &str, axis: &str, input: usize, k: usize, s: usize, p: usize, d: usize) -> Result<usize> {
+    let span = d * (k - 1) + 1;
+    if input + 2 * p < span {
+        return Err(Error::Shape(format!(
+            "{op}: input {axis} = {input} with padding {p} is smaller than the dilated kernel ({span})"
+        )));
+    }
+    Ok((input + 2 * p - span) / s + 1)
+}
+
+fn check_common(op: &str, stride: [usize; 2], dilation: [usize; 2], groups: usize) -> Result<()> {
+    if stride.contains(&0) || dilation.contains(&0) || groups == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "{op}: stride {stride:?}, dilation {dilation:?} and groups {groups} must all be >= 1"
+        )));
+    }
+    Ok(())
+}
+
+fn conv_geometry(x: Shape, w: &Conv2dWeights, p: &Conv2dParams) -> Result<Geometry> {
+    const OP: &str = "conv2d";
+    if w.is_transposed() {
+        return Err(Error::InvalidArgument(format!("{OP}: given ConvTranspose2d weights {:?}", w.shape)));
+    }
+    check_common(OP, p.stride, p.dilation, p.groups)?;
+    let [cout, cin_g, kh, kw] = w.shape;
+    if x.c() != cin_g * p.groups {
+        return Err(Error::Shape(format!(
+            "{OP}: input {x} has {} channels; weights {:?} with groups = {} expect {}",
+            x.c(),
+            w.shape,
+            p.groups,
+            cin_g * p.groups
+        )));
+    }
+    if cout % p.groups != 0 {
+        return Err(Error::InvalidArgument(format!(
+            "{OP}: {cout} output channels are not divisible by groups = {}",
+            p.groups
+        )));
+    }
+    let ho = conv_out_dim(OP, "height", x.h(), kh, p.stride[0], p.padding[0], p.dilation[0])?;
+    let wo = conv_out_dim(OP, "width", x.w(), kw, p.stride[1], p.padding[1], p.dilation[1])?;
+    Ok(Geometry {
+        x,
+        out: Shape::new(x.n(), cout, ho, wo),
+        groups: p.groups,
+        cin_g,
+        cout_g: cout / p.groups,
+        stride: p.stride,
+        padding: p.padding,
+        dilation: p.dilation,
+    })
+}
+
+fn transposed_geometry(x: Shape, w: &Conv2dWeights, p: &ConvTranspose2dParams) -> Result<Geometry> {
+    const OP: &str = "conv_transpose2d";
+    let wg = match w.kind {
+        Kind::Transposed { groups } => groups,
+        Kind::Conv => return Err(Error::InvalidArgument(format!("{OP}: given Conv2d weights {:?}", w.shape))),
+    };
+    check_common(OP, p.stride, p.dilation, p.groups)?;
+    if p.groups != wg {
+        return Err(Error::InvalidArgument(format!(
+            "{OP}: params say groups = {} but the weights were packed for groups = {wg}",
+            p.groups
+        )));
+    }
+    let [cin, cout_g, kh, kw] = w.shape;
+    if x.c() != cin {
+        return Err(Error::Shape(format!("{OP}: input {x} has {} channels; weights {:?} expect {cin}", x.c(), w.shape)));
+    }
+    for a in 0..2 {
+        if p.output_padding[a] >= p.stride[a] && p.output_padding[a] >= p.dilation[a] {
+            return Err(Error::InvalidArgument(format!(
+                "{OP}: output_padding {:?} must be smaller than stride {:?} or dilation {:?}",
+                p.output_padding, p.stride, p.dilation
+            )));
+        }
+    }
+    let dim = |axis: &str, i: usize, k: usize, a: usize| -> Result<usize> {
+        let full = (i - 1) * p.stride[a] + p.dilation[a] * (k - 1) + p.output_padding[a] + 1;
+        if full <= 2 * p.padding[a] {
+            return Err(Error::Shape(format!(
+                "{OP}: input {axis} = {i}, kernel {k}, stride {}, padding {} gives an empty output",
+                p.stride[a], p.padding[a]
+            )));
+        }
+        Ok(full - 2 * p.padding[a])
+    };
+    let ho = dim("height", x.h(), kh, 0)?;
+    let wo = dim("width", x.w(), kw, 1)?;
+    Ok(Geometry {
+        x,
+        out: Shape::new(x.n(), wg * cout_g, ho, wo),
+        groups: wg,
+        cin_g: cin / wg,
+        cout_g,
+        stride: p.stride,
+        padding: p.padding,
+        dilation: p.dilation,
+    })
+}
+
+/// Output shape of `conv2d(x, w, p)`, or the reason the combination is invalid.
+pub fn conv2d_out_shape(x: Shape, w: &Conv2dWeights, p: &Conv2dParams) -> Result<Shape> {
+    Ok(conv_geometry(x, w, p)?.out)
+}
+
+/// Output shape of `conv_transpose2d(x, w, p)`:
+/// `(H-1)*stride - 2*padding + dilation*(k-1) + output_padding + 1`.
+pub fn conv_transpose2d_out_shape(x: Shape, w: &Conv2dWeights, p: &ConvTranspose2dParams) -> Result<Shape> {
+    Ok(transposed_geometry(x, w, p)?.out)
+}
+
+/// torch `Conv2d` into `out` (shape from [`conv2d_out_shape`]) with the fused
+/// epilogue. `residual` (the output's shape) is added as `beta * residual`.
+/// `out` must not alias `x` or `residual`.
+pub fn conv2d(
+    ctx: &GpuContext,
+    x: &Tensor,
+    w: &Conv2dWeights,
+    p: &Conv2dParams,
+    epi: &Epilogue,
+    residual: Option<&Tensor>,
+    out: &Tensor,
+) -> Result<Dispatch> {
+    let geo = conv_geometry(x.shape(), w, p)?;
+    let [_, _, kh, kw] = w.shape;
+    let pointwise = kh == 1 && kw == 1 && p.stride == [1, 1] && p.padding == [0, 0];
+    launch(ctx, "conv2d", &geo, w, if pointwise { 1 } else { 0 }, x, epi, residual, out)
+}
+
+/// torch `ConvTranspose2d` into `out` (shape from [`conv_transpose2d_out_shape`])
+/// with the fused epilogue. `out` must not alias `x` or `residual`.
+pub fn conv_transpose2d(
+    ctx: &GpuContext,
+    x: &Tensor,
+    w: &Conv2dWeights,
+    p: &ConvTranspose2dParams,
+    epi: &Epilogue,
+    residual: Option<&Tensor>,
+    out: &Tensor,
+) -> Result<Dispatch> {
+    let geo = transposed_geometry(x.shape(), w, p)?;
+    launch(ctx, "conv_transpose2d", &geo, w, 2, x, epi, residual, out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    ctx: &GpuContext,
+    op: &str,
+    geo: &Geometry,
+    w: &Conv2dWeights,
+    mode: u32,
+    x: &Tensor,
+    epi: &Epilogue,
+    residual: Option<&Tensor>,
+    out: &Tensor,
+) -> Result<Dispatch> {
+    if out.shape() != geo.out {
+        return Err(Error::Shape(format!(
+            "{op}: output tensor is {} but input {} with weights {:?} gives {}",
+            out.shape(),
+            geo.x,
+            w.shape,
+            geo.out
+        )));
+    }
+    if Arc::ptr_eq(out.buffer(), x.buffer()) {
+        return Err(Error::InvalidArgument(format!("{op}: the output may not alias the input")));
+    }
+    if let Some(r) = residual {
+        if r.shape() != geo.out {
+            return Err(Error::Shape(format!("{op}: residual {} does not match the output {}", r.shape(), geo.out)));
+        }
+        if Arc::ptr_eq(out.buffer(), r.buffer()) {
+            return Err(Error::InvalidArgument(format!("{op}: the output may not alias the residual")));
+        }
+    }
+    let (act, slope) = epi.activation.code();
+    let (xs, os) = (geo.x, geo.out);
+    let k = w.k;
+    let ntot = os.n() * os.hw();
+    let m_tiles = geo.cout_g.div_ceil(TILE_M);
+    let (a_kstride, a_gstride) = match w.kind {
+        Kind::Conv => (w.cout, geo.cout_g),
+        Kind::Transposed { .. } => (geo.cout_g, k * geo.cout_g),
+    };
+    let params = Params::new()
+        .u(xs.c())
+        .u(xs.h())
+        .u(xs.w())
+        .u(xs.hw())
+        .u(os.c())
+        .u(os.h())
+        .u(os.w())
+        .u(os.hw())
+        .u(geo.cin_g)
+        .u(geo.cout_g)
+        .u(k)
+        .u(ntot)
+        .i(geo.stride[0] as i64)
+        .i(geo.stride[1] as i64)
+        .i(geo.padding[0] as i64)
+        .i(geo.padding[1] as i64)
+        .i(geo.dilation[0] as i64)
+        .i(geo.dilation[1] as i64)
+        .u(a_kstride)
+        .u(a_gstride)
+        .u(m_tiles)
+        .f(epi.alpha)
+        .f(epi.beta)
+        .f(slope);
+    let mut grid = grid_1d(ntot.div_ceil(TILE_N));
+    let z = geo.groups * m_tiles;
+    if z > u32::MAX as usize {
+        return Err(Error::TooLarge(format!("{op}: {z} channel tiles")));
+    }
+    grid[2] = z as u32;
+    let (tsy, tsx) = if mode == 2 { (geo.stride[0] as f64, geo.stride[1] as f64) } else { (1.0, 1.0) };
+    let constants = [
+        ("MODE", mode as f64),
+        ("ACT", act),
+        ("HAS_RES", if residual.is_some() { 1.0 } else { 0.0 }),
+        ("A_VEC", if geo.cout_g % 4 == 0 { 1.0 } else { 0.0 }),
+        ("TSY", tsy),
+        ("TSX", tsx),
+    ];
+    let res = residual.unwrap_or(x);
+    let d = ctx.dispatch(KernelCall {
+        shader: &SHADER,
+        entry: "conv2d",
+        constants: &constants,
+        params: Some(&params),
+        buffers: &[
+            x.arg(),
+            BufArg { buffer: &w.packed, size: w.packed_bytes, read_only: true },
+            BufArg { buffer: &w.taps, size: w.taps_bytes, read_only: true },
+            w.epi.arg(),
+            res.arg(),
+            out.arg_mut(),
+        ],
+        workgroups: grid,
+    })?;
+    let flops = 2.0 * os.numel() as f64 * k as f64;
+    let mut bytes = xs.bytes() as f64 + w.packed_bytes as f64 + os.bytes() as f64;
+    if let Some(r) = residual {
+        bytes += r.shape().bytes() as f64;
+    }
+    Ok(d.with_cost(flops, bytes))
+}
