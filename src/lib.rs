@@ -2,13 +2,16 @@
 //!
 //! Layers, bottom up: [`gpu`] (device, pipeline cache, dispatch records),
 //! [`Tensor`] (f32 NCHW storage buffers), [`ops`] (one module per kernel
-//! family in `kernels/*.wgsl`).
+//! family in `kernels/*.wgsl`), [`graph`] (IR, memory planner, executor),
+//! [`weights`] (safetensors, model directories), [`models`] (HCFlow, SR3,
+//! PixelCNN), [`image_io`], [`resize`] and [`metrics`].
 
 pub mod error;
 pub mod gpu;
 pub mod graph;
 pub mod image_io;
 pub mod metrics;
+pub mod models;
 pub mod ops;
 pub mod resize;
 pub mod tensor;

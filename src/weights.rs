@@ -143,6 +143,32 @@ impl WeightStore {
     }
 }
 
+/// Every tensor of a `.safetensors` file widened to f64, for golden
+/// fixtures and other exact comparisons (F64, F32, F16, BF16, I64, I32;
+/// non-finite values are kept). Model weights go through [`WeightStore`].
+pub fn read_safetensors_f64(path: impl AsRef<Path>) -> Result<std::collections::BTreeMap<String, (Vec<usize>, Vec<f64>)>> {
+    use safetensors::Dtype;
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.display().to_string(), source: e })?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::Weights(format!("{}: not a valid safetensors file: {e}", path.display())))?;
+    let mut out = std::collections::BTreeMap::new();
+    for (name, view) in st.tensors() {
+        let raw = view.data();
+        let data: Vec<f64> = match view.dtype() {
+            Dtype::F64 => raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
+            Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+            Dtype::F16 => raw.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
+            Dtype::BF16 => raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
+            Dtype::I64 => raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+            Dtype::I32 => raw.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+            other => return Err(Error::Weights(format!("{}: tensor '{name}' has unsupported dtype {other:?}", path.display()))),
+        };
+        out.insert(name, (view.shape().to_vec(), data));
+    }
+    Ok(out)
+}
+
 /// A converted model directory: `config.json` + `model.safetensors`.
 pub struct ModelDir {
     pub path: std::path::PathBuf,

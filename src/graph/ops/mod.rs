@@ -1,6 +1,7 @@
 //! Graph-level ops: adapters from the kernel families in `crate::ops` to the
 //! graph's `Op` trait, plus the `GraphBuilder` methods model code calls.
 
+pub mod conv;
 pub mod dense;
 pub mod elementwise;
 pub mod flow;
