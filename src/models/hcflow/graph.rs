@@ -1,0 +1,375 @@
+//! HCFlow graphs: the building blocks (coupling nets, RRDB trunk, flow steps,
+//! conditional features, priors) and the four passes, in exactly the op order
+//! of tools/README.md (which documents the official model).
+
+use crate::graph::ops::conv::Conv;
+use crate::graph::ops::flow::Dir;
+use crate::graph::ops::Scalar;
+use crate::graph::{GraphBuilder, TensorId};
+use crate::ops::conv::{Activation, Conv2dParams};
+use crate::ops::coupling::GaussianScale;
+use crate::{Error, Result, Shape};
+
+use super::config::{Coupling, CouplingNet, CouplingType, HcflowConfig, Squeeze, Task};
+
+/// Names of graph inputs, outputs and parameters shared with `mod.rs`.
+pub const HEAT: &str = "heat";
+
+pub fn eps_name(l: usize) -> String {
+    format!("eps{l}")
+}
+
+struct Ctx<'g, 'c> {
+    g: &'g mut GraphBuilder<'c>,
+    cfg: &'g HcflowConfig,
+}
+
+impl Ctx<'_, '_> {
+    fn vec(&self, node: &str, key: &str, n: usize) -> Result<Vec<f32>> {
+        let w = self.g.weight(node, key, None)?;
+        if w.numel() != n {
+            return Err(Error::Weights(format!("node '{node}': {key} has shape {:?}, expected {n} values", w.shape)));
+        }
+        Ok(w.data.clone())
+    }
+
+    /// Conv (no bias) followed by ActNorm and an activation, folded into the
+    /// conv epilogue: act((conv(x) + an.bias) * exp(an.logs)).
+    fn conv_actnorm(&mut self, x: TensorId, p: &str, k: usize, act: Activation) -> Result<TensorId> {
+        let w = self.g.weight(p, &format!("{p}.weight"), None)?;
+        let cout = w.shape.first().copied().unwrap_or(0);
+        if w.shape.len() != 4 || w.shape[2] != k || w.shape[3] != k {
+            return Err(Error::Weights(format!("{p}.weight has shape {:?}, expected [_, _, {k}, {k}]", w.shape)));
+        }
+        let bias = self.vec(p, &format!("{p}.actnorm.bias"), cout)?;
+        let scale: Vec<f32> = self.vec(p, &format!("{p}.actnorm.logs"), cout)?.iter().map(|l| l.exp()).collect();
+        let c = Conv { params: Conv2dParams::new(1, (k - 1) / 2), ..Default::default() }.act(act);
+        self.g.conv2d_with(p, x, w, Some(&bias), Some(&scale), c)
+    }
+
+    /// Glow's Conv2dZeros: (conv3x3(x) + bias) * exp(factor * logs).
+    fn conv_zeros(&mut self, x: TensorId, p: &str) -> Result<TensorId> {
+        let w = self.g.weight(p, &format!("{p}.weight"), None)?;
+        let cout = w.shape.first().copied().unwrap_or(0);
+        let bias = self.vec(p, &format!("{p}.bias"), cout)?;
+        let f = self.cfg.conv_zeros_logscale;
+        let scale: Vec<f32> = self.vec(p, &format!("{p}.logs"), cout)?.iter().map(|l| (f * l).exp()).collect();
+        self.g.conv2d_with(p, x, w, Some(&bias), Some(&scale), Conv::same(3))
+    }
+
+    fn lrelu(&self) -> Activation {
+        Activation::LeakyRelu(self.cfg.lrelu_slope)
+    }
+
+    /// ESRGAN dense block; with `residual`, conv5's output is `r*y + x` (the RDB).
+    fn dense_block(&mut self, x: TensorId, p: &str, residual: Option<f32>) -> Result<TensorId> {
+        let mut feats = vec![x];
+        for j in 1..=4 {
+            let inp = if j == 1 { x } else { self.g.concat(&format!("{p}.cat{j}"), &feats)? };
+            let y = self.g.conv2d(&format!("{p}.conv{j}"), inp, &format!("{p}.conv{j}"), Conv::same(3).act(self.lrelu()))?;
+            feats.push(y);
+        }
+        let inp = self.g.concat(&format!("{p}.cat5"), &feats)?;
+        let mut c = Conv::same(3);
+        if let Some(r) = residual {
+            c = c.residual(x, r, 1.0);
+        }
+        self.g.conv2d(&format!("{p}.conv5"), inp, &format!("{p}.conv5"), c)
+    }
+
+    /// RRDB: RDB3(RDB2(RDB1(x))) * 0.2 + x.
+    fn rrdb(&mut self, x: TensorId, p: &str) -> Result<TensorId> {
+        let r = self.cfg.rrdb_residual_scale;
+        let mut y = x;
+        for i in 1..=3 {
+            y = self.dense_block(y, &format!("{p}.RDB{i}"), Some(r))?;
+        }
+        self.g.axpby(&format!("{p}.res"), y, x, r, 1.0)
+    }
+
+    fn trunk(&mut self, x: TensorId, p: &str, n: usize) -> Result<TensorId> {
+        let mut y = x;
+        for i in 0..n {
+            y = self.rrdb(y, &format!("{p}.{i}"))?;
+        }
+        Ok(y)
+    }
+
+    fn coupling_net(&mut self, x: TensorId, p: &str, net: CouplingNet) -> Result<TensorId> {
+        match net {
+            CouplingNet::Fcn { kernel_hidden, .. } => {
+                let h = self.conv_actnorm(x, &format!("{p}.conv1"), 3, Activation::Relu)?;
+                let h = self.conv_actnorm(h, &format!("{p}.conv2"), kernel_hidden, Activation::Relu)?;
+                self.conv_zeros(h, &format!("{p}.conv3"))
+            }
+            CouplingNet::DenseBlock { .. } => self.dense_block(x, p, None),
+        }
+    }
+
+    /// The coupling of a flow step (`k` = position within its level's main
+    /// steps, which selects the affine3shift variant).
+    #[allow(clippy::too_many_arguments)]
+    fn coupling(
+        &mut self,
+        z: TensorId,
+        p: &str,
+        cp: Coupling,
+        k: usize,
+        cond: Option<TensorId>,
+        logdet: Option<TensorId>,
+        dir: Dir,
+    ) -> Result<(TensorId, Option<TensorId>)> {
+        let c = self.g.shape(z)?.c();
+        let net_p = format!("{p}.affine.f");
+        if cp.kind == CouplingType::Affine3Shift && k % 2 == 1 {
+            // z[0:3) +/-= net(z[3:C)); volume preserving.
+            let rest = self.g.slice_channels(&format!("{p}.rest"), z, 3, 1, c - 3)?;
+            let shift = self.coupling_net(rest, &net_p, cp.net)?;
+            let y = self.g.additive_coupling(&format!("{p}.additive"), z, shift, dir)?;
+            return Ok((y, logdet));
+        }
+        let split = if cp.kind == CouplingType::Affine { c / 2 } else { 3 };
+        let z1 = self.g.slice_channels(&format!("{p}.z1"), z, 0, 1, split)?;
+        let inp = match cond {
+            Some(f) => self.g.concat(&format!("{p}.cond"), &[z1, f])?,
+            None => z1,
+        };
+        let h = self.coupling_net(inp, &net_p, cp.net)?;
+        self.g.affine_coupling(&format!("{p}.affine"), z, h, split, logdet, dir)
+    }
+
+    /// Flow step: actnorm -> invconv -> coupling (reverse in reverse order).
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        z: TensorId,
+        p: &str,
+        invconv: bool,
+        cp: Coupling,
+        k: usize,
+        cond: Option<TensorId>,
+        logdet: Option<TensorId>,
+        dir: Dir,
+    ) -> Result<(TensorId, Option<TensorId>)> {
+        let (mut z, mut ld) = (z, logdet);
+        match dir {
+            Dir::Forward => {
+                (z, ld) = self.g.actnorm(&format!("{p}.actnorm"), z, &format!("{p}.actnorm"), ld, dir)?;
+                if invconv {
+                    (z, ld) = self.g.invconv(&format!("{p}.permute"), z, &format!("{p}.permute"), ld, dir)?;
+                }
+                self.coupling(z, p, cp, k, cond, ld, dir)
+            }
+            Dir::Reverse => {
+                (z, ld) = self.coupling(z, p, cp, k, cond, ld, dir)?;
+                if invconv {
+                    (z, ld) = self.g.invconv(&format!("{p}.permute"), z, &format!("{p}.permute"), ld, dir)?;
+                }
+                self.g.actnorm(&format!("{p}.actnorm"), z, &format!("{p}.actnorm"), ld, dir)
+            }
+        }
+    }
+
+    fn squeeze(&mut self, x: TensorId, l: usize, dir: Dir) -> Result<TensorId> {
+        let n = format!("flow.layers.{}", self.cfg.levels[l].squeeze_layer);
+        match self.cfg.squeeze {
+            Squeeze::Squeeze2d => match dir {
+                Dir::Forward => self.g.squeeze(&n, x, 2),
+                Dir::Reverse => self.g.unsqueeze(&n, x, 2),
+            },
+            Squeeze::Haar => {
+                self.check_haar(&n, l)?;
+                match dir {
+                    Dir::Forward => self.g.haar_down(&n, x),
+                    Dir::Reverse => self.g.haar_up(&n, x),
+                }
+            }
+        }
+    }
+
+    /// The Haar filters are constants in the kernel; a checkpoint whose
+    /// `haar_weights` differ would silently compute something else.
+    fn check_haar(&self, n: &str, l: usize) -> Result<()> {
+        let c = self.cfg.levels[l].in_channels;
+        let key = format!("{n}.haar_weights");
+        let w = self.g.weight(n, &key, Some(&[4 * c, 1, 2, 2]))?;
+        const BANDS: [[f32; 4]; 4] = [[1., 1., 1., 1.], [1., -1., 1., -1.], [1., 1., -1., -1.], [1., -1., -1., 1.]];
+        for ch in 0..c {
+            for (b, band) in BANDS.iter().enumerate() {
+                if w.data[(ch * 4 + b) * 4..(ch * 4 + b + 1) * 4] != band[..] {
+                    return Err(Error::Weights(format!("{key}: channel {ch} band {b} is not the standard Haar filter")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Conditional features of level `l` from its conditional input `u`.
+    fn features(&mut self, u: TensorId, l: usize) -> Result<TensorId> {
+        let p = self.cfg.levels[l].cond_module.clone();
+        let first = self.g.conv2d(&format!("{p}.conv_first"), u, &format!("{p}.conv_first"), Conv::same(3))?;
+        let [n0, n1] = self.cfg.rrdb_nb;
+        match self.cfg.task {
+            Task::Sr => {
+                let f1 = self.trunk(first, &format!("{p}.RRDB_trunk0"), n0)?;
+                let t = self.trunk(f1, &format!("{p}.RRDB_trunk1"), n1)?;
+                let f2 = self.g.conv2d(&format!("{p}.trunk_conv1"), t, &format!("{p}.trunk_conv1"), Conv::same(3).residual(first, 1.0, 1.0))?;
+                self.g.concat(&format!("{p}.feat"), &[f1, f2])
+            }
+            Task::Rescale => {
+                let t = self.trunk(first, &format!("{p}.RRDB_trunk0"), n0)?;
+                let t = self.trunk(t, &format!("{p}.RRDB_trunk1"), n1)?;
+                self.g.conv2d(&format!("{p}.trunk_conv1"), t, &format!("{p}.trunk_conv1"), Conv::same(3).residual(first, 1.0, 1.0))
+            }
+        }
+    }
+
+    /// u_l = cat(y_l, up(feat_j) for the coarser levels j).
+    fn cond_input(&mut self, y: TensorId, l: usize, feats: &[Option<TensorId>]) -> Result<TensorId> {
+        let lev = self.cfg.levels[l].clone();
+        if lev.cond_feats.is_empty() {
+            return Ok(y);
+        }
+        let mut parts = vec![y];
+        for &(j, f) in &lev.cond_feats {
+            let fj = feats[j].ok_or_else(|| Error::Graph(format!("level {l} needs the features of level {j} first")))?;
+            parts.push(self.g.upsample_nearest(&format!("{}.up{j}", lev.cond_module), fj, f)?);
+        }
+        self.g.concat(&format!("{}.u", lev.cond_module), &parts)
+    }
+
+    fn prior_scale(&self) -> GaussianScale {
+        match self.cfg.task {
+            Task::Sr => GaussianScale::Logs,
+            Task::Rescale => GaussianScale::Atan,
+        }
+    }
+
+    fn prior(&mut self, feat: TensorId, l: usize) -> Result<TensorId> {
+        let p = format!("{}.f", self.cfg.levels[l].cond_module);
+        self.conv_zeros(feat, &p)
+    }
+
+    fn split_step_prefix(&self, l: usize, i: usize) -> String {
+        format!("{}.additional_flow_steps.{i}", self.cfg.levels[l].cond_module)
+    }
+}
+
+/// Shapes of the per-level latents for an LR of `lr` (the finest level first).
+pub fn eps_shapes(cfg: &HcflowConfig, lr: Shape) -> Vec<Shape> {
+    let nl = cfg.n_levels();
+    cfg.levels
+        .iter()
+        .enumerate()
+        .map(|(l, lev)| {
+            let f = 1 << (nl - 1 - l);
+            Shape::new(lr.n(), lev.off, lr.h() * f, lr.w() * f)
+        })
+        .collect()
+}
+
+/// Reverse pass (SR reverse / rescaling reverse): inputs `lr`, `eps{l}`,
+/// parameter `heat`; output `hr` (clamped to [0,1]). With `trace`, also
+/// `hr_raw`, `feat{l}` and `a{l}` (the split-off latent after its steps).
+pub fn build_reverse(g: &mut GraphBuilder, cfg: &HcflowConfig, lr: Shape, trace: bool) -> Result<()> {
+    let mut c = Ctx { g, cfg };
+    c.g.param(HEAT, cfg.default_heat as f64)?;
+    let mut z = c.g.input("lr", lr)?;
+    let eps: Vec<TensorId> =
+        eps_shapes(cfg, lr).into_iter().enumerate().map(|(l, s)| c.g.input(&eps_name(l), s)).collect::<Result<_>>()?;
+    let nl = cfg.n_levels();
+    let mut feats: Vec<Option<TensorId>> = vec![None; nl];
+    for l in (0..nl).rev() {
+        let lev = cfg.levels[l].clone();
+        let u = c.cond_input(z, l, &feats)?;
+        let feat = c.features(u, l)?;
+        feats[l] = Some(feat);
+        let h = c.prior(feat, l)?;
+        let scale = c.prior_scale();
+        let mut a = c.g.gaussian_sample(&format!("{}.sample", lev.cond_module), h, eps[l], Scalar::param(HEAT), scale)?;
+        for i in (0..lev.cond_steps).rev() {
+            let p = c.split_step_prefix(l, i);
+            a = c.step(a, &p, cfg.split_invconv, cfg.split_coupling, i, Some(feat), None, Dir::Reverse)?.0;
+        }
+        if trace {
+            c.g.output(&format!("feat{l}"), feat)?;
+            c.g.output(&format!("a{l}"), a)?;
+        }
+        z = c.g.concat(&format!("flow.layers.{}.cat", lev.main_layers.last().copied().unwrap_or(lev.squeeze_layer)), &[z, a])?;
+        for (k, &n) in lev.main_layers.iter().enumerate().rev() {
+            z = c.step(z, &format!("flow.layers.{n}"), cfg.main_invconv, cfg.coupling, k, None, None, Dir::Reverse)?.0;
+        }
+        z = c.squeeze(z, l, Dir::Reverse)?;
+    }
+    if trace {
+        c.g.output("hr_raw", z)?;
+    }
+    let hr = c.g.clamp("clamp", z, 0.0, 1.0)?;
+    c.g.output("hr", hr)
+}
+
+/// Forward pass: input `hr` (and `noise`, U(0,1) dequantisation, for SR);
+/// outputs `z` (the LR before quantisation), `eps{l}` and, for SR, `logdet`
+/// (everything but the LR likelihood term, which the host adds). With
+/// `trace`: `squeeze{l}`, `step{N}` (first main step of each level), `feat{l}`.
+pub fn build_forward(g: &mut GraphBuilder, cfg: &HcflowConfig, hr: Shape, trace: bool) -> Result<()> {
+    let mut c = Ctx { g, cfg };
+    let nl = cfg.n_levels();
+    let sr = cfg.task == Task::Sr;
+    let mut x = c.g.input("hr", hr)?;
+    let mut logdet = None;
+    if sr {
+        let noise = c.g.input("noise", hr)?;
+        x = c.g.axpby("dequantize", x, noise, 1.0, (1.0 / cfg.quant) as f32)?;
+        let pixels = (hr.h() * hr.w()) as f64;
+        logdet = Some(c.g.logdet("logdet0", hr.n(), (-(cfg.quant.ln()) * pixels) as f32)?);
+    }
+    let mut ys = Vec::with_capacity(nl);
+    let mut offs = Vec::with_capacity(nl);
+    for l in 0..nl {
+        let lev = cfg.levels[l].clone();
+        x = c.squeeze(x, l, Dir::Forward)?;
+        if trace {
+            c.g.output(&format!("squeeze{l}"), x)?;
+        }
+        for (k, &n) in lev.main_layers.iter().enumerate() {
+            (x, logdet) = c.step(x, &format!("flow.layers.{n}"), cfg.main_invconv, cfg.coupling, k, None, logdet, Dir::Forward)?;
+            if trace && k == 0 {
+                c.g.output(&format!("step{n}"), x)?;
+            }
+        }
+        let split = format!("flow.layers.{}", lev.main_layers.last().copied().unwrap_or(lev.squeeze_layer) + 1);
+        let y = c.g.slice_channels(&format!("{split}.keep"), x, 0, 1, lev.keep)?;
+        let a = c.g.slice_channels(&format!("{split}.off"), x, lev.keep, 1, lev.off)?;
+        ys.push(y);
+        offs.push(a);
+        x = y;
+    }
+    c.g.output("z", x)?;
+    let mut feats: Vec<Option<TensorId>> = vec![None; nl];
+    for l in (0..nl).rev() {
+        let lev = cfg.levels[l].clone();
+        let u = c.cond_input(ys[l], l, &feats)?;
+        let feat = c.features(u, l)?;
+        feats[l] = Some(feat);
+        if trace {
+            c.g.output(&format!("feat{l}"), feat)?;
+        }
+        let mut a = offs[l];
+        for i in 0..lev.cond_steps {
+            let p = c.split_step_prefix(l, i);
+            (a, logdet) = c.step(a, &p, cfg.split_invconv, cfg.split_coupling, i, Some(feat), logdet, Dir::Forward)?;
+        }
+        let h = c.prior(feat, l)?;
+        let scale = c.prior_scale();
+        if let Some(ld) = logdet {
+            logdet = Some(c.g.gaussian_logp(&format!("{}.logp", lev.cond_module), a, h, ld, scale)?);
+        }
+        let e = c.g.gaussian_normalize(&format!("{}.eps", lev.cond_module), a, h, scale)?;
+        c.g.output(&eps_name(l), e)?;
+    }
+    if let Some(ld) = logdet {
+        c.g.output("logdet", ld)?;
+    }
+    Ok(())
+}
