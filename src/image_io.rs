@@ -66,13 +66,13 @@ impl RgbImage {
     }
 
     /// 8-bit RGB bytes, interleaved, rounded and clamped (the reference
-    /// models quantise with round(clamp(x, 0, 1) * 255)).
+    /// models quantise with round(clamp(x, 0, 1) * 255), torch.round = half to even).
     pub fn to_rgb8(&self) -> Vec<u8> {
         let n = self.width * self.height;
         let mut out = vec![0u8; 3 * n];
         for i in 0..n {
             for c in 0..3 {
-                out[3 * i + c] = (self.data[c * n + i].clamp(0.0, 1.0) * 255.0).round() as u8;
+                out[3 * i + c] = (self.data[c * n + i].clamp(0.0, 1.0) * 255.0).round_ties_even() as u8;
             }
         }
         out

@@ -1,0 +1,134 @@
+//! The `wgsr` binary end to end on the tiny HCFlow fixtures: outputs by
+//! extension, reproducible seeds, and clear failures that write nothing.
+#![cfg(feature = "cli")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn wgsr(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wgsr")).args(args).env("XDG_RUNTIME_DIR", "/tmp").output().expect("running wgsr")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wgsr-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn write_png(path: &Path, w: u32, h: u32, seed: u32) {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        let v = (x * 37 + y * 91 + seed * 13) % 251;
+        image::Rgb([v as u8, ((v * 7) % 256) as u8, ((v * 3 + 40) % 256) as u8])
+    });
+    img.save(path).unwrap();
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn ok(o: &Output) {
+    assert!(o.status.success(), "wgsr failed: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn fails_with(o: &Output, needle: &str) {
+    assert!(!o.status.success(), "wgsr should have failed");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(needle), "stderr lacks '{needle}': {err}");
+    assert!(!err.contains("panicked"), "wgsr panicked: {err}");
+}
+
+#[test]
+fn upscale_outputs_are_reproducible_and_typed_by_extension() {
+    let d = scratch("upscale");
+    let model = fixture("hcflow_sr_x4_tiny");
+    let lr = d.join("lr.png");
+    write_png(&lr, 7, 5, 1);
+    let (a, b, c) = (d.join("a.png"), d.join("b.png"), d.join("c.png"));
+    ok(&wgsr(&["upscale", s(&lr), s(&a), "--model", s(&model), "--seed", "5"]));
+    ok(&wgsr(&["upscale", s(&lr), s(&b), "--model", s(&model), "--seed", "5"]));
+    ok(&wgsr(&["upscale", s(&lr), s(&c), "--model", s(&model), "--seed", "6"]));
+    let (ba, bb, bc) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), std::fs::read(&c).unwrap());
+    assert_eq!(ba, bb, "same seed, different bytes");
+    assert_ne!(ba, bc, "different seeds, same bytes");
+    let img = image::open(&a).unwrap();
+    assert_eq!((img.width(), img.height()), (28, 20));
+
+    // temperature 0 ignores the seed; .npy holds (H, W, 3) float32
+    let (n1, n2) = (d.join("t0a.npy"), d.join("t0b.npy"));
+    ok(&wgsr(&["upscale", s(&lr), s(&n1), "--model", s(&model), "--temperature", "0", "--seed", "1"]));
+    ok(&wgsr(&["upscale", s(&lr), s(&n2), "--model", s(&model), "--temperature", "0", "--seed", "2"]));
+    assert_eq!(std::fs::read(&n1).unwrap(), std::fs::read(&n2).unwrap());
+    let (shape, data) = wgsr::image_io::read_npy(&n1).unwrap();
+    assert_eq!(shape, vec![20, 28, 3]);
+    assert!(data.iter().all(|v| (0.0..=1.0).contains(v)));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn downscale_and_nll() {
+    let d = scratch("down");
+    let hr = d.join("hr.png");
+    write_png(&hr, 16, 12, 2);
+    let lr = d.join("lr.png");
+    ok(&wgsr(&["downscale", s(&hr), s(&lr), "--model", s(&fixture("hcflow_rescale_x4_tiny"))]));
+    let img = image::open(&lr).unwrap();
+    assert_eq!((img.width(), img.height()), (4, 3));
+
+    let odd = d.join("odd.png");
+    write_png(&odd, 18, 13, 3);
+    let out = d.join("odd_lr.png");
+    fails_with(&wgsr(&["downscale", s(&odd), s(&out), "--model", s(&fixture("hcflow_rescale_x4_tiny"))]), "--crop");
+    assert!(!out.exists());
+    ok(&wgsr(&["downscale", s(&odd), s(&out), "--model", s(&fixture("hcflow_rescale_x4_tiny")), "--crop"]));
+    assert_eq!(image::open(&out).unwrap().width(), 4);
+
+    let o = wgsr(&["nll", s(&hr), s(&lr), "--model", s(&fixture("hcflow_sr_x4_tiny"))]);
+    ok(&o);
+    let text = String::from_utf8_lossy(&o.stdout);
+    let v: f64 = text.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(v.is_finite(), "{text}");
+    // an SR model cannot downscale
+    fails_with(&wgsr(&["downscale", s(&hr), s(&d.join("x.png")), "--model", s(&fixture("hcflow_sr_x4_tiny"))]), "rescaling model");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn bad_inputs_fail_cleanly_and_write_nothing() {
+    let d = scratch("bad");
+    let model = fixture("hcflow_sr_x4_tiny");
+    let lr = d.join("lr.png");
+    write_png(&lr, 4, 4, 4);
+    let out = d.join("out.png");
+
+    let corrupt = d.join("corrupt.png");
+    std::fs::write(&corrupt, b"\x89PNG\r\n\x1a\n this is not a png").unwrap();
+    fails_with(&wgsr(&["upscale", s(&corrupt), s(&out), "--model", s(&model)]), "cannot decode");
+    fails_with(&wgsr(&["upscale", s(&d.join("missing.png")), s(&out), "--model", s(&model)]), "missing.png");
+    fails_with(&wgsr(&["upscale", s(&lr), s(&d.join("out.jpg")), "--model", s(&model)]), ".png");
+    fails_with(&wgsr(&["upscale", s(&lr), s(&d.join("no/such/dir/out.png")), "--model", s(&model)]), "does not exist");
+    fails_with(&wgsr(&["upscale", s(&lr), s(&out), "--model", s(&d.join("no-model"))]), "not found");
+
+    // config and weights that do not belong together
+    let mixed = d.join("mixed");
+    std::fs::create_dir_all(&mixed).unwrap();
+    std::fs::copy(fixture("hcflow_sr_x8_tiny").join("config.json"), mixed.join("config.json")).unwrap();
+    std::fs::copy(model.join("model.safetensors"), mixed.join("model.safetensors")).unwrap();
+    fails_with(&wgsr(&["upscale", s(&lr), s(&out), "--model", s(&mixed)]), "weight");
+
+    // truncated weights file
+    let broken = d.join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::copy(model.join("config.json"), broken.join("config.json")).unwrap();
+    let bytes = std::fs::read(model.join("model.safetensors")).unwrap();
+    std::fs::write(broken.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    fails_with(&wgsr(&["upscale", s(&lr), s(&out), "--model", s(&broken)]), "safetensors");
+
+    assert!(!out.exists(), "a failed run left an output behind");
+    let _ = std::fs::remove_dir_all(&d);
+}
