@@ -191,6 +191,13 @@ impl HcFlow {
         names.iter().map(|n| ex.read_output(ctx, n)).collect()
     }
 
+    /// Per-node GPU profile of the reverse pass at `lr_shape` (built on
+    /// demand; inputs keep whatever the last run set).
+    pub fn profile_reverse(&mut self, ctx: &GpuContext, lr_shape: Shape, runs: usize) -> Result<crate::graph::Profile> {
+        self.check_lr(lr_shape)?;
+        self.executor(ctx, Pass::Reverse { trace: false }, lr_shape)?.profile(ctx, runs)
+    }
+
     /// Super-resolve (SR models) or upscale a rescaled LR (rescaling models):
     /// heat None = the model's default; same seed -> identical output.
     pub fn upscale(&mut self, ctx: &GpuContext, lr: &RgbImage, heat: Option<f32>, seed: u64) -> Result<RgbImage> {

@@ -1,0 +1,110 @@
+//! HCFlow end to end: `cargo bench --bench hcflow [-- ARCH LR RUNS]`
+//! (defaults: sr_x4 64 3). Builds the official architecture from its key
+//! manifest with random weights, then times the reverse pass (LR -> HR):
+//! the first call (graph build, weight upload, pipeline compilation) and the
+//! median of RUNS replays, plus memory and a per-op-kind GPU profile.
+//! Side-by-side partner: `python3 tools/bench_hcflow.py --arch ARCH --lr LR`.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use wgsr::models::hcflow::HcFlow;
+use wgsr::weights::{HostTensor, WeightStore};
+use wgsr::{GpuContext, Shape};
+
+/// xorshift uniform in [-a, a).
+struct Rand(u64);
+impl Rand {
+    fn next(&mut self, a: f64) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (((self.0 >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0) as f32 * a as f32
+    }
+}
+
+fn random_weights(keys: &[(String, Vec<usize>)]) -> WeightStore {
+    let mut r = Rand(0x2545_F491_4F6C_DD1D);
+    let mut ws = WeightStore::new();
+    for (k, shape) in keys {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = if k.ends_with("haar_weights") {
+            let bands = [[1., 1., 1., 1.], [1., -1., 1., -1.], [1., 1., -1., -1.], [1., -1., -1., 1.]];
+            (0..n).map(|i| bands[(i / 4) % 4][i % 4]).collect()
+        } else if k.ends_with("permute.weight") {
+            let c = shape[0];
+            (0..n).map(|i| if i / c == i % c { 1.0 } else { 0.0 } + r.next(0.05)).collect()
+        } else if k.ends_with(".logs") {
+            (0..n).map(|_| r.next(0.05)).collect()
+        } else {
+            let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
+            let a = 0.5 / (fan_in as f64).sqrt();
+            (0..n).map(|_| r.next(a)).collect()
+        };
+        ws.insert(k.clone(), HostTensor::new(shape.clone(), data).unwrap());
+    }
+    ws
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let arch = args.first().map(String::as_str).unwrap_or("sr_x4").to_string();
+    let lr_px: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(64);
+    let runs: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(3);
+
+    let path = format!("{}/tests/fixtures/hcflow_full_manifests/{arch}.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let keys: Vec<(String, Vec<usize>)> = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e[0].as_str().unwrap().to_string(), e[1].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect()))
+        .collect();
+    let params: usize = keys.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+
+    let ctx = GpuContext::new().unwrap_or_else(|e| panic!("{e}"));
+    let info = ctx.info();
+    let mut m = HcFlow::from_parts(&v["config"], random_weights(&keys)).unwrap();
+    let s = m.scale();
+    let lr_shape = Shape::new(1, 3, lr_px, lr_px);
+    let lr: Vec<f32> = (0..lr_shape.numel()).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
+    let eps = m.sample_eps(lr_shape, 1);
+    let heat = m.default_heat();
+
+    println!("device: {} ({})", info.name, info.backend);
+    println!("wgsr HCFlow {arch}: {params} parameters, LR {lr_px}x{lr_px} -> HR {}x{}, heat {heat}", lr_px * s, lr_px * s);
+    let t = Instant::now();
+    m.reverse(&ctx, &lr, lr_shape, &eps, heat).unwrap();
+    let first = t.elapsed().as_secs_f64();
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        m.reverse(&ctx, &lr, lr_shape, &eps, heat).unwrap();
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let med = times[times.len() / 2];
+    let all: Vec<String> = times.iter().map(|t| format!("{t:.3}")).collect();
+    println!("first call (build + upload + compile + run): {first:.3} s");
+    println!("reverse: median {med:.3} s over {runs} runs (all: {}), wall clock incl. upload/readback", all.join(", "));
+    let weight_mib = params as f64 * 4.0 / (1 << 20) as f64;
+    let inter_mib = m.graph_bytes() as f64 / (1 << 20) as f64;
+    println!("device memory: weights {weight_mib:.1} MiB (f32) + graph intermediates {inter_mib:.1} MiB = {:.1} MiB", weight_mib + inter_mib);
+
+    let prof = m.profile_reverse(&ctx, lr_shape, 1).unwrap();
+    let mut by_kind: BTreeMap<&str, (usize, f64, f64)> = BTreeMap::new();
+    for r in &prof.rows {
+        let e = by_kind.entry(r.kind).or_default();
+        e.0 += 1;
+        e.1 += r.ms;
+        e.2 += r.gflops * r.ms / 1e3;
+    }
+    let mut kinds: Vec<_> = by_kind.into_iter().collect();
+    kinds.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
+    println!("GPU profile ({:?}), total {:.1} ms over {} nodes:", prof.source, prof.total_ms(), prof.rows.len());
+    println!("{:<22} {:>6} {:>10} {:>7} {:>9}", "op", "nodes", "ms", "share", "GFLOP/s");
+    for (k, (n, ms, gf)) in kinds {
+        println!("{k:<22} {n:>6} {ms:>10.1} {:>6.1}% {:>9.2}", 100.0 * ms / prof.total_ms(), if ms > 0.0 { gf / (ms / 1e3) } else { 0.0 });
+    }
+}
