@@ -2,6 +2,7 @@
 //! Every subcommand checks its arguments and output path before any GPU
 //! work, and writes its output atomically, so a failure leaves nothing at OUT.
 
+mod eval;
 mod hcflow;
 mod model;
 
@@ -38,6 +39,29 @@ enum Command {
     Downscale(DownscaleArgs),
     /// Negative log-likelihood (bits per HR pixel) of an HR/LR pair under an HCFlow SR model.
     Nll(NllArgs),
+    /// Evaluate a model on a folder of HR images: PSNR-Y, SSIM-Y, consistency, time, vs bicubic.
+    Eval(EvalCmd),
+}
+
+#[derive(Args)]
+struct EvalCmd {
+    /// Model directory or name (default: the shipped default model).
+    #[arg(long)]
+    model: Option<String>,
+    /// Folder of HR images (.png/.jpg).
+    #[arg(long)]
+    hr: PathBuf,
+    /// Expected scale factor (checked against the model).
+    #[arg(long)]
+    scale: Option<usize>,
+    /// Sampling temperature (default: the model's).
+    #[arg(long, visible_alias = "heat")]
+    temperature: Option<f32>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write side-by-side PNGs (bicubic | model | HR) here.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -160,6 +184,12 @@ pub fn run() -> Result<()> {
             let nll = hcflow::nll(&ctx, dir, &hr, &lr, a.seed)?;
             println!("{nll:.6} bits per HR pixel");
             Ok(())
+        }
+        Command::Eval(a) => {
+            let (dir, fam) = load_model(a.model.as_deref())?;
+            let ctx = context(&cli)?;
+            let args = eval::EvalArgs { hr_dir: &a.hr, scale: a.scale, temperature: a.temperature, seed: a.seed, out: a.out.as_deref() };
+            eval::run(&ctx, dir, fam, &args)
         }
     }
 }
