@@ -6,16 +6,31 @@
 //! (when the device has them) the time is that of the compute pass alone;
 //! otherwise it is wall clock around submit + sync. The table says which.
 //!
-//! To add an op family: write a `fn family(b: &mut Bench)` that builds its
-//! tensors and dispatches and calls `b.bench(..)` (or `b.bench_costed(..)`,
-//! which takes flops/bytes from the dispatches' `with_cost`), and call it from
-//! `main`.
+//! Entries are grouped by op family (`fn <family>_family`), with shapes taken
+//! from the models: HCFlow x4 at a 256x256 HR image (Haar level 1 is
+//! `[1, 12, 128, 128]`), SR3 16->128 (64 channels at 128x128, attention at
+//! 16x16 with 512 channels) and PixelCNN at 32x32 (`[1, 768, 32, 32]` logits =
+//! 3 colours x 256 intensities). Filters are substrings of entry names; every
+//! name starts with its family (`norm`, `softmax`, ...), except the original
+//! `conv*` entries.
+//!
+//! To add an op family: write a `fn <family>_family(b: &mut Bench)` whose
+//! entries go through [`entry`] (it skips unselected ones before allocating
+//! anything and times with `bench_costed`, which takes flops/bytes from the
+//! dispatches' `with_cost`), and call it from `main`.
 
 use std::time::{Duration, Instant};
 
 use wgsr::gpu::Dispatch;
+use wgsr::ops::actnorm::ActNorm;
+use wgsr::ops::attention::Attention;
 use wgsr::ops::conv::{self, Activation, Conv2dParams, Conv2dWeights, ConvTranspose2dParams, Epilogue};
-use wgsr::{GpuContext, Shape, Tensor};
+use wgsr::ops::coupling::{self, GaussianScale};
+use wgsr::ops::invconv::InvConv;
+use wgsr::ops::matmul::{self, Linear, MatmulOpts};
+use wgsr::ops::norm::GroupNorm;
+use wgsr::ops::{elementwise, reduce, reshape, rng, softmax};
+use wgsr::{GpuContext, Result, Shape, Tensor};
 
 /// Timing budget per entry (after warm-up) and run-count bounds.
 const TARGET: Duration = Duration::from_millis(1500);
@@ -121,7 +136,7 @@ impl Bench {
         times.sort_by(f64::total_cmp);
         let ms = times[times.len() / 2];
         println!(
-            "{name:<22} {shape:<56} {ms:>10.3} {:>10.2} {:>10.2}   ({} runs)",
+            "{name:<28} {shape:<56} {ms:>10.3} {:>10.2} {:>10.2}   ({} runs)",
             flops / (ms * 1e6),
             bytes / (ms * 1e6),
             times.len()
@@ -189,6 +204,272 @@ fn conv_family(b: &mut Bench) {
     conv_transposed_entry(b, "convT4x4s2 64->32", Shape::new(1, 64, 64, 64), [64, 32, 4, 4], ConvTranspose2dParams::new(2, 1, 0));
 }
 
+/// One benchmark entry: if `name` is selected, `prepare` builds its tensors
+/// and dispatches and returns a shape description, the dispatches (run in
+/// order, as one timed pass) and whatever must stay alive while they run.
+fn entry<K>(b: &mut Bench, name: &str, prepare: impl FnOnce(&GpuContext) -> Result<(String, Vec<Dispatch>, K)>) {
+    if !b.wants(name) {
+        return;
+    }
+    let (desc, ds, keep) = prepare(b.ctx()).unwrap_or_else(|e| panic!("bench entry {name:?}: {e}"));
+    b.bench_costed(name, &desc, &ds);
+    drop(keep);
+}
+
+/// A tensor of `shape` with values in [-scale, scale), from `seed`.
+fn rand_tensor(ctx: &GpuContext, shape: Shape, seed: u64, scale: f32) -> Result<Tensor> {
+    let v: Vec<f32> = rand_vec(shape.numel(), seed).iter().map(|x| x * scale).collect();
+    Tensor::from_slice(ctx, shape, &v)
+}
+
+/// SR3's top level: 64 channels at 128x128 (1M elements, 4 MiB per tensor).
+const SR3_TOP: Shape = Shape::new(1, 64, 128, 128);
+/// HCFlow x4, 256x256 HR: the first Haar level.
+const HC_L1: Shape = Shape::new(1, 12, 128, 128);
+
+fn elementwise_family(b: &mut Bench) {
+    let s = SR3_TOP;
+    // Residual add (SR3 ResBlock skip), then the other binary/unary kernels on the same shape.
+    entry(b, "elementwise add", |ctx| {
+        let (x, y, o) = (rand_tensor(ctx, s, 10, 1.0)?, rand_tensor(ctx, s, 11, 1.0)?, Tensor::empty(ctx, s)?);
+        Ok((format!("{s} + {s}"), vec![elementwise::add(ctx, &x, &y, &o)?], (x, y, o)))
+    });
+    entry(b, "elementwise axpby", |ctx| {
+        let (x, y, o) = (rand_tensor(ctx, s, 12, 1.0)?, rand_tensor(ctx, s, 13, 1.0)?, Tensor::empty(ctx, s)?);
+        Ok((format!("0.9*{s} + 0.1*{s}"), vec![elementwise::axpby(ctx, &x, &y, &o, 0.9, 0.1)?], (x, y, o)))
+    });
+    entry(b, "elementwise mul", |ctx| {
+        let (x, y, o) = (rand_tensor(ctx, s, 14, 1.0)?, rand_tensor(ctx, s, 15, 1.0)?, Tensor::empty(ctx, s)?);
+        Ok((format!("{s} * {s}"), vec![elementwise::mul(ctx, &x, &y, &o, 1.0)?], (x, y, o)))
+    });
+    entry(b, "elementwise affine", |ctx| {
+        let (x, o) = (rand_tensor(ctx, s, 16, 1.0)?, Tensor::empty(ctx, s)?);
+        Ok((format!("2*{s} - 1"), vec![elementwise::affine(ctx, &x, &o, 2.0, -1.0)?], (x, o)))
+    });
+    entry(b, "elementwise clamp", |ctx| {
+        let (x, o) = (rand_tensor(ctx, s, 17, 2.0)?, Tensor::empty(ctx, s)?);
+        Ok((format!("clamp({s}, -1, 1)"), vec![elementwise::clamp(ctx, &x, &o, -1.0, 1.0)?], (x, o)))
+    });
+    entry(b, "elementwise fill", |ctx| {
+        let o = Tensor::empty(ctx, s)?;
+        Ok((format!("{s} = 0"), vec![elementwise::fill(ctx, &o, 0.0)?], o))
+    });
+    // The SR3 sampler's per-step update on the 3-channel image: launch-bound.
+    let img = Shape::new(1, 3, 128, 128);
+    entry(b, "elementwise axpby small", |ctx| {
+        let (x, y, o) = (rand_tensor(ctx, img, 18, 1.0)?, rand_tensor(ctx, img, 19, 1.0)?, Tensor::empty(ctx, img)?);
+        Ok((format!("0.9*{img} + 0.1*{img}"), vec![elementwise::axpby(ctx, &x, &y, &o, 0.9, 0.1)?], (x, y, o)))
+    });
+}
+
+fn reshape_family(b: &mut Bench) {
+    // HCFlow x4 level 1: the 256x256 HR image <-> [1, 12, 128, 128].
+    let hr = Shape::new(1, 3, 256, 256);
+    let sq = Shape::new(1, 12, 128, 128);
+    entry(b, "reshape squeeze", |ctx| {
+        let (x, o) = (rand_tensor(ctx, hr, 20, 1.0)?, Tensor::empty(ctx, sq)?);
+        Ok((format!("{hr} f2 -> {sq}"), vec![reshape::squeeze(ctx, &x, 2, &o)?], (x, o)))
+    });
+    entry(b, "reshape unsqueeze", |ctx| {
+        let (x, o) = (rand_tensor(ctx, sq, 21, 1.0)?, Tensor::empty(ctx, hr)?);
+        Ok((format!("{sq} f2 -> {hr}"), vec![reshape::unsqueeze(ctx, &x, 2, &o)?], (x, o)))
+    });
+    entry(b, "reshape haar_down", |ctx| {
+        let (x, o) = (rand_tensor(ctx, hr, 22, 1.0)?, Tensor::empty(ctx, sq)?);
+        Ok((format!("{hr} -> {sq}"), vec![reshape::haar_down(ctx, &x, &o)?], (x, o)))
+    });
+    entry(b, "reshape haar_up", |ctx| {
+        let (x, o) = (rand_tensor(ctx, sq, 23, 1.0)?, Tensor::empty(ctx, hr)?);
+        Ok((format!("{sq} -> {hr}"), vec![reshape::haar_up(ctx, &x, &o)?], (x, o)))
+    });
+    // SR3 decoder skip concat at the top level: 64 + 64 channels at 128x128.
+    entry(b, "reshape concat_channels", |ctx| {
+        let (x, y) = (rand_tensor(ctx, SR3_TOP, 24, 1.0)?, rand_tensor(ctx, SR3_TOP, 25, 1.0)?);
+        let os = Shape::new(1, 128, 128, 128);
+        let o = Tensor::empty(ctx, os)?;
+        Ok((format!("2 x {SR3_TOP} -> {os}"), reshape::concat_channels(ctx, &[&x, &y], &o)?, (x, y, o)))
+    });
+    // SR3 Upsample before its 3x3 conv: 64 channels 64x64 -> 128x128.
+    entry(b, "reshape upsample_nearest", |ctx| {
+        let xs = Shape::new(1, 64, 64, 64);
+        let (x, o) = (rand_tensor(ctx, xs, 26, 1.0)?, Tensor::empty(ctx, SR3_TOP)?);
+        Ok((format!("{xs} x2 -> {SR3_TOP}"), vec![reshape::upsample_nearest(ctx, &x, 2, &o)?], (x, o)))
+    });
+}
+
+fn group_norm_entry(b: &mut Bench, name: &str, s: Shape, groups: usize, swish: bool) {
+    entry(b, name, |ctx| {
+        let c = s.c();
+        let gamma: Vec<f32> = rand_vec(c, 31).iter().map(|v| 1.0 + 0.1 * v).collect();
+        let beta: Vec<f32> = rand_vec(c, 32).iter().map(|v| 0.1 * v).collect();
+        let gn = GroupNorm::new(ctx, &gamma, &beta, groups, 1e-5)?;
+        let (x, o) = (rand_tensor(ctx, s, 33, 1.0)?, Tensor::empty(ctx, s)?);
+        let ds = gn.prepare(ctx, &x, &o, swish)?;
+        Ok((format!("{s} {groups} groups{}", if swish { " +swish" } else { "" }), ds, (gn, x, o)))
+    });
+}
+
+fn norm_family(b: &mut Bench) {
+    // SR3 ResBlocks: GroupNorm(32) then Swish, at 64x64 (128 ch) and 128x128 (64 ch).
+    let mid = Shape::new(1, 128, 64, 64);
+    group_norm_entry(b, "norm groupnorm", mid, 32, false);
+    group_norm_entry(b, "norm groupnorm+swish", mid, 32, true);
+    group_norm_entry(b, "norm groupnorm+swish top", SR3_TOP, 32, true);
+}
+
+fn matmul_family(b: &mut Bench) {
+    entry(b, "matmul 512^3", |ctx| {
+        let s = Shape::new(1, 1, 512, 512);
+        let (x, y, o) = (rand_tensor(ctx, s, 40, 1.0)?, rand_tensor(ctx, s, 41, 1.0)?, Tensor::empty(ctx, s)?);
+        Ok(("[512x512] @ [512x512]".to_string(), vec![matmul::matmul(ctx, &x, &y, &o, &MatmulOpts::default())?], (x, y, o)))
+    });
+    let linear = |rows: usize, fin: usize, fout: usize, seed: u64| {
+        move |ctx: &GpuContext| -> Result<(String, Vec<Dispatch>, (Linear, Tensor, Tensor))> {
+            let w: Vec<f32> = rand_vec(fin * fout, seed).iter().map(|v| v * 0.1).collect();
+            let bias = rand_vec(fout, seed + 1);
+            let l = Linear::new(ctx, &w, Some(&bias), fout, fin)?;
+            let x = rand_tensor(ctx, Shape::new(1, 1, rows, fin), seed + 2, 1.0)?;
+            let o = Tensor::empty(ctx, Shape::new(1, 1, rows, fout))?;
+            let d = l.prepare(ctx, &x, &o)?;
+            Ok((format!("{rows} x {fin} -> {fout} (+bias)"), vec![d], (l, x, o)))
+        }
+    };
+    // SR3's noise-level MLP layer Linear(64 -> 256) on one sample: launch-bound.
+    entry(b, "matmul linear 64->256", linear(1, 64, 256, 42));
+    // A token-style Linear over every pixel of a 32x32 map with 512 channels.
+    entry(b, "matmul linear 512->512", linear(1024, 512, 512, 45));
+}
+
+fn attention_entry(b: &mut Bench, name: &str, s: Shape) {
+    entry(b, name, |ctx| {
+        let att = Attention::new(ctx, s, 1)?;
+        let qs = Shape::new(s.n(), 3 * s.c(), s.h(), s.w());
+        let (qkv, o) = (rand_tensor(ctx, qs, 50, 1.0)?, Tensor::empty(ctx, s)?);
+        let ds = att.prepare(ctx, &qkv, &o)?;
+        Ok((format!("qkv {qs} 1 head -> {s}"), ds, (att, qkv, o)))
+    });
+}
+
+fn attention_family(b: &mut Bench) {
+    // SR3 16->128 attends at 16x16 (512 channels); 32x32 with 256 channels for comparison.
+    attention_entry(b, "attention 16x16 c512", Shape::new(1, 512, 16, 16));
+    attention_entry(b, "attention 32x32 c256", Shape::new(1, 256, 32, 32));
+}
+
+fn actnorm_family(b: &mut Bench) {
+    let s = HC_L1;
+    for (name, reverse) in [("actnorm forward", false), ("actnorm reverse", true)] {
+        entry(b, name, |ctx| {
+            let bias: Vec<f32> = rand_vec(s.c(), 60).iter().map(|v| 0.1 * v).collect();
+            let logs: Vec<f32> = rand_vec(s.c(), 61).iter().map(|v| 0.1 * v).collect();
+            let an = ActNorm::new(ctx, &bias, &logs)?;
+            let (x, o, ld) = (rand_tensor(ctx, s, 62, 1.0)?, Tensor::empty(ctx, s)?, Tensor::filled(ctx, Shape::new(1, 1, 1, 1), 0.0)?);
+            let ds = if reverse { an.reverse(ctx, &x, &o, Some(&ld))? } else { an.forward(ctx, &x, &o, Some(&ld))? };
+            Ok((format!("{s} +logdet"), ds, (an, x, o, ld)))
+        });
+    }
+}
+
+fn invconv_entry(b: &mut Bench, name: &str, s: Shape, reverse: bool) {
+    entry(b, name, |ctx| {
+        let c = s.c();
+        // Identity plus small noise: well conditioned, so the LU inverse exists.
+        let mut w: Vec<f32> = rand_vec(c * c, 70).iter().map(|v| 0.1 * v).collect();
+        for i in 0..c {
+            w[i * c + i] += 1.0;
+        }
+        let ic = InvConv::from_weight(ctx, &w, c)?;
+        let (x, o, ld) = (rand_tensor(ctx, s, 71, 1.0)?, Tensor::empty(ctx, s)?, Tensor::filled(ctx, Shape::new(1, 1, 1, 1), 0.0)?);
+        let ds = if reverse { ic.reverse(ctx, &x, &o, Some(&ld))? } else { ic.forward(ctx, &x, &o, Some(&ld))? };
+        Ok((format!("{s} {c}x{c} +logdet"), ds, (ic, x, o, ld)))
+    });
+}
+
+fn invconv_family(b: &mut Bench) {
+    invconv_entry(b, "invconv forward c12", HC_L1, false);
+    invconv_entry(b, "invconv reverse c12", HC_L1, true);
+    invconv_entry(b, "invconv forward c24", Shape::new(1, 24, 128, 128), false);
+}
+
+fn coupling_family(b: &mut Bench) {
+    let s = HC_L1;
+    let split = s.c() / 2;
+    let hs = Shape::new(1, 2 * (s.c() - split), 128, 128);
+    let one = Shape::new(1, 1, 1, 1);
+    for (name, reverse) in [("coupling affine_forward", false), ("coupling affine_reverse", true)] {
+        entry(b, name, |ctx| {
+            let (z, h, o) = (rand_tensor(ctx, s, 80, 1.0)?, rand_tensor(ctx, hs, 81, 0.5)?, Tensor::empty(ctx, s)?);
+            let ld = Tensor::filled(ctx, one, 0.0)?;
+            let ds = if reverse {
+                coupling::affine_reverse(ctx, &z, &h, &o, Some(&ld), split)?
+            } else {
+                coupling::affine_forward(ctx, &z, &h, &o, Some(&ld), split)?
+            };
+            Ok((format!("z {s} h {hs} split {split} +logdet"), ds, (z, h, o, ld)))
+        });
+    }
+    // HCFlow level-1 split: 9 high-frequency channels modelled by a conditional Gaussian.
+    let gs = Shape::new(1, 9, 128, 128);
+    let gh = Shape::new(1, 18, 128, 128);
+    entry(b, "coupling gaussian_sample", |ctx| {
+        let (h, eps, o) = (rand_tensor(ctx, gh, 82, 0.5)?, rand_tensor(ctx, gs, 83, 1.0)?, Tensor::empty(ctx, gs)?);
+        let d = coupling::gaussian_sample(ctx, &h, &eps, 0.8, &o, GaussianScale::Logs)?;
+        Ok((format!("eps {gs} h {gh}"), vec![d], (h, eps, o)))
+    });
+    entry(b, "coupling gaussian_logp", |ctx| {
+        let (x, h, ld) = (rand_tensor(ctx, gs, 84, 1.0)?, rand_tensor(ctx, gh, 85, 0.5)?, Tensor::filled(ctx, one, 0.0)?);
+        let ds = coupling::gaussian_logp(ctx, &x, &h, &ld, GaussianScale::Logs)?;
+        Ok((format!("x {gs} h {gh} -> logdet"), ds, (x, h, ld)))
+    });
+}
+
+fn reduce_family(b: &mut Bench) {
+    entry(b, "reduce sum_per_sample", |ctx| {
+        let s = SR3_TOP;
+        let (x, o) = (rand_tensor(ctx, s, 90, 1.0)?, Tensor::empty(ctx, Shape::new(1, 1, 1, 1))?);
+        Ok((format!("{s} -> [1, 1, 1, 1]"), reduce::sum_per_sample(ctx, &x, &o)?, (x, o)))
+    });
+}
+
+fn rng_family(b: &mut Bench) {
+    // 1M elements (2^20), e.g. SR3's top-level map; Philox4x32-10, 4 values per thread.
+    let s = Shape::new(1, 1, 1024, 1024);
+    entry(b, "rng uniform", |ctx| {
+        let o = Tensor::empty(ctx, s)?;
+        Ok((format!("{s} U(0,1)"), vec![rng::uniform(ctx, &o, 7, 0)?], o))
+    });
+    entry(b, "rng normal", |ctx| {
+        let o = Tensor::empty(ctx, s)?;
+        Ok((format!("{s} N(0,1)"), vec![rng::normal(ctx, &o, 7, 0, 0.0, 1.0)?], o))
+    });
+}
+
+fn softmax_family(b: &mut Bench) {
+    // PixelCNN logits at 32x32: 3 colour groups of 256 intensities per pixel.
+    let s = Shape::new(1, 768, 32, 32);
+    let rows = Shape::new(1, 3, 32, 32);
+    let g = 3;
+    entry(b, "softmax softmax", |ctx| {
+        let (x, o) = (rand_tensor(ctx, s, 100, 4.0)?, Tensor::empty(ctx, s)?);
+        Ok((format!("{s} {g} groups T=1"), vec![softmax::softmax(ctx, &x, &o, 1.0, g)?], (x, o)))
+    });
+    entry(b, "softmax log_softmax", |ctx| {
+        let (x, o) = (rand_tensor(ctx, s, 101, 4.0)?, Tensor::empty(ctx, s)?);
+        Ok((format!("{s} {g} groups"), vec![softmax::log_softmax(ctx, &x, &o, g)?], (x, o)))
+    });
+    entry(b, "softmax argmax", |ctx| {
+        let (x, o) = (rand_tensor(ctx, s, 102, 4.0)?, Tensor::empty(ctx, rows)?);
+        Ok((format!("{s} {g} groups -> {rows}"), vec![softmax::argmax(ctx, &x, &o, g)?], (x, o)))
+    });
+    entry(b, "softmax sample_categorical", |ctx| {
+        let x = rand_tensor(ctx, s, 103, 4.0)?;
+        // Uniforms strictly inside (0, 1): [0.01, 0.99).
+        let uv: Vec<f32> = rand_vec(rows.numel(), 104).iter().map(|v| 0.5 + 0.49 * v).collect();
+        let (u, o) = (Tensor::from_slice(ctx, rows, &uv)?, Tensor::empty(ctx, rows)?);
+        Ok((format!("{s} {g} groups T=1 -> {rows}"), vec![softmax::sample_categorical(ctx, &x, &u, &o, g, 1.0)?], (x, u, o)))
+    });
+}
+
 fn main() {
     // cargo passes `--bench`; everything not starting with '-' is a filter.
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
@@ -197,6 +478,17 @@ fn main() {
     let clock = if b.ts.is_some() { "GPU timestamp queries (compute pass only)" } else { "wall clock (submit + sync)" };
     println!("device: {} ({})", info.name, info.backend);
     println!("timing: median of repeated runs, {clock}");
-    println!("{:<22} {:<56} {:>10} {:>10} {:>10}", "kernel", "shape", "ms", "GFLOP/s", "GB/s");
+    println!("{:<28} {:<56} {:>10} {:>10} {:>10}", "kernel", "shape", "ms", "GFLOP/s", "GB/s");
     conv_family(&mut b);
+    elementwise_family(&mut b);
+    reshape_family(&mut b);
+    norm_family(&mut b);
+    matmul_family(&mut b);
+    attention_family(&mut b);
+    actnorm_family(&mut b);
+    invconv_family(&mut b);
+    coupling_family(&mut b);
+    reduce_family(&mut b);
+    rng_family(&mut b);
+    softmax_family(&mut b);
 }
