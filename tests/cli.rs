@@ -132,3 +132,21 @@ fn bad_inputs_fail_cleanly_and_write_nothing() {
     assert!(!out.exists(), "a failed run left an output behind");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn eval_prints_a_table_and_writes_side_by_side_images() {
+    let d = scratch("eval");
+    let hr_dir = d.join("hr");
+    std::fs::create_dir_all(&hr_dir).unwrap();
+    write_png(&hr_dir.join("a.png"), 22, 21, 5); // cropped to 20x20
+    write_png(&hr_dir.join("b.png"), 20, 24, 6);
+    let out = d.join("out");
+    let o = wgsr(&["eval", "--model", s(&fixture("hcflow_sr_x4_tiny")), "--hr", s(&hr_dir), "--out", s(&out), "--scale", "4"]);
+    ok(&o);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("a.png") && text.contains("b.png") && text.contains("mean"), "{text}");
+    let img = image::open(out.join("a_bicubic_model_hr.png")).unwrap();
+    assert_eq!((img.width(), img.height()), (60, 20));
+    fails_with(&wgsr(&["eval", "--model", s(&fixture("hcflow_sr_x4_tiny")), "--hr", s(&hr_dir), "--scale", "8"]), "--scale 8");
+    let _ = std::fs::remove_dir_all(&d);
+}
