@@ -199,6 +199,7 @@ fn conv_family(b: &mut Bench) {
     let p1 = Conv2dParams::new(1, 1);
     conv_entry(b, "conv3x3 64->64", Shape::new(1, 64, 128, 128), [64, 64, 3, 3], p1, Activation::None);
     conv_entry(b, "conv3x3 64->64 relu", Shape::new(1, 64, 64, 64), [64, 64, 3, 3], p1, Activation::Relu);
+    conv_entry(b, "conv3x3 96->32 lrelu", Shape::new(1, 96, 128, 128), [32, 96, 3, 3], p1, Activation::LeakyRelu(0.2));
     conv_entry(b, "conv1x1 64->64", Shape::new(1, 64, 128, 128), [64, 64, 1, 1], Conv2dParams::default(), Activation::None);
     conv_entry(b, "conv3x3 3->64", Shape::new(1, 3, 128, 128), [64, 3, 3, 3], p1, Activation::None);
     conv_transposed_entry(b, "convT4x4s2 64->32", Shape::new(1, 64, 64, 64), [64, 32, 4, 4], ConvTranspose2dParams::new(2, 1, 0));

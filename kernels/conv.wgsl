@@ -67,6 +67,10 @@ override HAS_RES: bool = false;
 // cout_g % 4 == 0: weight rows load as aligned vec4s.
 override A_VEC: bool = false;
 override TSY: u32 = 1u;
+// M <= 32 (e.g. dense-block growth convs): the tile covers 32 output channels
+// and the two upper row groups (q = 2, 3) are compiled out instead of
+// multiplying zero-padded weights.
+override HALF_M: bool = false;
 override TSX: u32 = 1u;
 
 // Tile configuration (benches/kernels.rs, lavapipe, 3x3 64->64 on 64x64):
@@ -165,7 +169,7 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let n0 = (wid.x + wid.y * nwg.x) * BN;
     if (n0 >= p.ntot) { return; }
     let g = wid.z / p.m_tiles;
-    let m0 = (wid.z % p.m_tiles) * BM;
+    let m0 = (wid.z % p.m_tiles) * select(BM, BM / 2u, HALF_M);
 
     // Staging roles: A vec4 column acol of rows arow, arow + 4, ...; B vec4
     // column bcol (columns 4*bcol..+4) of rows brow, brow + 2, ...
@@ -234,11 +238,11 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
             let ai = k * p.a_kstride + a_off;
             if (A_VEC) {
                 // cout_g % 4 == 0: the 4 channels are all valid or all not, and aligned.
-                let ok = kok && am < p.cout_g;
+                let ok = kok && am < p.cout_g && !(HALF_M && acol >= VA / 2u);
                 a = select(vec4<f32>(0.0), wpk[select(0u, ai / 4u, ok)], ok);
             } else {
                 for (var i = 0u; i < 4u; i++) {
-                    let ok = kok && am + i < p.cout_g;
+                    let ok = kok && am + i < p.cout_g && !(HALF_M && acol >= VA / 2u);
                     let e = select(0u, ai + i, ok);
                     a[i] = select(0.0, wpk[e / 4u][e % 4u], ok);
                 }
@@ -311,22 +315,24 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
             c121 += a1.z * b1;
             c130 += a1.w * b0;
             c131 += a1.w * b1;
-            c200 += a2.x * b0;
-            c201 += a2.x * b1;
-            c210 += a2.y * b0;
-            c211 += a2.y * b1;
-            c220 += a2.z * b0;
-            c221 += a2.z * b1;
-            c230 += a2.w * b0;
-            c231 += a2.w * b1;
-            c300 += a3.x * b0;
-            c301 += a3.x * b1;
-            c310 += a3.y * b0;
-            c311 += a3.y * b1;
-            c320 += a3.z * b0;
-            c321 += a3.z * b1;
-            c330 += a3.w * b0;
-            c331 += a3.w * b1;
+            if (!HALF_M) {
+                c200 += a2.x * b0;
+                c201 += a2.x * b1;
+                c210 += a2.y * b0;
+                c211 += a2.y * b1;
+                c220 += a2.z * b0;
+                c221 += a2.z * b1;
+                c230 += a2.w * b0;
+                c231 += a2.w * b1;
+                c300 += a3.x * b0;
+                c301 += a3.x * b1;
+                c310 += a3.y * b0;
+                c311 += a3.y * b1;
+                c320 += a3.z * b0;
+                c321 += a3.z * b1;
+                c330 += a3.w * b0;
+                c331 += a3.w * b1;
+            }
         }
         workgroupBarrier();
     }
@@ -345,12 +351,14 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     store_row(&cols, g, m0 + 16u + 4u * tm + 1u, array<vec4<f32>, 2>(c110, c111));
     store_row(&cols, g, m0 + 16u + 4u * tm + 2u, array<vec4<f32>, 2>(c120, c121));
     store_row(&cols, g, m0 + 16u + 4u * tm + 3u, array<vec4<f32>, 2>(c130, c131));
-    store_row(&cols, g, m0 + 32u + 4u * tm + 0u, array<vec4<f32>, 2>(c200, c201));
-    store_row(&cols, g, m0 + 32u + 4u * tm + 1u, array<vec4<f32>, 2>(c210, c211));
-    store_row(&cols, g, m0 + 32u + 4u * tm + 2u, array<vec4<f32>, 2>(c220, c221));
-    store_row(&cols, g, m0 + 32u + 4u * tm + 3u, array<vec4<f32>, 2>(c230, c231));
-    store_row(&cols, g, m0 + 48u + 4u * tm + 0u, array<vec4<f32>, 2>(c300, c301));
-    store_row(&cols, g, m0 + 48u + 4u * tm + 1u, array<vec4<f32>, 2>(c310, c311));
-    store_row(&cols, g, m0 + 48u + 4u * tm + 2u, array<vec4<f32>, 2>(c320, c321));
-    store_row(&cols, g, m0 + 48u + 4u * tm + 3u, array<vec4<f32>, 2>(c330, c331));
+    if (!HALF_M) {
+        store_row(&cols, g, m0 + 32u + 4u * tm + 0u, array<vec4<f32>, 2>(c200, c201));
+        store_row(&cols, g, m0 + 32u + 4u * tm + 1u, array<vec4<f32>, 2>(c210, c211));
+        store_row(&cols, g, m0 + 32u + 4u * tm + 2u, array<vec4<f32>, 2>(c220, c221));
+        store_row(&cols, g, m0 + 32u + 4u * tm + 3u, array<vec4<f32>, 2>(c230, c231));
+        store_row(&cols, g, m0 + 48u + 4u * tm + 0u, array<vec4<f32>, 2>(c300, c301));
+        store_row(&cols, g, m0 + 48u + 4u * tm + 1u, array<vec4<f32>, 2>(c310, c311));
+        store_row(&cols, g, m0 + 48u + 4u * tm + 2u, array<vec4<f32>, 2>(c320, c321));
+        store_row(&cols, g, m0 + 48u + 4u * tm + 3u, array<vec4<f32>, 2>(c330, c331));
+    }
 }

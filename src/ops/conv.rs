@@ -510,7 +510,8 @@ fn launch(
     let (xs, os) = (geo.x, geo.out);
     let k = w.k;
     let ntot = os.n() * os.hw();
-    let m_tiles = geo.cout_g.div_ceil(TILE_M);
+    let half_m = geo.cout_g <= TILE_M / 2;
+    let m_tiles = geo.cout_g.div_ceil(if half_m { TILE_M / 2 } else { TILE_M });
     let (a_kstride, a_gstride) = match w.kind {
         Kind::Conv => (w.cout, geo.cout_g),
         Kind::Transposed { .. } => (geo.cout_g, k * geo.cout_g),
@@ -554,6 +555,7 @@ fn launch(
         ("A_VEC", if geo.cout_g % 4 == 0 { 1.0 } else { 0.0 }),
         ("TSY", tsy),
         ("TSX", tsx),
+        ("HALF_M", if half_m { 1.0 } else { 0.0 }),
     ];
     let res = residual.unwrap_or(x);
     let d = ctx.dispatch(KernelCall {
