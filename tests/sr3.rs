@@ -279,8 +279,11 @@ fn upscale_is_deterministic_per_seed() {
     let lr = RgbImage::new(4, 4, rng.vec(48, 0.0, 1.0)).unwrap();
     let opts = Sr3Options { steps: Some(4), sampler: Sampler::Ddpm, seed: 7, init_noise: None };
     let mut seen = Vec::new();
+    let runs = m.executor().runs();
     let a = m.upscale(c, &lr, &opts, &mut |d, t| seen.push((d, t))).unwrap();
     assert_eq!(seen, vec![(1, 4), (2, 4), (3, 4), (4, 4)]);
+    // One replay of the prepared graph per step, nothing rebuilt.
+    assert_eq!(m.executor().runs(), runs + 4);
     let b = m.upscale(c, &lr, &opts, &mut |_, _| {}).unwrap();
     assert_eq!((a.width, a.height), (16, 16));
     assert_exact("sr3.upscale same seed", &b.data, &a.data);
