@@ -67,3 +67,15 @@ fn clamp_range(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     if (i >= p.n) { return; }
     y[i] = clamp(a[i], p.alpha, p.beta);
 }
+
+// y = a + alpha * b[i / hw]: `b` holds one value per (sample, channel) row of
+// a's NCHW layout (SR3's FeatureWiseAffine noise bias, broadcast over H x W).
+// hw arrives as the u32 bit pattern of the fourth parameter word.
+@compute @workgroup_size(256)
+fn add_channel_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let hw = bitcast<u32>(p.gamma);
+    y[i] = a[i] + p.alpha * b[i / hw];
+}

@@ -3,3 +3,4 @@
 //! (the CLI in `src/cli/` is a thin layer over it).
 
 pub mod hcflow;
+pub mod sr3;

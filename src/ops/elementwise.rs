@@ -1,4 +1,5 @@
-//! Elementwise arithmetic: fill, y = alpha*a + beta*b, y = alpha*a*b, affine, clamp.
+//! Elementwise arithmetic: fill, y = alpha*a + beta*b, y = alpha*a*b, affine, clamp,
+//! and a per-(sample, channel) bias broadcast over H x W.
 
 use crate::gpu::{grid_1d, Dispatch, GpuContext, KernelCall, Params, ShaderSource};
 use crate::ops::same_shape;
@@ -85,4 +86,32 @@ pub fn fill(ctx: &GpuContext, out: &Tensor, value: f32) -> Result<Dispatch> {
             workgroups: grid_1d(n.div_ceil(256)),
         })?
         .with_cost(0.0, 4.0 * n as f64))
+}
+
+/// out[n,c,h,w] = x[n,c,h,w] + alpha * bias[n,c]: a per-sample, per-channel
+/// bias broadcast over H x W (`bias` holds N*C values, e.g. shape [N,C,1,1]).
+/// `out` may not alias `x` or `bias`.
+pub fn add_channel_bias(ctx: &GpuContext, x: &Tensor, bias: &Tensor, out: &Tensor, alpha: f32) -> Result<Dispatch> {
+    same_shape("add_channel_bias", &[x, out])?;
+    let s = x.shape();
+    if bias.numel() != s.n() * s.c() {
+        return Err(crate::Error::Shape(format!(
+            "add_channel_bias: bias {} must hold one value per (sample, channel) of {s} ({} values)",
+            bias.shape(),
+            s.n() * s.c()
+        )));
+    }
+    let n = out.numel();
+    // hw goes into the f32 slot `gamma` as raw bits (the shader bitcasts it back).
+    let params = Params::new().u(n).f(alpha).f(0.0).u(s.hw());
+    Ok(ctx
+        .dispatch(KernelCall {
+            shader: &SHADER,
+            entry: "add_channel_bias",
+            constants: &[],
+            params: Some(&params),
+            buffers: &[out.arg_mut(), x.arg(), bias.arg()],
+            workgroups: grid_1d(n.div_ceil(256)),
+        })?
+        .with_cost(2.0 * n as f64, 8.0 * n as f64 + 4.0 * bias.numel() as f64))
 }

@@ -48,3 +48,24 @@ fn shape_mismatch_is_an_error() {
     let err = elementwise::add(c, &a, &b, &out).unwrap_err().to_string();
     assert!(err.contains("shapes differ"), "{err}");
 }
+
+#[test]
+fn add_channel_bias_broadcasts_over_hw() {
+    let c = ctx();
+    let mut rng = Rng::new(2);
+    for s in SHAPES.into_iter().chain([Shape::new(3, 5, 1, 1)]) {
+        let (x, xv) = rand_tensor(&mut rng, s, -2.0, 2.0);
+        let (b, bv) = rand_tensor(&mut rng, Shape::new(s.n(), s.c(), 1, 1), -1.0, 1.0);
+        for alpha in [1.0f32, -0.75] {
+            let out = poisoned(s);
+            let got = run_and_read(elementwise::add_channel_bias(c, &x, &b, &out, alpha).unwrap(), &out);
+            let want: Vec<f64> = xv.iter().enumerate().map(|(i, &v)| v as f64 + alpha as f64 * bv[i / s.hw()] as f64).collect();
+            assert_close("elementwise.add_channel_bias", &got, &want, 1e-6, 1e-6);
+        }
+    }
+    let x = wgsr::Tensor::empty(c, Shape::new(2, 3, 4, 4)).unwrap();
+    let bad = wgsr::Tensor::empty(c, Shape::new(1, 3, 1, 1)).unwrap();
+    let out = wgsr::Tensor::empty(c, Shape::new(2, 3, 4, 4)).unwrap();
+    let err = elementwise::add_channel_bias(c, &x, &bad, &out, 1.0).unwrap_err().to_string();
+    assert!(err.contains("one value per (sample, channel)"), "{err}");
+}

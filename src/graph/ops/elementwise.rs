@@ -196,6 +196,14 @@ impl GraphBuilder<'_> {
     pub fn fill(&mut self, name: &str, shape: Shape, value: impl Into<Scalar>) -> Result<TensorId> {
         self.node1(name, Box::new(Fill { shape, value: value.into() }), &[])
     }
+    /// x + bias[n, c] broadcast over H x W; `bias` holds N*C values (e.g. [N,C,1,1]).
+    pub fn add_channel_bias(&mut self, name: &str, x: TensorId, bias: TensorId) -> Result<TensorId> {
+        let (s, sb) = (self.shape(x)?, self.shape(bias)?);
+        if sb.numel() != s.n() * s.c() {
+            return Err(self.shape_error(name, "add_channel_bias", format!("bias {sb} does not hold one value per (sample, channel) of {s}")));
+        }
+        self.kernel(name, "add_channel_bias", String::new(), &[x, bias], s, Box::new(|c, i, o, _| Ok(vec![ew::add_channel_bias(c, i[0], i[1], o[0], 1.0)?])))
+    }
     /// Reinterpret with a new shape of the same size (no copy).
     pub fn reshape(&mut self, name: &str, x: TensorId, shape: Shape) -> Result<TensorId> {
         self.node1(name, Box::new(Reshape { shape }), &[x])
