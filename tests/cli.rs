@@ -150,3 +150,35 @@ fn eval_prints_a_table_and_writes_side_by_side_images() {
     fails_with(&wgsr(&["eval", "--model", s(&fixture("hcflow_sr_x4_tiny")), "--hr", s(&hr_dir), "--scale", "8"]), "--scale 8");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn sr3_ddim_from_init_noise_is_determined_by_its_inputs() {
+    let d = scratch("sr3");
+    let model = fixture("sr3_tiny"); // 4x4 -> 16x16
+    let lr = d.join("lr.png");
+    write_png(&lr, 4, 4, 7);
+    let noise: Vec<f32> = (0..16 * 16 * 3).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+    let xt = d.join("xt.npy");
+    std::fs::write(&xt, wgsr::image_io::npy_bytes(&[16, 16, 3], &noise)).unwrap();
+    let (a, b) = (d.join("a.npy"), d.join("b.npy"));
+    let common = ["--model", s(&model), "--steps", "4", "--sampler", "ddim", "--eta", "0", "--init-noise", s(&xt)];
+    let o = wgsr(&[&["upscale", s(&lr), s(&a), "--seed", "1"][..], &common[..]].concat());
+    ok(&o);
+    // stderr is a pipe here: no progress-bar control characters
+    assert!(!String::from_utf8_lossy(&o.stderr).contains('\r'), "progress bar drawn into a pipe");
+    ok(&wgsr(&[&["upscale", s(&lr), s(&b), "--seed", "2"][..], &common[..]].concat()));
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "DDIM eta 0 depends on the seed");
+    let (shape, _) = wgsr::image_io::read_npy(&a).unwrap();
+    assert_eq!(shape, vec![16, 16, 3]);
+
+    let bad = d.join("bad.npy");
+    std::fs::write(&bad, wgsr::image_io::npy_bytes(&[8, 16, 3], &noise[..384])).unwrap();
+    let out = d.join("c.png");
+    fails_with(&wgsr(&["upscale", s(&lr), s(&out), "--model", s(&model), "--init-noise", s(&bad)]), "(16, 16, 3)");
+    let big = d.join("big.png");
+    write_png(&big, 8, 8, 1);
+    fails_with(&wgsr(&["upscale", s(&big), s(&out), "--model", s(&model), "--steps", "2"]), "4x4");
+    fails_with(&wgsr(&["upscale", s(&lr), s(&out), "--model", s(&fixture("hcflow_sr_x4_tiny")), "--steps", "2"]), "--steps");
+    assert!(!out.exists());
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -5,10 +5,12 @@
 mod eval;
 mod hcflow;
 mod model;
+mod progress;
+mod sr3;
 
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use wgsr::gpu::{list_adapters, ContextOptions};
 use wgsr::image_io::RgbImage;
 use wgsr::weights::ModelDir;
@@ -79,6 +81,49 @@ pub struct UpscaleArgs {
     /// Random seed; the same seed gives byte-identical output.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// SR3: sampling steps (default: the model's full schedule).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// SR3: ancestral DDPM or DDIM.
+    #[arg(long, value_enum)]
+    pub sampler: Option<SamplerArg>,
+    /// SR3 DDIM: eta (0 = deterministic given x_T).
+    #[arg(long)]
+    pub eta: Option<f32>,
+    /// SR3: initial noise x_T, float32 .npy of shape (H, W, 3) at the output size.
+    #[arg(long)]
+    pub init_noise: Option<PathBuf>,
+    /// PixelCNN: number of samples (OUT gets _0, _1, ... before the extension when > 1).
+    #[arg(long)]
+    pub samples: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SamplerArg {
+    Ddpm,
+    Ddim,
+}
+
+impl UpscaleArgs {
+    /// Flags only diffusion / autoregressive models take.
+    fn reject_sampling_flags(&self, family: &str) -> Result<()> {
+        let given: Vec<&str> = [
+            ("--steps", self.steps.is_some()),
+            ("--sampler", self.sampler.is_some()),
+            ("--eta", self.eta.is_some()),
+            ("--init-noise", self.init_noise.is_some()),
+            ("--samples", self.samples.is_some()),
+        ]
+        .iter()
+        .filter(|(_, g)| *g)
+        .map(|(n, _)| *n)
+        .collect();
+        if given.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(format!("{} do(es) not apply to {family} models", given.join(", "))))
+        }
+    }
 }
 
 #[derive(Args)]
@@ -153,7 +198,11 @@ pub fn run() -> Result<()> {
             let (dir, fam) = load_model(a.model.as_deref())?;
             let ctx = context(&cli)?;
             let hr = match fam {
-                Family::Hcflow => hcflow::upscale(&ctx, dir, &lr, a)?,
+                Family::Hcflow => {
+                    a.reject_sampling_flags("HCFlow")?;
+                    hcflow::upscale(&ctx, dir, &lr, a)?
+                }
+                Family::Sr3 => sr3::upscale(&ctx, dir, &lr, a)?,
                 other => return Err(Error::InvalidArgument(format!("{other:?} models are not supported by this build"))),
             };
             hr.save(&a.output)?;
