@@ -439,3 +439,23 @@ fn noise_and_temperature_parameters_replay() {
     assert!(ex.set_param("seed", -1.0).is_ok());
     assert!(ex.run(c).is_err(), "a negative seed must be rejected at run time");
 }
+
+#[test]
+fn inputs_set_once_survive_replays() {
+    let c = ctx();
+    let mut rng = Rng::new(12);
+    let av = rng.vec(S.numel(), -1.0, 1.0);
+    let bv = rng.vec(S.numel(), -1.0, 1.0);
+    let mut g = GraphBuilder::new(c);
+    chain(&mut g).unwrap();
+    let mut ex = Executor::new(c, g.build().unwrap()).unwrap();
+    ex.set_input(c, "a", &av).unwrap();
+    ex.set_input(c, "b", &bv).unwrap();
+    ex.run(c).unwrap();
+    let first = ex.read_output(c, "y").unwrap();
+    // No set_input: the planner must not have lent the inputs' buffers to
+    // intermediates, or this replay would read clobbered inputs.
+    ex.run(c).unwrap();
+    assert_exact("graph.replay_without_new_inputs", &ex.read_output(c, "y").unwrap(), &first);
+    assert_eq!(ex.input_tensor("a").unwrap().to_vec(c).unwrap(), av);
+}

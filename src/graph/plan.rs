@@ -48,8 +48,8 @@ impl Interval {
 pub fn plan_memory(g: &Graph) -> MemoryPlan {
     let nt = g.tensors.len();
     let roots = storage_roots(&g.tensors, &g.nodes);
-    // Steps: node k runs at step k + 1; inputs are written at step 0; outputs
-    // stay live through step nodes + 1.
+    // Steps: node k runs at step k + 1; inputs are written at step 0; inputs
+    // and outputs stay live through step nodes + 1.
     let end_step = g.nodes.len() + 1;
     let mut live: Vec<Option<Interval>> = vec![None; nt];
     let touch = |live: &mut Vec<Option<Interval>>, r: usize, step: usize| {
@@ -60,7 +60,10 @@ pub fn plan_memory(g: &Graph) -> MemoryPlan {
     };
     for (t, info) in g.tensors.iter().enumerate() {
         if let Role::Input(_) = info.role {
+            // Inputs keep their buffer for the whole run and across replays:
+            // a value set once stays valid until the caller sets it again.
             touch(&mut live, roots[t], 0);
+            touch(&mut live, roots[t], end_step);
         }
         if info.output_name.is_some() {
             touch(&mut live, roots[t], end_step);
