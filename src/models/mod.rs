@@ -3,4 +3,5 @@
 //! (the CLI in `src/cli/` is a thin layer over it).
 
 pub mod hcflow;
+pub mod pixelcnn;
 pub mod sr3;

@@ -1,0 +1,334 @@
+//! Pixel Recursive Super Resolution (Dahl, Norouzi, Shlens 2017, arXiv 1702.00783):
+//! a conditioning ResNet A on the LR image and a gated PixelCNN prior B on the
+//! HR image; every sub-pixel (row, column, then R, G, B) is drawn from
+//! `softmax((A_i + B_i) / T)` over 256 values. Format, architecture and op
+//! order: tools/PIXELCNN.md; PyTorch reference: tools/pixelcnn_ref.py.
+//!
+//! Two exact samplers:
+//! * naive: re-runs the whole prior on the full HR image for every sub-pixel;
+//! * fast: once per row, the vertical stack on the full image (row r depends
+//!   only on rows < r); per sub-pixel, only the horizontal stack and head on
+//!   that row (a 1-row graph). Both compute bit-identical logits, so for the
+//!   same uniforms they draw identical samples.
+//!
+//! Draws are made on the host from the downloaded logits (f64 inverse CDF,
+//! the convention of kernels/softmax.wgsl `sample_rows`), with uniforms from
+//! the crate's Philox stream: sample s, sub-pixel (row, col, colour c) uses
+//! element `((s * 3 + c) * H + row) * W + col` of `host_uniform(seed, 0, ..)`.
+
+mod config;
+mod graphs;
+
+pub use config::{PixelCnnConfig, COLOURS, LEVELS, LOGITS};
+
+use crate::graph::Executor;
+use crate::image_io::RgbImage;
+use crate::ops::rng::host_uniform;
+use crate::weights::{ModelDir, WeightStore};
+use crate::{Error, GpuContext, Result};
+
+/// Sampling options. `temperature` 0 is greedy (argmax; uniforms unused).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PixelCnnOptions {
+    pub temperature: f32,
+    pub seed: u64,
+    /// Samples drawn for the LR image, in one batch.
+    pub samples: usize,
+    /// The fast exact sampler (same result as the naive one).
+    pub fast: bool,
+}
+
+impl Default for PixelCnnOptions {
+    fn default() -> Self {
+        PixelCnnOptions { temperature: 0.8, seed: 0, samples: 1, fast: true }
+    }
+}
+
+/// An executor together with the batch size it was built for.
+struct Cached {
+    n: usize,
+    exec: Executor,
+}
+
+pub struct PixelCnn {
+    cfg: PixelCnnConfig,
+    weights: WeightStore,
+    cond: Option<Cached>,
+    prior: Option<Cached>,
+    vert: Option<Cached>,
+    row: Option<Cached>,
+}
+
+/// 0..255 -> [-1, 1], as torch computes `x / 127.5 - 1` in f32.
+fn scale_input(v: f32) -> f32 {
+    v / 127.5 - 1.0
+}
+
+/// Index drawn from `softmax(logits / t)` with uniform `u` (see the module docs):
+/// e = exp((x - max) / t) in f64, the first v with cumsum(e)[v] > u * sum(e),
+/// else the last v with e > 0. t == 0: the first maximal logit.
+pub fn pick_inverse_cdf(logits: &[f32], u: f32, t: f32) -> usize {
+    let (mut best, mut mx) = (0usize, f32::NEG_INFINITY);
+    for (v, &x) in logits.iter().enumerate() {
+        if x > mx {
+            mx = x;
+            best = v;
+        }
+    }
+    if t == 0.0 {
+        return best;
+    }
+    let (mx, t) = (mx as f64, t as f64);
+    let e: Vec<f64> = logits.iter().map(|&x| ((x as f64 - mx) / t).exp()).collect();
+    let thr = u as f64 * e.iter().sum::<f64>();
+    let mut cs = 0.0;
+    for (v, &ev) in e.iter().enumerate() {
+        cs += ev;
+        if cs > thr {
+            return v;
+        }
+    }
+    e.iter().rposition(|&ev| ev > 0.0).unwrap_or(best)
+}
+
+fn ensure(slot: &mut Option<Cached>, n: usize, build: impl FnOnce() -> Result<Executor>) -> Result<&mut Executor> {
+    if slot.as_ref().is_none_or(|c| c.n != n) {
+        *slot = None; // free the old buffers before allocating new ones
+        *slot = Some(Cached { n, exec: build()? });
+    }
+    Ok(&mut slot.as_mut().expect("just built").exec)
+}
+
+impl PixelCnn {
+    /// Load a converted model directory (config.json family "pixelcnn" + model.safetensors).
+    pub fn load(ctx: &GpuContext, dir: &ModelDir) -> Result<PixelCnn> {
+        let cfg = PixelCnnConfig::from_json(&dir.config)
+            .map_err(|e| Error::Weights(format!("{}: {e}", dir.path.display())))?;
+        // Reading the store again is cheap next to sampling and keeps ModelDir borrowable.
+        let mut weights = WeightStore::new();
+        for name in dir.weights.names() {
+            weights.insert(name, dir.weights.get(name, None)?.clone());
+        }
+        Self::from_parts(ctx, cfg, weights).map_err(|e| match e {
+            Error::Weights(m) => Error::Weights(format!("{}: {m}", dir.path.join("model.safetensors").display())),
+            other => other,
+        })
+    }
+
+    /// A model from a parsed config and its weights (benchmarks, tests). Every
+    /// tensor is checked up front: missing, unexpected and mis-shaped ones are all listed.
+    pub fn from_parts(ctx: &GpuContext, cfg: PixelCnnConfig, weights: WeightStore) -> Result<PixelCnn> {
+        cfg.validate()?;
+        let want = cfg.weight_shapes();
+        let (mut missing, mut shaped) = (Vec::new(), Vec::new());
+        for (name, shape) in &want {
+            match weights.get_opt(name, None)? {
+                None => missing.push(name.clone()),
+                Some(t) if &t.shape != shape => shaped.push(format!("{name}: file {:?}, expected {shape:?}", t.shape)),
+                Some(_) => {}
+            }
+        }
+        let unexpected: Vec<String> = weights.names().filter(|n| !want.iter().any(|(w, _)| w == n)).map(String::from).collect();
+        let mut errs = Vec::new();
+        if !missing.is_empty() {
+            errs.push(format!("missing tensors ({}): {}", missing.len(), missing.join(", ")));
+        }
+        if !unexpected.is_empty() {
+            errs.push(format!("unexpected tensors ({}): {}", unexpected.len(), unexpected.join(", ")));
+        }
+        if !shaped.is_empty() {
+            errs.push(format!("mis-shaped tensors ({}): {}", shaped.len(), shaped.join("; ")));
+        }
+        if !errs.is_empty() {
+            return Err(Error::Weights(format!("weights do not match the config: {}", errs.join("; "))));
+        }
+        let mut m = PixelCnn { cfg, weights, cond: None, prior: None, vert: None, row: None };
+        m.cond_exec(ctx, 1)?; // builds (and so checks) the conditioning net now
+        Ok(m)
+    }
+
+    pub fn config(&self) -> &PixelCnnConfig {
+        &self.cfg
+    }
+
+    fn cond_exec(&mut self, ctx: &GpuContext, n: usize) -> Result<&mut Executor> {
+        let (cfg, w) = (&self.cfg, &self.weights);
+        ensure(&mut self.cond, n, || Executor::new(ctx, graphs::cond_graph(ctx, w, cfg, n)?))
+    }
+
+    /// Conditioning logits A for `n` LR images (values 0..255, [n,3,h,w]) -> [n,768,H,W].
+    pub fn cond_logits(&mut self, ctx: &GpuContext, lr: &[f32], n: usize) -> Result<Vec<f32>> {
+        let want = n * COLOURS * self.cfg.lr_h * self.cfg.lr_w;
+        if n == 0 || lr.len() != want {
+            return Err(Error::InvalidArgument(format!("LR values: {} for n={n}, expected {want}", lr.len())));
+        }
+        let x: Vec<f32> = lr.iter().map(|&v| scale_input(v)).collect();
+        let e = self.cond_exec(ctx, n)?;
+        e.set_input(ctx, "lr", &x)?;
+        e.run(ctx)?;
+        e.read_output(ctx, "a")
+    }
+
+    /// Prior logits B for `n` HR images (values 0..255, [n,3,H,W]) -> [n,768,H,W].
+    pub fn prior_logits(&mut self, ctx: &GpuContext, hr: &[f32], n: usize) -> Result<Vec<f32>> {
+        let want = n * COLOURS * self.cfg.hr_h() * self.cfg.hr_w();
+        if n == 0 || hr.len() != want {
+            return Err(Error::InvalidArgument(format!("HR values: {} for n={n}, expected {want}", hr.len())));
+        }
+        let x: Vec<f32> = hr.iter().map(|&v| scale_input(v)).collect();
+        let (cfg, w) = (&self.cfg, &self.weights);
+        let e = ensure(&mut self.prior, n, || Executor::new(ctx, graphs::prior_graph(ctx, w, cfg, n)?))?;
+        e.set_input(ctx, "hr", &x)?;
+        e.run(ctx)?;
+        e.read_output(ctx, "b")
+    }
+
+    fn lr_values(&self, lr: &RgbImage) -> Result<Vec<f32>> {
+        if lr.width != self.cfg.lr_w || lr.height != self.cfg.lr_h {
+            return Err(Error::InvalidArgument(format!(
+                "this PixelCNN model upscales {}x{} (width x height) LR images only, got {}x{}",
+                self.cfg.lr_w, self.cfg.lr_h, lr.width, lr.height
+            )));
+        }
+        // The model sees 8-bit values: round(clamp(x, 0, 1) * 255).
+        Ok(lr.data.iter().map(|&x| (x.clamp(0.0, 1.0) * 255.0).round()).collect())
+    }
+
+    /// Draw `opts.samples` HR images for one LR image of the configured size.
+    /// `progress(done, total)` is called after every sub-pixel (total = 3*H*W).
+    pub fn upscale(
+        &mut self,
+        ctx: &GpuContext,
+        lr: &RgbImage,
+        opts: &PixelCnnOptions,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<RgbImage>> {
+        let lrv = self.lr_values(lr)?;
+        if opts.samples == 0 {
+            return Err(Error::InvalidArgument("samples must be at least 1".into()));
+        }
+        let (h, w) = (self.cfg.hr_h(), self.cfg.hr_w());
+        let u = host_uniform(opts.seed, 0, opts.samples * COLOURS * h * w);
+        let vals = self.sample(ctx, &lrv, &u, opts.samples, opts.temperature, opts.fast, usize::MAX, progress)?;
+        let per = COLOURS * h * w;
+        vals.chunks(per).map(|s| RgbImage::new(w, h, s.iter().map(|&v| v as f32 / 255.0).collect())).collect()
+    }
+
+    /// The sampler itself. `lr`: one LR image as 0..255 values [3,h,w];
+    /// `uniforms`: [samples,3,H,W] in (0,1), u[s,c,row,col] drives sub-pixel
+    /// (row, col, c) of sample s. Returns [samples,3,H,W] values 0..255.
+    /// `stop_after` ends sampling after that many sub-pixels (the rest stay 0;
+    /// benchmarks time a prefix of the naive sampler this way).
+    #[allow(clippy::too_many_arguments)]
+    pub fn sample(
+        &mut self,
+        ctx: &GpuContext,
+        lr: &[f32],
+        uniforms: &[f32],
+        samples: usize,
+        temperature: f32,
+        fast: bool,
+        stop_after: usize,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<u8>> {
+        if !(temperature >= 0.0 && temperature.is_finite()) {
+            return Err(Error::InvalidArgument(format!("temperature must be finite and >= 0, got {temperature}")));
+        }
+        let (h, w) = (self.cfg.hr_h(), self.cfg.hr_w());
+        let hw = h * w;
+        if samples == 0 || uniforms.len() != samples * COLOURS * hw {
+            return Err(Error::InvalidArgument(format!(
+                "{} uniforms for {samples} samples of 3x{h}x{w}",
+                uniforms.len()
+            )));
+        }
+        let a = self.cond_logits(ctx, lr, 1)?; // [768, H, W], shared by all samples
+        let n = samples;
+        let total = COLOURS * hw;
+        let steps = total.min(stop_after);
+        // Image being drawn: 0..255 values and the scaled copy the prior sees.
+        let mut img = vec![0u8; n * total];
+        let mut x = vec![scale_input(0.0); n * total];
+        let mut logits = vec![0f32; LEVELS];
+        let mut draw = |img: &mut [u8], x: &mut [f32], b: &[f32], b_hw: usize, b_at: usize, r: usize, q: usize, c: usize| {
+            for s in 0..n {
+                for (v, l) in logits.iter_mut().enumerate() {
+                    let ch = c * LEVELS + v;
+                    *l = a[ch * hw + r * w + q] + b[(s * LOGITS + ch) * b_hw + b_at];
+                }
+                let i = ((s * COLOURS + c) * h + r) * w + q;
+                let v = pick_inverse_cdf(&logits, uniforms[i], temperature) as u8;
+                img[i] = v;
+                x[i] = scale_input(v as f32);
+            }
+        };
+        let mut done = 0;
+        if !fast {
+            let (cfg, wt) = (&self.cfg, &self.weights);
+            let e = ensure(&mut self.prior, n, || Executor::new(ctx, graphs::prior_graph(ctx, wt, cfg, n)?))?;
+            'outer: for r in 0..h {
+                for q in 0..w {
+                    for c in 0..COLOURS {
+                        if done == steps {
+                            break 'outer;
+                        }
+                        e.set_input(ctx, "hr", &x)?;
+                        e.run(ctx)?;
+                        let b = e.read_output(ctx, "b")?;
+                        draw(&mut img, &mut x, &b, hw, r * w + q, r, q, c);
+                        done += 1;
+                        progress(done, total);
+                    }
+                }
+            }
+            return Ok(img);
+        }
+        let (cfg, wt) = (&self.cfg, &self.weights);
+        let nb = cfg.prior_blocks;
+        let c2 = 2 * cfg.prior_channels;
+        let kin = cfg.prior_in_kernel;
+        let pin = kin / 2;
+        let ve = ensure(&mut self.vert, n, || Executor::new(ctx, graphs::vert_graph(ctx, wt, cfg, n)?))?;
+        let re = ensure(&mut self.row, n, || Executor::new(ctx, graphs::row_graph(ctx, wt, cfg, n)?))?;
+        let mut rows = vec![0f32; n * COLOURS * kin * w];
+        let mut vrow = vec![0f32; n * c2 * w];
+        'rows: for r in 0..h {
+            if done == steps {
+                break;
+            }
+            ve.set_input(ctx, "hr", &x)?;
+            ve.run(ctx)?;
+            for i in 0..nb {
+                let vh = ve.read_output(ctx, &format!("vh{i}"))?; // [n, 2C, H, W]
+                for (sc, dst) in vrow.chunks_mut(w).enumerate() {
+                    dst.copy_from_slice(&vh[(sc * h + r) * w..][..w]);
+                }
+                re.set_input(ctx, &format!("vh{i}"), &vrow)?;
+            }
+            for q in 0..w {
+                for c in 0..COLOURS {
+                    if done == steps {
+                        break 'rows;
+                    }
+                    // rows r-pin ..= r+pin of x; outside the image: 0 (the naive conv's zero padding)
+                    for sc in 0..n * COLOURS {
+                        for k in 0..kin {
+                            let dst = &mut rows[(sc * kin + k) * w..][..w];
+                            match (r + k).checked_sub(pin).filter(|&y| y < h) {
+                                Some(y) => dst.copy_from_slice(&x[(sc * h + y) * w..][..w]),
+                                None => dst.fill(0.0),
+                            }
+                        }
+                    }
+                    re.set_input(ctx, "hr_rows", &rows)?;
+                    re.run(ctx)?;
+                    let b = re.read_output(ctx, "b")?; // [n, 768, 1, W]
+                    draw(&mut img, &mut x, &b, w, q, r, q, c);
+                    done += 1;
+                    progress(done, total);
+                }
+            }
+        }
+        Ok(img)
+    }
+}
