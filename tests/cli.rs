@@ -182,3 +182,23 @@ fn sr3_ddim_from_init_noise_is_determined_by_its_inputs() {
     assert!(!out.exists());
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn pixelcnn_writes_one_file_per_sample() {
+    let d = scratch("px");
+    let model = fixture("pixelcnn_tiny"); // 1x2 (w x h) -> 4x8
+    let lr = d.join("lr.png");
+    write_png(&lr, 1, 2, 8);
+    let out = d.join("s.png");
+    ok(&wgsr(&["upscale", s(&lr), s(&out), "--model", s(&model), "--samples", "2", "--seed", "4", "--temperature", "0.9"]));
+    let (s0, s1) = (d.join("s_0.png"), d.join("s_1.png"));
+    assert_eq!(image::open(&s0).unwrap().height(), 8);
+    assert!(s1.exists() && !out.exists());
+    let again = d.join("t.png");
+    ok(&wgsr(&["upscale", s(&lr), s(&again), "--model", s(&model), "--samples", "2", "--seed", "4", "--temperature", "0.9"]));
+    assert_eq!(std::fs::read(&s1).unwrap(), std::fs::read(d.join("t_1.png")).unwrap());
+    let wide = d.join("wide.png");
+    write_png(&wide, 2, 1, 9);
+    fails_with(&wgsr(&["upscale", s(&wide), s(&d.join("w.png")), "--model", s(&model)]), "1x2");
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -5,6 +5,7 @@
 mod eval;
 mod hcflow;
 mod model;
+mod pixelcnn;
 mod progress;
 mod sr3;
 
@@ -197,16 +198,19 @@ pub fn run() -> Result<()> {
             let lr = RgbImage::load(&a.input)?;
             let (dir, fam) = load_model(a.model.as_deref())?;
             let ctx = context(&cli)?;
-            let hr = match fam {
+            let hrs = match fam {
                 Family::Hcflow => {
                     a.reject_sampling_flags("HCFlow")?;
-                    hcflow::upscale(&ctx, dir, &lr, a)?
+                    vec![hcflow::upscale(&ctx, dir, &lr, a)?]
                 }
-                Family::Sr3 => sr3::upscale(&ctx, dir, &lr, a)?,
-                other => return Err(Error::InvalidArgument(format!("{other:?} models are not supported by this build"))),
+                Family::Sr3 => vec![sr3::upscale(&ctx, dir, &lr, a)?],
+                Family::PixelCnn => pixelcnn::upscale(&ctx, dir, &lr, a)?,
             };
-            hr.save(&a.output)?;
-            eprintln!("wrote {} ({}x{})", a.output.display(), hr.width, hr.height);
+            for (i, hr) in hrs.iter().enumerate() {
+                let path = pixelcnn::sample_path(&a.output, i, hrs.len());
+                hr.save(&path)?;
+                eprintln!("wrote {} ({}x{})", path.display(), hr.width, hr.height);
+            }
             Ok(())
         }
         Command::Downscale(a) => {
