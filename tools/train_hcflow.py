@@ -1,0 +1,474 @@
+#!/usr/bin/env python3
+"""Train HCFlow (SR x4, or rescaling x4 with --task rescale) on the photo corpus of tools/data.py.
+
+    python3 tools/data.py build                                   # once: the corpus
+    OMP_NUM_THREADS=1 python3 tools/train_hcflow.py --out runs/sr_small --steps 2000
+    python3 tools/train_hcflow.py --out runs/sr_small --eval-only --weights-dir weights/hcflow-sr-x4-small
+
+Model: tools/hcflow_ref.py (official state_dict names), sizes from the flags (defaults = the small
+model shipped in weights/hcflow-sr-x4-small).  Data: random HR patches of the `train` split,
+LR = MATLAB imresize(HR, 1/4, 'bicubic') on uint8 (antialiased, every pass rounded; the numpy port
+in tools/make_metric_fixtures.py, which reproduces the HCFlow authors' LR images), computed once
+per image on the whole picture and cached; aligned LR/HR crops, random flips / 90-degree rotations.
+
+Loss (official codes/models/HCFlow_SR_model.py, HCFlow_Rescaling_model.py, options/train/*.yml):
+* SR, per iteration two Adam steps, as the official `optimize_parameters`:
+  1. `nll_weight * NLL` of the forward pass (HR + U(0,1)/quant dequantisation -> main flow ->
+     split-off flows + conditional Gaussian prior; LR Dirac term = Gaussian with log-std -6 around
+     the straight-through 8-bit quantised flow output), then
+  2. `pixel_weight_hr * L1(reverse(LR, heat 0), HR)` (the HCFlow+ pixel loss).
+  Official first stage: nll 1, pixel 0; HCFlow+: nll 2e-3, pixel 1.  Defaults here: nll 2e-3,
+  pixel 1 from scratch (PSNR oriented).  Not kept: VGG feature loss and GAN (HCFlow++).
+* rescale, one Adam step on `w_lr * MSE(clamp(z),LR_bicubic) + w_z * mean(eps^2)
+  + w_hr * L1(reverse(quant(z), eps ~ N(0,1), heat 1), HR)` (official weights 5e-2, 1e-5, 1).
+Optimiser: Adam(beta 0.9/0.99), grad value clip 5 then grad norm clip 100, MultiStepLR x0.5 at
+50/75/90/95% of the steps (official SR x4 schedule).  ActNorm: data-dependent init on the first
+batch (official, `act_norm_start_step`).  Init: FCN convs N(0, 0.05), coupling / prior last convs
+zero, RRDB convs Kaiming x0.1, coupling DenseBlocks Xavier x0.1 with a zero last conv, invconvs
+random orthogonal (official initialisers).
+
+Outputs in --out: ckpt.pt (resumable, written every --ckpt-every steps and at the end), log.jsonl,
+model.pth (official-style state_dict), and with --weights-dir the converted model
+(tools/convert.py) plus eval.json.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+TOOLS_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, TOOLS_DIR)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import data as D  # noqa: E402
+import hcflow_ref as H  # noqa: E402
+import make_metric_fixtures as MM  # noqa: E402  (MATLAB imresize port, Y channel, SSIM)
+
+SCALE = 4
+
+
+# ----------------------------------------------------------------------------------------
+# Training-time behaviour of the reference modules
+# ----------------------------------------------------------------------------------------
+
+class ActNormInit:
+    """Official ActNorm data-dependent initialisation: while armed, every ActNorm sets
+    bias = -mean, logs = log(1 / (std + 1e-6)) from the first batch it sees."""
+    armed = False
+
+
+_orig_actnorm_fwd = H.ActNorm.fwd
+
+
+def _actnorm_fwd(self, x, logdet=None):
+    if ActNormInit.armed and not getattr(self, "_inited", False):
+        with torch.no_grad():
+            mean = x.mean(dim=[0, 2, 3], keepdim=True)
+            std = ((x - mean) ** 2).mean(dim=[0, 2, 3], keepdim=True).sqrt()
+            self.bias.copy_(-mean)
+            self.logs.copy_(torch.log(1.0 / (std + 1e-6)))
+        self._inited = True
+    return _orig_actnorm_fwd(self, x, logdet)
+
+
+def _invconv_fwd(self, x, logdet=None):
+    # Differentiable log|det W| (the reference detaches it: inference only).
+    c = self.weight.shape[0]
+    y = F.conv2d(x, self.weight.view(c, c, 1, 1))
+    if logdet is not None:
+        logdet = logdet + torch.linalg.slogdet(self.weight)[1] * (x.shape[2] * x.shape[3])
+    return y, logdet
+
+
+H.ActNorm.fwd = _actnorm_fwd
+H.InvConv1x1.fwd = _invconv_fwd
+
+
+class _Quant(torch.autograd.Function):
+    """Official Basic.Quant: clamp to [0,1], round to 8 bits; straight-through gradient."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return torch.round(torch.clamp(x, 0.0, 1.0) * 255.0) / 255.0
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+def init_weights(model):
+    for name, m in model.named_modules():
+        if isinstance(m, H.ConvZeros):
+            nn.init.zeros_(m.weight)
+            nn.init.zeros_(m.bias)
+            nn.init.zeros_(m.logs)
+        elif isinstance(m, H.ConvActNorm):
+            nn.init.normal_(m.weight, 0.0, 0.05)
+        elif isinstance(m, H.ResidualDenseBlock):
+            for conv in (m.conv1, m.conv2, m.conv3, m.conv4, m.conv5):
+                nn.init.kaiming_normal_(conv.weight, a=0, mode="fan_in")
+                conv.weight.data.mul_(0.1)
+                nn.init.zeros_(conv.bias)
+        elif isinstance(m, H.DenseBlock):
+            for conv in (m.conv1, m.conv2, m.conv3, m.conv4):
+                nn.init.xavier_normal_(conv.weight)
+                conv.weight.data.mul_(0.1)
+                nn.init.zeros_(conv.bias)
+            nn.init.zeros_(m.conv5.weight)
+            nn.init.zeros_(m.conv5.bias)
+        elif isinstance(m, H.ActNorm):
+            nn.init.zeros_(m.bias)
+            nn.init.zeros_(m.logs)
+
+
+# ----------------------------------------------------------------------------------------
+# Losses
+# ----------------------------------------------------------------------------------------
+
+def sr_nll(model, hr, lr):
+    """Official normal_flow_diracLR (mean NLL in bits per HR pixel), trainable."""
+    quant = float(model.cfg["quant"])
+    pixels = hr.shape[2] * hr.shape[3]
+    x = hr + torch.rand_like(hr) / quant
+    logdet = torch.zeros(hr.shape[0], dtype=hr.dtype, device=hr.device) + float(-math.log(quant) * pixels)
+    z, _, logdet = model.flow.encode(x, logdet)
+    lr_out = _Quant.apply(z)
+    objective = logdet + H.gaussian_logp(lr, torch.full_like(lr, H.NLL_LR_LOGS), lr_out)
+    return (-objective / float(math.log(2.0) * pixels)).mean()
+
+
+def rescale_losses(model, hr, lr, a):
+    z, eps, _ = model.flow.encode(hr, None)
+    l_lr = a.lr_weight * F.mse_loss(torch.clamp(z, 0.0, 1.0), lr)
+    l_z = a.z_weight * (torch.cat([e.flatten() for e in eps]) ** 2).mean()
+    b, _, h, w = lr.shape
+    noise = [torch.randn(s, device=hr.device) for s in model.latent_shapes(b, h, w)]
+    fake = model.rescale_reverse(_Quant.apply(z), noise, heat=a.heat_reverse)
+    l_hr = a.pixel_weight * F.l1_loss(fake, hr)
+    return l_lr, l_z, l_hr
+
+
+# ----------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------
+
+def imresize_u8(img_u8, out_h, out_w):
+    """MATLAB imresize(img, [out_h out_w], 'bicubic') on uint8 input -> uint8."""
+    return MM.imresize(img_u8.astype(np.float64), out_h, out_w, u8=True).astype(np.uint8)
+
+
+def load_pairs(cache, split):
+    """[(hr uint8 HxWx3 cropped to a multiple of 4, lr uint8)], LR cached under CACHE/lr_x4."""
+    out = []
+    lrdir = os.path.join(cache, "lr_x4")
+    os.makedirs(lrdir, exist_ok=True)
+    for e in D.entries(split):
+        hr = D.load_rgb(cache, e)
+        h, w = (hr.shape[0] // SCALE) * SCALE, (hr.shape[1] // SCALE) * SCALE
+        hr = hr[:h, :w]
+        p = os.path.join(lrdir, e["sha256"][:16] + ".npy")
+        if os.path.exists(p):
+            lr = np.load(p)
+        else:
+            lr = imresize_u8(hr, h // SCALE, w // SCALE)
+            np.save(p, lr)
+        out.append((hr, lr))
+    return out
+
+
+def sample_batch(pairs, rng, batch, patch):
+    lp = patch // SCALE
+    hrs, lrs = [], []
+    for _ in range(batch):
+        hr, lr = pairs[rng.randint(len(pairs))]
+        i, j = rng.randint(lr.shape[0] - lp + 1), rng.randint(lr.shape[1] - lp + 1)
+        h = hr[i * SCALE:(i + lp) * SCALE, j * SCALE:(j + lp) * SCALE]
+        l = lr[i:i + lp, j:j + lp]
+        k, flip = rng.randint(4), rng.randint(2)
+        h, l = np.rot90(h, k), np.rot90(l, k)
+        if flip:
+            h, l = h[:, ::-1], l[:, ::-1]
+        hrs.append(np.ascontiguousarray(h))
+        lrs.append(np.ascontiguousarray(l))
+    t = lambda xs: torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float() / 255.0
+    return t(hrs), t(lrs)
+
+
+def center_crop_pairs(cache, split, size):
+    """Centre size x size HR crop of each image and its MATLAB-bicubic x1/4 (uint8)."""
+    out = []
+    for e in D.entries(split):
+        hr = D.load_rgb(cache, e)
+        t, l = (hr.shape[0] - size) // 2, (hr.shape[1] - size) // 2
+        hr = np.ascontiguousarray(hr[t:t + size, l:l + size])
+        out.append((e["file"], hr, imresize_u8(hr, size // SCALE, size // SCALE)))
+    return out
+
+
+# The README example: 512x512 HR crop (rows 704.., cols 684..) of the validation photograph
+# EveningGlow (rowing boats), MATLAB-bicubic x1/4 -> 128x128 LR PNG.
+EXAMPLE = {"file": "usr/share/wallpapers/EveningGlow/contents/images/2560x1600.jpg", "top": 704, "left": 684, "size": 512}
+
+
+def write_example(cache, path):
+    e = [e for e in D.entries() if e["file"] == EXAMPLE["file"]][0]
+    assert e["split"] == "val"
+    t, l, s = EXAMPLE["top"], EXAMPLE["left"], EXAMPLE["size"]
+    hr = np.ascontiguousarray(D.load_rgb(cache, e)[t:t + s, l:l + s])
+    Image.fromarray(imresize_u8(hr, s // SCALE, s // SCALE)).save(path, optimize=True)
+    return hr
+
+
+# ----------------------------------------------------------------------------------------
+# Evaluation
+# ----------------------------------------------------------------------------------------
+
+def to_u8(t):
+    """[1,3,H,W] in [0,1] -> HxWx3 uint8 (round half to even, as torch.round)."""
+    return torch.round(torch.clamp(t[0], 0, 1) * 255).byte().permute(1, 2, 0).numpy()
+
+
+def y_metrics(sr_u8, hr_u8, border=SCALE):
+    a = MM.crop(MM.rgb_to_y(sr_u8.astype(np.float64)), border)
+    b = MM.crop(MM.rgb_to_y(hr_u8.astype(np.float64)), border)
+    mse = np.mean((a - b) ** 2)
+    psnr = float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+    return psnr, float(MM.ssim_basicsr(a, b))
+
+
+@torch.no_grad()
+def evaluate(model, crops, heats=(0.0,), seed=0):
+    """Per image and mean PSNR-Y / SSIM-Y of the model (each heat) and of MATLAB bicubic x4."""
+    model.eval()
+    rows = []
+    g = torch.Generator().manual_seed(seed)
+    for name, hr, lr in crops:
+        row = {"file": name}
+        bic = np.clip(np.floor(MM.imresize(lr.astype(np.float64), hr.shape[0], hr.shape[1]) + 0.5), 0, 255)
+        row["bicubic"] = y_metrics(bic.astype(np.uint8), hr)
+        x = torch.from_numpy(np.array(lr)).permute(2, 0, 1)[None].float() / 255.0
+        for heat in heats:
+            eps = [torch.randn(s, generator=g) for s in model.latent_shapes(1, lr.shape[0], lr.shape[1])]
+            if model.cfg["task"] == "sr":
+                sr = model.sr_reverse(x, eps, heat=heat)
+            else:
+                # rescaling: the model's own LR (forward pass), as the official test
+                sr = model.rescale_reverse(model.rescale_forward(
+                    torch.from_numpy(hr).permute(2, 0, 1)[None].float() / 255.0)["lr"], eps, heat=heat)
+            row["heat%g" % heat] = y_metrics(to_u8(sr), hr)
+        rows.append(row)
+    keys = [k for k in rows[0] if k != "file"]
+    mean = {k: [float(np.mean([r[k][0] for r in rows])), float(np.mean([r[k][1] for r in rows]))] for k in keys}
+    return {"images": rows, "mean": mean}
+
+
+# ----------------------------------------------------------------------------------------
+# Main
+# ----------------------------------------------------------------------------------------
+
+def build_config(a):
+    if a.task == "sr":
+        cfg = {"task": "sr", "scale": 4, "L": 2, "K": [a.K, a.K], "split": {"after_flowstep": [a.after, a.after]},
+               "squeeze": "squeeze2d", "permutation": "invconv",
+               "coupling": {"type": "affine", "net": "fcn", "hidden": a.hidden, "kernel_hidden": 1},
+               "split_off": {"permutation": "invconv",
+                             "coupling": {"type": "affine", "net": "fcn", "hidden": a.hidden, "kernel_hidden": 1}},
+               "rrdb": {"nb": [a.nb, a.nb], "nf": a.nf, "gc": a.gc}, "quant": 64, "default_heat": 0.9}
+    else:
+        cfg = {"task": "rescale", "scale": 4, "L": 2, "K": [a.K, a.K], "split": {"after_flowstep": [a.after, a.after]},
+               "squeeze": "haar", "permutation": "none",
+               "coupling": {"type": "affine3shift", "net": "denseblock", "hidden": a.hidden},
+               "split_off": {"permutation": "invconv",
+                             "coupling": {"type": "affine", "net": "fcn", "hidden": a.hidden, "kernel_hidden": 1}},
+               "rrdb": {"nb": [a.nb, a.nb], "nf": a.nf, "gc": a.gc}, "quant": 256, "default_heat": 1.0}
+    return cfg
+
+
+def lr_at(a, step):
+    f = 1.0
+    for r in (0.5, 0.75, 0.9, 0.95):
+        if step >= int(r * a.steps):
+            f *= 0.5
+    return a.lr * f
+
+
+def clip(model):
+    torch.nn.utils.clip_grad_value_(model.parameters(), 5.0)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 100.0)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Train HCFlow x4 (SR or rescaling) on the wgsr photo corpus")
+    ap.add_argument("--task", choices=["sr", "rescale"], default="sr")
+    ap.add_argument("--out", required=True, help="run directory (checkpoints, logs, model.pth)")
+    ap.add_argument("--cache", default=D.DEFAULT_CACHE, help="corpus cache of tools/data.py")
+    ap.add_argument("--K", type=int, default=6, help="flow steps per level (main + split-off)")
+    ap.add_argument("--after", type=int, default=2, help="split-off (conditional) steps per level")
+    ap.add_argument("--hidden", type=int, default=32, help="coupling-net hidden channels")
+    ap.add_argument("--nf", type=int, default=32, help="RRDB width")
+    ap.add_argument("--gc", type=int, default=16, help="RRDB growth channels")
+    ap.add_argument("--nb", type=int, default=1, help="RRDBs per trunk (both trunks)")
+    ap.add_argument("--patch", type=int, default=48, help="HR patch size (multiple of 4)")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--lr", type=float, default=2.5e-4)
+    ap.add_argument("--nll-weight", type=float, default=2e-3, help="SR: weight of the NLL step")
+    ap.add_argument("--pixel-weight", type=float, default=1.0, help="HR L1 weight (SR: heat-0 reverse)")
+    ap.add_argument("--lr-weight", type=float, default=5e-2, help="rescale: LR MSE weight")
+    ap.add_argument("--z-weight", type=float, default=1e-5, help="rescale: latent L2 weight")
+    ap.add_argument("--heat-reverse", type=float, default=1.0, help="rescale: heat of the training reverse")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--ckpt-every", type=int, default=250)
+    ap.add_argument("--log-every", type=int, default=25)
+    ap.add_argument("--val-every", type=int, default=500, help="PSNR-Y on 192px val crops (0 = never)")
+    ap.add_argument("--max-minutes", type=float, default=0, help="stop (and save) after this wall time")
+    ap.add_argument("--eval-size", type=int, default=512, help="final eval: centre crop of each val image")
+    ap.add_argument("--weights-dir", default=None, help="convert model.pth here (tools/convert.py) and eval")
+    ap.add_argument("--example", default=None, help="write the README example LR PNG here (with --weights-dir)")
+    ap.add_argument("--eval-only", action="store_true", help="skip training, use OUT/model.pth")
+    a = ap.parse_args(argv)
+    if a.patch % (2 * SCALE):
+        ap.error("--patch must be a multiple of 8")
+
+    torch.set_num_threads(a.threads)
+    os.makedirs(a.out, exist_ok=True)
+    dev = torch.device(a.device)
+    cache = os.path.abspath(os.path.expanduser(a.cache))
+    pth = os.path.join(a.out, "model.pth")
+    ckpt_path = os.path.join(a.out, "ckpt.pt")
+
+    if not a.eval_only:
+        torch.manual_seed(a.seed)
+        rng = np.random.RandomState(a.seed)
+        cfg = build_config(a)
+        model = H.HCFlow(cfg)
+        init_weights(model)
+        model.to(dev).train()
+        opt = torch.optim.Adam(model.parameters(), lr=a.lr, betas=(0.9, 0.99))
+        step, elapsed, log = 0, 0.0, []
+        if os.path.exists(ckpt_path):
+            ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["opt"])
+            step, elapsed = ck["step"], ck["elapsed"]
+            rng.set_state(ck["np_rng"])
+            torch.set_rng_state(ck["torch_rng"])
+            for m in model.modules():
+                m._inited = True
+            print("resumed from %s at step %d" % (ckpt_path, step))
+        print("config: %s" % json.dumps({k: v for k, v in model.cfg.items() if k not in ("levels", "constants")}))
+        print("parameters: %d" % H.param_count(model))
+        if not D.verify(cache):
+            print("error: corpus missing or changed; run `python3 tools/data.py build`", file=sys.stderr)
+            return 2
+        t0 = time.time()
+        pairs = load_pairs(cache, "train")
+        val = center_crop_pairs(cache, "val", 192) if a.val_every else []
+        print("train images: %d (loaded in %.1fs)" % (len(pairs), time.time() - t0))
+
+        def save():
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed,
+                        "np_rng": rng.get_state(), "torch_rng": torch.get_rng_state(), "args": vars(a)},
+                       ckpt_path + ".tmp")
+            os.replace(ckpt_path + ".tmp", ckpt_path)
+
+        logf = open(os.path.join(a.out, "log.jsonl"), "a")
+        acc, nacc = {}, 0
+        tstart = time.time() - elapsed
+        while step < a.steps:
+            hr, lr = sample_batch(pairs, rng, a.batch, a.patch)
+            hr, lr = hr.to(dev), lr.to(dev)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(a, step)
+            ActNormInit.armed = step == 0
+            losses = {}
+            if a.task == "sr":
+                opt.zero_grad(set_to_none=True)
+                nll = sr_nll(model, hr, lr)
+                ActNormInit.armed = False
+                losses["nll"] = nll.item()
+                if a.nll_weight > 0 and torch.isfinite(nll):
+                    (a.nll_weight * nll).backward()
+                    clip(model)
+                    opt.step()
+                if a.pixel_weight > 0:
+                    opt.zero_grad(set_to_none=True)
+                    fake = model.sr_reverse(lr, None, heat=0.0)
+                    l_pix = a.pixel_weight * F.l1_loss(fake, hr)
+                    losses["l1"] = l_pix.item()
+                    if torch.isfinite(l_pix):
+                        l_pix.backward()
+                        clip(model)
+                        opt.step()
+            else:
+                opt.zero_grad(set_to_none=True)
+                l_lr, l_z, l_hr = rescale_losses(model, hr, lr, a)
+                ActNormInit.armed = False
+                total = sum(t for t in (l_lr, l_z, l_hr) if torch.isfinite(t))
+                losses.update(l_lr=l_lr.item(), l_z=l_z.item(), l_hr=l_hr.item())
+                total.backward()
+                clip(model)
+                opt.step()
+            step += 1
+            for k, v in losses.items():
+                acc[k] = acc.get(k, 0.0) + v
+            nacc += 1
+            elapsed = time.time() - tstart
+            if step % a.log_every == 0 or step == a.steps:
+                rec = {"step": step, "time_s": round(elapsed, 1), "lr": lr_at(a, step - 1)}
+                rec.update({k: v / nacc for k, v in acc.items()})
+                acc, nacc = {}, 0
+                if a.val_every and (step % a.val_every == 0 or step == a.steps):
+                    ev = evaluate(model, val)
+                    model.train()
+                    rec["val192"] = {k: round(v[0], 3) for k, v in ev["mean"].items()}
+                print(json.dumps(rec), flush=True)
+                logf.write(json.dumps(rec) + "\n")
+                logf.flush()
+            if step % a.ckpt_every == 0 or step == a.steps:
+                save()
+            if a.max_minutes and elapsed > a.max_minutes * 60:
+                print("time limit reached at step %d" % step)
+                save()
+                break
+        logf.close()
+        torch.save(model.to("cpu").state_dict(), pth)
+        print("wrote %s (step %d, %.1f min)" % (pth, step, elapsed / 60))
+
+    if a.weights_dir:
+        import convert
+        convert.convert(pth, a.weights_dir, arch="hcflow-" + a.task)
+        model = H.HCFlow(json.load(open(os.path.join(a.weights_dir, "config.json"))))
+        from safetensors.torch import load_file
+        model.load_state_dict(load_file(os.path.join(a.weights_dir, "model.safetensors")))
+        crops = center_crop_pairs(cache, "val", a.eval_size)
+        heats = (0.0, model.cfg["default_heat"])
+        ev = evaluate(model, crops, heats)
+        ev["eval"] = {"crop": a.eval_size, "border": SCALE, "heats": list(heats), "eps_seed": 0}
+        for r in ev["images"]:
+            print("%-60s " % r["file"] + "  ".join("%s %.2f/%.4f" % (k, v[0], v[1]) for k, v in r.items() if k != "file"))
+        print("mean " + "  ".join("%s %.3f/%.4f" % (k, v[0], v[1]) for k, v in ev["mean"].items()))
+        if a.example:
+            hr = write_example(cache, a.example)
+            lr = np.asarray(Image.open(a.example).convert("RGB"))
+            ex = evaluate(model, [(EXAMPLE["file"], hr, lr)], heats)
+            ev["example"] = ex["images"][0]
+            print("example %s: " % a.example + "  ".join("%s %.2f/%.4f" % (k, v[0], v[1])
+                                                       for k, v in ev["example"].items() if k != "file"))
+        with open(os.path.join(a.out, "eval.json"), "w") as f:
+            json.dump(ev, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
