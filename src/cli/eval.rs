@@ -135,17 +135,18 @@ pub fn run(ctx: &GpuContext, dir: ModelDir, fam: Family, a: &EvalArgs) -> Result
         }
         rows.push(row);
     }
-    println!("{:<32} {:>9} {:>8} {:>12} {:>9} {:>8} {:>9}", "image", "PSNR-Y", "SSIM-Y", "consistency", "bic PSNR", "bic SSIM", "seconds");
+    let nw = rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(5);
+    println!("{:<nw$} {:>9} {:>8} {:>12} {:>9} {:>8} {:>9}", "image", "PSNR-Y", "SSIM-Y", "consistency", "bic PSNR", "bic SSIM", "seconds");
     for r in &rows {
         println!(
-            "{:<32} {:>9.3} {:>8.4} {:>12.3e} {:>9.3} {:>8.4} {:>9.3}",
+            "{:<nw$} {:>9.3} {:>8.4} {:>12.3e} {:>9.3} {:>8.4} {:>9.3}",
             r.name, r.psnr, r.ssim, r.cons, r.bic_psnr, r.bic_ssim, r.secs
         );
     }
     let n = rows.len() as f64;
     let mean = |f: fn(&Row) -> f64| rows.iter().map(f).sum::<f64>() / n;
     println!(
-        "{:<32} {:>9.3} {:>8.4} {:>12.3e} {:>9.3} {:>8.4} {:>9.3}",
+        "{:<nw$} {:>9.3} {:>8.4} {:>12.3e} {:>9.3} {:>8.4} {:>9.3}",
         "mean",
         mean(|r| r.psnr),
         mean(|r| r.ssim),
