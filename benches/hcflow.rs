@@ -92,6 +92,9 @@ fn main() {
     let inter_mib = m.graph_bytes() as f64 / (1 << 20) as f64;
     println!("device memory: weights {weight_mib:.1} MiB (f32) + graph intermediates {inter_mib:.1} MiB = {:.1} MiB", weight_mib + inter_mib);
 
+    for plan in m.memory_plans() {
+        println!("reverse graph {plan}");
+    }
     let prof = m.profile_reverse(&ctx, lr_shape, 1).unwrap();
     let mut by_kind: BTreeMap<&str, (usize, f64, f64)> = BTreeMap::new();
     for r in &prof.rows {

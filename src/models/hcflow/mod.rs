@@ -102,6 +102,11 @@ impl HcFlow {
         graph::eps_shapes(&self.cfg, lr)
     }
 
+    /// Memory plans of the built graphs (peak vs no-reuse bytes).
+    pub fn memory_plans(&self) -> Vec<&crate::graph::MemoryPlan> {
+        self.graphs.values().map(|(_, e)| e.plan()).collect()
+    }
+
     /// Device memory the built graphs hold for intermediates (bytes).
     pub fn graph_bytes(&self) -> u64 {
         self.graphs.values().map(|(_, e)| e.allocated_bytes()).sum()
