@@ -202,3 +202,21 @@ fn pixelcnn_writes_one_file_per_sample() {
     fails_with(&wgsr(&["upscale", s(&wide), s(&d.join("w.png")), "--model", s(&model)]), "1x2");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn an_image_too_big_for_the_device_is_refused_cleanly() {
+    // Sized for lavapipe's 128 MiB binding limit (CI); a device that binds
+    // more would legitimately run it.
+    let limit = wgsr::GpuContext::new().map(|c| c.max_binding_bytes()).unwrap_or(0);
+    if limit > 512 << 20 {
+        println!("skipped: this device binds {} MiB per buffer", limit >> 20);
+        return;
+    }
+    let d = scratch("big");
+    let lr = d.join("big.png");
+    write_png(&lr, 1500, 1400, 3); // HCFlow x4 features at 3000x2800 need far more than 128 MiB per buffer
+    let out = d.join("out.png");
+    fails_with(&wgsr(&["upscale", s(&lr), s(&out), "--model", s(&fixture("hcflow_sr_x4_tiny"))]), "too large");
+    assert!(!out.exists());
+    let _ = std::fs::remove_dir_all(&d);
+}
