@@ -51,6 +51,25 @@ impl RgbImage {
         Ok(RgbImage { width: w, height: h, data })
     }
 
+    /// The `w` x `h` region whose top-left corner is (`x0`, `y0`).
+    pub fn crop(&self, x0: usize, y0: usize, w: usize, h: usize) -> Result<Self> {
+        if w == 0 || h == 0 || x0 + w > self.width || y0 + h > self.height {
+            return Err(Error::Shape(format!(
+                "crop {w}x{h} at ({x0}, {y0}) does not fit in a {}x{} image",
+                self.width, self.height
+            )));
+        }
+        let n = self.width * self.height;
+        let mut data = Vec::with_capacity(3 * w * h);
+        for c in 0..3 {
+            for y in y0..y0 + h {
+                let row = c * n + y * self.width + x0;
+                data.extend_from_slice(&self.data[row..row + w]);
+            }
+        }
+        RgbImage::new(w, h, data)
+    }
+
     /// Upload as a [1, 3, H, W] tensor.
     pub fn to_tensor(&self, ctx: &GpuContext) -> Result<Tensor> {
         Tensor::from_slice(ctx, Shape::new(1, 3, self.height, self.width), &self.data)
@@ -202,6 +221,22 @@ mod tests {
         let (w, h) = (5, 3);
         let data = (0..3 * w * h).map(|i| (i as f32 * 0.07).sin() * 0.5 + 0.5).collect();
         RgbImage::new(w, h, data).unwrap()
+    }
+
+    #[test]
+    fn crop_takes_the_region_of_every_channel() {
+        let img = sample();
+        let c = img.crop(1, 1, 3, 2).unwrap();
+        assert_eq!((c.width, c.height), (3, 2));
+        for ch in 0..3 {
+            for y in 0..2 {
+                for x in 0..3 {
+                    assert_eq!(c.data[ch * 6 + y * 3 + x], img.data[ch * 15 + (y + 1) * 5 + x + 1]);
+                }
+            }
+        }
+        assert!(img.crop(3, 0, 3, 1).is_err());
+        assert!(img.crop(0, 0, 0, 1).is_err());
     }
 
     #[test]

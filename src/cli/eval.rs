@@ -51,18 +51,6 @@ fn images(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-fn crop_to(img: &RgbImage, w: usize, h: usize) -> Result<RgbImage> {
-    let n = img.width * img.height;
-    let mut data = Vec::with_capacity(3 * w * h);
-    for c in 0..3 {
-        for y in 0..h {
-            let row = c * n + y * img.width;
-            data.extend_from_slice(&img.data[row..row + w]);
-        }
-    }
-    RgbImage::new(w, h, data)
-}
-
 /// bicubic | model | HR, side by side.
 fn side_by_side(parts: &[&RgbImage]) -> Result<RgbImage> {
     let h = parts[0].height;
@@ -106,7 +94,7 @@ pub fn run(ctx: &GpuContext, dir: ModelDir, fam: Family, a: &EvalArgs) -> Result
         if w == 0 || h == 0 {
             return Err(Error::InvalidArgument(format!("{}: smaller than the scale {s}", f.display())));
         }
-        let hr = crop_to(&hr, w, h)?;
+        let hr = hr.crop(0, 0, w, h)?;
         let bench_lr = imresize_scale(&hr, 1.0 / s as f64, MatlabPrecision::Uint8)?;
         let t = Instant::now();
         let (lr, sr) = if rescale {

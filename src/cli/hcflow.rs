@@ -39,15 +39,7 @@ fn fit(img: RgbImage, s: usize, crop: bool, what: &str) -> Result<RgbImage> {
             if crop { " (too small to crop)" } else { "; pass --crop to crop it to a multiple" }
         )));
     }
-    let n = img.width * img.height;
-    let mut data = Vec::with_capacity(3 * w * h);
-    for c in 0..3 {
-        for y in 0..h {
-            let row = c * n + y * img.width;
-            data.extend_from_slice(&img.data[row..row + w]);
-        }
-    }
-    RgbImage::new(w, h, data)
+    img.crop(0, 0, w, h)
 }
 
 /// 8-bit LR for .png, the value before quantisation for .npy.
