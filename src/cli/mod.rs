@@ -65,6 +65,15 @@ struct EvalCmd {
     /// Write side-by-side PNGs (bicubic | model | HR) here.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// SR3: sampling steps (default: the model's).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// SR3: ddpm or ddim.
+    #[arg(long, value_enum)]
+    sampler: Option<SamplerArg>,
+    /// SR3 DDIM: eta.
+    #[arg(long)]
+    eta: Option<f32>,
 }
 
 #[derive(Args)]
@@ -241,7 +250,9 @@ pub fn run() -> Result<()> {
         Command::Eval(a) => {
             let (dir, fam) = load_model(a.model.as_deref())?;
             let ctx = context(&cli)?;
-            let args = eval::EvalArgs { hr_dir: &a.hr, scale: a.scale, temperature: a.temperature, seed: a.seed, out: a.out.as_deref() };
+            let sampler = sr3::sampler(a.sampler, a.eta)?;
+            let sr3 = wgsr::models::sr3::Sr3Options { steps: a.steps, sampler, ..Default::default() };
+            let args = eval::EvalArgs { hr_dir: &a.hr, scale: a.scale, temperature: a.temperature, seed: a.seed, out: a.out.as_deref(), sr3 };
             eval::run(&ctx, dir, fam, &args)
         }
     }

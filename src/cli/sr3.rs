@@ -28,11 +28,9 @@ fn init_noise(path: &Path, size: usize) -> Result<Vec<f32>> {
     Ok(chw)
 }
 
-pub fn upscale(ctx: &GpuContext, dir: ModelDir, lr: &RgbImage, a: &UpscaleArgs) -> Result<RgbImage> {
-    if a.temperature.is_some() || a.samples.is_some() {
-        return Err(Error::InvalidArgument("--temperature and --samples do not apply to SR3 models (use --steps, --sampler, --eta)".into()));
-    }
-    let sampler = match (a.sampler, a.eta) {
+/// The sampler the flags ask for (DDPM unless --sampler ddim).
+pub fn sampler(s: Option<SamplerArg>, eta: Option<f32>) -> Result<Sampler> {
+    let sampler = match (s, eta) {
         (Some(SamplerArg::Ddim), eta) => Sampler::Ddim { eta: eta.unwrap_or(0.0) },
         (_, Some(_)) => return Err(Error::InvalidArgument("--eta applies to --sampler ddim only".into())),
         _ => Sampler::Ddpm,
@@ -42,6 +40,14 @@ pub fn upscale(ctx: &GpuContext, dir: ModelDir, lr: &RgbImage, a: &UpscaleArgs) 
             return Err(Error::InvalidArgument(format!("--eta must be >= 0, got {eta}")));
         }
     }
+    Ok(sampler)
+}
+
+pub fn upscale(ctx: &GpuContext, dir: ModelDir, lr: &RgbImage, a: &UpscaleArgs) -> Result<RgbImage> {
+    if a.temperature.is_some() || a.samples.is_some() {
+        return Err(Error::InvalidArgument("--temperature and --samples do not apply to SR3 models (use --steps, --sampler, --eta)".into()));
+    }
+    let sampler = sampler(a.sampler, a.eta)?;
     let mut m = Sr3::load(ctx, &dir)?;
     let hr = m.config().hr_size;
     let init = a.init_noise.as_deref().map(|p| init_noise(p, hr)).transpose()?;
