@@ -79,3 +79,20 @@ fn add_channel_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let hw = bitcast<u32>(p.gamma);
     y[i] = a[i] + p.alpha * b[i / hw];
 }
+
+// Gated activation (PixelCNN): y[n, c] = tanh(a[n, c]) * sigmoid(a[n, c + C])
+// for y [N, C, H, W] and a [N, 2C, H, W]. C*H*W arrives as the u32 bit
+// pattern of the `gamma` word. tanh and sigmoid as conv.wgsl's epilogue
+// (tanh via exp(-2|v|) so large |v| cannot overflow to inf/inf).
+@compute @workgroup_size(256)
+fn gate(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let chw = bitcast<u32>(p.gamma);
+    let s = i / chw;
+    let t = a[i + s * chw];
+    let g = a[i + (s + 1u) * chw];
+    let e = exp(-2.0 * abs(t));
+    y[i] = (sign(t) * (1.0 - e) / (1.0 + e)) * (1.0 / (1.0 + exp(-g)));
+}

@@ -115,3 +115,29 @@ pub fn add_channel_bias(ctx: &GpuContext, x: &Tensor, bias: &Tensor, out: &Tenso
         })?
         .with_cost(2.0 * n as f64, 8.0 * n as f64 + 4.0 * bias.numel() as f64))
 }
+
+/// Gated activation `tanh(x[:, :C]) * sigmoid(x[:, C:])` of `x` [N, 2C, H, W]
+/// into `out` [N, C, H, W] (PixelCNN's gate, one pass instead of three).
+pub fn gate(ctx: &GpuContext, x: &Tensor, out: &Tensor) -> Result<Dispatch> {
+    let (s, o) = (x.shape(), out.shape());
+    if s.c() % 2 != 0 || o != crate::Shape::new(s.n(), s.c() / 2, s.h(), s.w()) {
+        return Err(crate::Error::Shape(format!("gate: input {s} must have 2C channels for the output {o}")));
+    }
+    let n = out.numel();
+    let chw = o.c() * o.hw();
+    if chw > u32::MAX as usize {
+        return Err(crate::Error::TooLarge(format!("gate: {o} has too many elements per sample")));
+    }
+    // C*H*W goes into the f32 slot `gamma` as raw bits (the shader bitcasts it back).
+    let params = Params::new().u(n).f(0.0).f(0.0).u(chw);
+    Ok(ctx
+        .dispatch(KernelCall {
+            shader: &SHADER,
+            entry: "gate",
+            constants: &[],
+            params: Some(&params),
+            buffers: &[out.arg_mut(), x.arg()],
+            workgroups: grid_1d(n.div_ceil(256)),
+        })?
+        .with_cost(30.0 * n as f64, 12.0 * n as f64))
+}

@@ -69,3 +69,30 @@ fn add_channel_bias_broadcasts_over_hw() {
     let err = elementwise::add_channel_bias(c, &x, &bad, &out, 1.0).unwrap_err().to_string();
     assert!(err.contains("one value per (sample, channel)"), "{err}");
 }
+
+#[test]
+fn gate_is_tanh_times_sigmoid_of_the_two_halves() {
+    let c = ctx();
+    let mut rng = Rng::new(3);
+    // odd sizes, batch 2, and values large enough to saturate tanh / sigmoid
+    for (s, range) in [(Shape::new(2, 26, 17, 19), 3.0), (Shape::new(1, 6, 5, 7), 40.0), (Shape::new(3, 2, 1, 1), 1.0)] {
+        let (x, xv) = rand_tensor(&mut rng, s, -range, range);
+        let os = Shape::new(s.n(), s.c() / 2, s.h(), s.w());
+        let out = poisoned(os);
+        let got = run_and_read(elementwise::gate(c, &x, &out).unwrap(), &out);
+        let (oc, hw) = (os.c(), os.hw());
+        let want: Vec<f64> = (0..os.numel())
+            .map(|i| {
+                let (n, r) = (i / (oc * hw), i % (oc * hw));
+                let t = xv[n * 2 * oc * hw + r] as f64;
+                let g = xv[n * 2 * oc * hw + oc * hw + r] as f64;
+                t.tanh() / (1.0 + (-g).exp())
+            })
+            .collect();
+        // a few exp/div roundings in f32: ~1e-7 relative each
+        assert_close("elementwise.gate", &got, &want, 1e-6, 1e-5);
+    }
+    let x = wgsr::Tensor::empty(c, Shape::new(1, 5, 2, 2)).unwrap();
+    let out = wgsr::Tensor::empty(c, Shape::new(1, 2, 2, 2)).unwrap();
+    assert!(elementwise::gate(c, &x, &out).unwrap_err().to_string().contains("2C channels"));
+}

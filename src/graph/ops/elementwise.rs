@@ -204,6 +204,15 @@ impl GraphBuilder<'_> {
         }
         self.kernel(name, "add_channel_bias", String::new(), &[x, bias], s, Box::new(|c, i, o, _| Ok(vec![ew::add_channel_bias(c, i[0], i[1], o[0], 1.0)?])))
     }
+    /// Gated activation tanh(x[:, :C]) * sigmoid(x[:, C:]) of a 2C-channel tensor.
+    pub fn gate(&mut self, name: &str, x: TensorId) -> Result<TensorId> {
+        let s = self.shape(x)?;
+        if s.c() % 2 != 0 {
+            return Err(self.shape_error(name, "gate", format!("input {s} must have an even channel count")));
+        }
+        let out = Shape::new(s.n(), s.c() / 2, s.h(), s.w());
+        self.kernel(name, "gate", String::new(), &[x], out, Box::new(|c, i, o, _| Ok(vec![ew::gate(c, i[0], o[0])?])))
+    }
     /// Reinterpret with a new shape of the same size (no copy).
     pub fn reshape(&mut self, name: &str, x: TensorId, shape: Shape) -> Result<TensorId> {
         self.node1(name, Box::new(Reshape { shape }), &[x])

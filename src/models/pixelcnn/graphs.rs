@@ -13,42 +13,16 @@
 //! are still fed), so the fast sampler's logits are bit-identical to the naive
 //! one's and both draw the same samples.
 //!
-//! The gate tanh(a) * sigmoid(b) of a 2C-channel tensor uses two 1x1 "select"
-//! convs (0/1 weights, tanh / sigmoid epilogue; exact: one product by 1.0, the
-//! rest add zeros) and an elementwise product.
+//! The gate tanh(a) * sigmoid(b) of a 2C-channel tensor is one fused
+//! elementwise op (`GraphBuilder::gate`).
 
 use crate::graph::ops::conv::Conv;
 use crate::graph::{Graph, GraphBuilder, TensorId};
 use crate::ops::conv::{Activation, Conv2dParams, ConvTranspose2dParams, Epilogue};
-use crate::weights::{HostTensor, WeightStore};
+use crate::weights::WeightStore;
 use crate::{Result, Shape};
 
 use super::config::{PixelCnnConfig, COLOURS};
-
-/// 1x1 weights [c, 2c] picking input channel `offset + j` for output j.
-fn select_weights(c: usize, offset: usize) -> HostTensor {
-    let mut w = vec![0f32; c * 2 * c];
-    for j in 0..c {
-        w[j * 2 * c + offset + j] = 1.0;
-    }
-    HostTensor { shape: vec![c, 2 * c, 1, 1], data: w }
-}
-
-struct Gate {
-    tanh: HostTensor,
-    sigm: HostTensor,
-}
-
-impl Gate {
-    fn new(c: usize) -> Self {
-        Gate { tanh: select_weights(c, 0), sigm: select_weights(c, c) }
-    }
-    fn apply(&self, g: &mut GraphBuilder, name: &str, x: TensorId) -> Result<TensorId> {
-        let t = g.conv2d_with(&format!("{name}.tanh"), x, &self.tanh, None, None, Conv::default().act(Activation::Tanh))?;
-        let s = g.conv2d_with(&format!("{name}.sigmoid"), x, &self.sigm, None, None, Conv::default().act(Activation::Sigmoid))?;
-        g.mul(name, t, s, 1.0)
-    }
-}
 
 fn pad(py: usize, px: usize) -> Conv {
     Conv { params: Conv2dParams { padding: [py, px], ..Default::default() }, ..Default::default() }
@@ -76,7 +50,7 @@ pub(crate) fn cond_graph(g_ctx: &crate::GpuContext, w: &WeightStore, cfg: &Pixel
 }
 
 /// Vertical stack over the whole image: returns `vh{i}` for every block.
-fn vertical(g: &mut GraphBuilder, cfg: &PixelCnnConfig, gate: &Gate, h0: TensorId) -> Result<Vec<TensorId>> {
+fn vertical(g: &mut GraphBuilder, cfg: &PixelCnnConfig, h0: TensorId) -> Result<Vec<TensorId>> {
     let kv = cfg.prior_v_kernel;
     let mut v = h0;
     let mut out = Vec::with_capacity(cfg.prior_blocks);
@@ -85,20 +59,20 @@ fn vertical(g: &mut GraphBuilder, cfg: &PixelCnnConfig, gate: &Gate, h0: TensorI
         let vp = g.conv2d(&format!("{b}.v_conv"), v, &format!("{b}.v_conv"), Conv::same(kv))?;
         out.push(g.conv2d(&format!("{b}.v_to_h"), vp, &format!("{b}.v_to_h"), Conv::default())?);
         if i + 1 < cfg.prior_blocks {
-            v = gate.apply(g, &format!("{b}.v_gate"), vp)?;
+            v = g.gate(&format!("{b}.v_gate"), vp)?;
         }
     }
     Ok(out)
 }
 
 /// Horizontal stack and output head on `h0` ([N,C,rows,W]), given each block's `vh`.
-fn horizontal(g: &mut GraphBuilder, cfg: &PixelCnnConfig, gate: &Gate, h0: TensorId, vh: &[TensorId]) -> Result<TensorId> {
+fn horizontal(g: &mut GraphBuilder, cfg: &PixelCnnConfig, h0: TensorId, vh: &[TensorId]) -> Result<TensorId> {
     let kh = cfg.prior_h_kernel;
     let mut h = h0;
     for (i, &vhi) in vh.iter().enumerate() {
         let b = format!("prior.blocks.{i}");
         let hp = g.conv2d(&format!("{b}.h_conv"), h, &format!("{b}.h_conv"), pad(0, kh / 2).residual(vhi, 1.0, 1.0))?;
-        let gated = gate.apply(g, &format!("{b}.h_gate"), hp)?;
+        let gated = g.gate(&format!("{b}.h_gate"), hp)?;
         h = g.conv2d(&format!("{b}.h_out"), gated, &format!("{b}.h_out"), Conv::default().residual(h, 1.0, 1.0))?;
     }
     let hid = g.conv2d("prior.out1", h, "prior.out1", Conv::default().act(Activation::Relu))?;
@@ -107,21 +81,19 @@ fn horizontal(g: &mut GraphBuilder, cfg: &PixelCnnConfig, gate: &Gate, h0: Tenso
 
 pub(crate) fn prior_graph(ctx: &crate::GpuContext, w: &WeightStore, cfg: &PixelCnnConfig, n: usize) -> Result<Graph> {
     let mut g = GraphBuilder::with_weights(ctx, w);
-    let gate = Gate::new(cfg.prior_channels);
     let x = g.input("hr", Shape::new(n, COLOURS, cfg.hr_h(), cfg.hr_w()))?;
     let h0 = g.conv2d("prior.conv_in", x, "prior.conv_in", Conv::same(cfg.prior_in_kernel))?;
-    let vh = vertical(&mut g, cfg, &gate, h0)?;
-    let b = horizontal(&mut g, cfg, &gate, h0, &vh)?;
+    let vh = vertical(&mut g, cfg, h0)?;
+    let b = horizontal(&mut g, cfg, h0, &vh)?;
     g.output("b", b)?;
     g.build()
 }
 
 pub(crate) fn vert_graph(ctx: &crate::GpuContext, w: &WeightStore, cfg: &PixelCnnConfig, n: usize) -> Result<Graph> {
     let mut g = GraphBuilder::with_weights(ctx, w);
-    let gate = Gate::new(cfg.prior_channels);
     let x = g.input("hr", Shape::new(n, COLOURS, cfg.hr_h(), cfg.hr_w()))?;
     let h0 = g.conv2d("prior.conv_in", x, "prior.conv_in", Conv::same(cfg.prior_in_kernel))?;
-    for (i, t) in vertical(&mut g, cfg, &gate, h0)?.into_iter().enumerate() {
+    for (i, t) in vertical(&mut g, cfg, h0)?.into_iter().enumerate() {
         g.output(&format!("vh{i}"), t)?;
     }
     g.build()
@@ -129,7 +101,6 @@ pub(crate) fn vert_graph(ctx: &crate::GpuContext, w: &WeightStore, cfg: &PixelCn
 
 pub(crate) fn row_graph(ctx: &crate::GpuContext, w: &WeightStore, cfg: &PixelCnnConfig, n: usize) -> Result<Graph> {
     let mut g = GraphBuilder::with_weights(ctx, w);
-    let gate = Gate::new(cfg.prior_channels);
     let (kin, wd, c2) = (cfg.prior_in_kernel, cfg.hr_w(), 2 * cfg.prior_channels);
     let x = g.input("hr_rows", Shape::new(n, COLOURS, kin, wd))?;
     let vh = (0..cfg.prior_blocks).map(|i| g.input(&format!("vh{i}"), Shape::new(n, c2, 1, wd))).collect::<Result<Vec<_>>>()?;
@@ -142,7 +113,7 @@ pub(crate) fn row_graph(ctx: &crate::GpuContext, w: &WeightStore, cfg: &PixelCnn
     // The full kin x kin kernel over exactly kin rows: one output row, the same
     // products as the "same"-padded conv of the prior graph at row r.
     let h0 = g.conv2d("prior.conv_in", x, "prior.conv_in", pad(0, kin / 2))?;
-    let b = horizontal(&mut g, cfg, &gate, h0, &vh)?;
+    let b = horizontal(&mut g, cfg, h0, &vh)?;
     g.output("b", b)?;
     g.build()
 }
