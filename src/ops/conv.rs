@@ -273,9 +273,11 @@ impl Conv2dWeights {
                 }
             }
         }
-        // Padded to whole vec4s: the kernel reads the matrix as array<vec4<f32>>.
+        // Padded to whole vec4s (the kernel reads the matrix as array<vec4<f32>>)
+        // plus one tile of rows: conv2d_rows reads a whole tile row of weights
+        // and only discards the channels past cout.
         let mut packed = packed.to_vec();
-        packed.resize(packed.len().next_multiple_of(4), 0.0);
+        packed.resize(packed.len().next_multiple_of(4) + TILE_M, 0.0);
         let packed_bytes = (packed.len() * 4) as u64;
         if packed_bytes > ctx.max_binding_bytes() {
             return Err(Error::TooLarge(format!("conv weights {shape:?} need {packed_bytes} bytes")));
@@ -511,7 +513,24 @@ fn launch(
     let k = w.k;
     let ntot = os.n() * os.hw();
     let half_m = geo.cout_g <= TILE_M / 2;
-    let m_tiles = geo.cout_g.div_ceil(if half_m { TILE_M / 2 } else { TILE_M });
+    // CPU adapters (llvmpipe/lavapipe) take the row-broadcast variant
+    // conv2d_rows (see conv.wgsl), which needs whole vec4 weight rows.
+    // WGSR_CONV_TILED set in the environment forces the tiled kernel there
+    // too, so CPU-only CI can test the GPU path.
+    let rows = geo.cout_g % 4 == 0 && ctx.info().device_type == "Cpu" && std::env::var_os("WGSR_CONV_TILED").is_none();
+    // conv2d_rows tile: 4*rq channels x 64*rj columns (rq*rj <= 32). Wide
+    // (rj = 8) is fastest on llvmpipe where there are enough columns;
+    // narrower tiles waste fewer lanes on small images.
+    let (rq, rj) = match ntot {
+        n if n >= 4096 || geo.cout_g <= 16 => (4, 8),
+        n if n >= 1024 => (8, 4),
+        _ => (8, 2),
+    };
+    let m_tiles = if rows {
+        geo.cout_g.div_ceil(4 * rq)
+    } else {
+        geo.cout_g.div_ceil(if half_m { TILE_M / 2 } else { TILE_M })
+    };
     let (a_kstride, a_gstride) = match w.kind {
         Kind::Conv => (w.cout, geo.cout_g),
         Kind::Transposed { .. } => (geo.cout_g, k * geo.cout_g),
@@ -541,7 +560,8 @@ fn launch(
         .f(epi.alpha)
         .f(epi.beta)
         .f(slope);
-    let mut grid = grid_1d(ntot.div_ceil(TILE_N));
+    let tile_n = if rows { 64 * rj } else { TILE_N };
+    let mut grid = grid_1d(ntot.div_ceil(tile_n));
     let z = geo.groups * m_tiles;
     if z > u32::MAX as usize {
         return Err(Error::TooLarge(format!("{op}: {z} channel tiles")));
@@ -556,11 +576,13 @@ fn launch(
         ("TSY", tsy),
         ("TSX", tsx),
         ("HALF_M", if half_m { 1.0 } else { 0.0 }),
+        ("RQ", rq as f64),
+        ("RJ", rj as f64),
     ];
     let res = residual.unwrap_or(x);
     let d = ctx.dispatch(KernelCall {
         shader: &SHADER,
-        entry: "conv2d",
+        entry: if rows { "conv2d_rows" } else { "conv2d" },
         constants: &constants,
         params: Some(&params),
         buffers: &[

@@ -305,6 +305,39 @@ fn conv_scale_residual_multi_tile() {
 }
 
 #[test]
+fn conv_cpu_row_tiles() {
+    // Output channels a multiple of 4: on CPU adapters these take conv2d_rows,
+    // one shape per tile config (see conv.rs): 4x8 (>= 4096 columns), 8x4
+    // (1024..4096), 8x2 (fewer), each with a partial channel tile.
+    let res = |act| Extras { bias: true, scale: true, residual: true, epi: Epilogue { activation: act, alpha: 0.75, beta: 1.5 } };
+    check_conv("conv.rows_4x8_8to24", 15, Shape::new(1, 8, 64, 64), [24, 8, 3, 3], Conv2dParams::new(1, 1), res(Activation::Relu));
+    check_conv(
+        "conv.rows_8x4_g2_12to40",
+        16,
+        Shape::new(2, 12, 40, 40),
+        [40, 6, 3, 3],
+        params([1, 1], [1, 1], [1, 1], 2),
+        Extras::bias(Activation::None),
+    );
+    check_conv(
+        "conv.rows_8x2_d2_s2_16to36",
+        17,
+        Shape::new(1, 16, 19, 25),
+        [36, 16, 3, 3],
+        params([2, 1], [2, 2], [2, 2], 1),
+        res(Activation::LeakyRelu(0.2)),
+    );
+    check_transposed(
+        "convT.rows_k4_s2_8to20",
+        18,
+        Shape::new(1, 8, 20, 20),
+        [8, 20, 4, 4],
+        ConvTranspose2dParams::new(2, 1, 0),
+        Extras::bias(Activation::None),
+    );
+}
+
+#[test]
 fn conv_transposed_stride2() {
     check_transposed(
         "convT.k4_s2_p1",
