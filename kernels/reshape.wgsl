@@ -152,3 +152,26 @@ fn copy_channels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     y[((b * p.c_out + co) * p.h_out + yo) * p.w_out + xo] =
         x[((b * p.c_in + ci) * p.h_in + yo / p.f) * p.w_in + xo / p.f];
 }
+
+// Contiguous channel block copy (concatenation, slicing with step 1, no
+// upsampling): per sample, `w_out` consecutive floats from x[b * c_in + h_in]
+// to y[b * c_out + h_out] (fields reused as batch strides / offsets in
+// floats). One division per thread instead of copy_channels' index chain
+// (integer division is scalar on CPU drivers); each thread moves VEC floats,
+// VEC = 4 when the block length is a multiple of 4.
+override VEC: u32 = 1u;
+
+@compute @workgroup_size(256)
+fn copy_block(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let t = flat(wid, nwg, lid);
+    if (t >= p.n) { return; }
+    let e = t * VEC;
+    let b = e / p.w_out;
+    let r = e - b * p.w_out;
+    let src = b * p.c_in + p.h_in + r;
+    let dst = b * p.c_out + p.h_out + r;
+    for (var v = 0u; v < VEC; v++) {
+        y[dst + v] = x[src + v];
+    }
+}

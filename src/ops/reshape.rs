@@ -232,7 +232,44 @@ fn copy_channels(ctx: &GpuContext, op: &str, x: &Tensor, out: &Tensor, f: usize,
     }
     no_alias(op, x, out)?;
     let n = si.n() * c.count * so.hw();
+    if f == 1 && c.in_step == 1 && c.out_step == 1 {
+        return copy_block(ctx, x, out, c);
+    }
     launch(ctx, "copy_channels", x, out, n, f, c, 0.0, 4.0 * (n + si.n() * c.count * si.hw()) as f64)
+}
+
+/// The contiguous case of `copy_channels`: one block of `count` whole
+/// channels per sample (checked by the caller).
+fn copy_block(ctx: &GpuContext, x: &Tensor, out: &Tensor, c: ChanCopy) -> Result<Dispatch> {
+    let (si, so) = (x.shape(), out.shape());
+    let hw = si.hw();
+    let len = c.count * hw;
+    let vec = if len % 4 == 0 { 4 } else { 1 };
+    let threads = si.n() * len / vec;
+    let params = Params::new()
+        .u(threads)
+        .u(si.c() * hw)
+        .u(c.in_start * hw)
+        .u(0)
+        .u(so.c() * hw)
+        .u(c.out_start * hw)
+        .u(len)
+        .u(1)
+        .u(0)
+        .u(0)
+        .u(0)
+        .u(0)
+        .u(0);
+    Ok(ctx
+        .dispatch(KernelCall {
+            shader: &SHADER,
+            entry: "copy_block",
+            constants: &[("VEC", vec as f64)],
+            params: Some(&params),
+            buffers: &[x.arg(), out.arg_mut()],
+            workgroups: grid_1d(threads.div_ceil(256)),
+        })?
+        .with_cost(0.0, 8.0 * (si.n() * len) as f64))
 }
 
 /// out = x[:, start : start + step*count : step] (out has `count` channels).

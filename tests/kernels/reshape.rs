@@ -494,3 +494,20 @@ fn bad_shapes_are_errors() {
     let e = err(reshape::upsample_nearest(c, &x, 1, &x));
     assert!(e.contains("must not share a buffer"), "{e}");
 }
+
+#[test]
+fn concat_with_odd_block_lengths_is_exact() {
+    // 3*3*7 = 63 and 1*3*7 = 21 floats per sample: the copy cannot use vec4 moves.
+    let c = ctx();
+    let mut rng = Rng::new(17);
+    let (a, av) = rand_tensor(&mut rng, Shape::new(2, 3, 3, 7), -1.0, 1.0);
+    let (b, bv) = rand_tensor(&mut rng, Shape::new(2, 1, 3, 7), -1.0, 1.0);
+    let out = poisoned(Shape::new(2, 4, 3, 7));
+    let got = run_and_read(reshape::concat_channels(c, &[&a, &b], &out).unwrap(), &out);
+    let mut want = Vec::new();
+    for n in 0..2 {
+        want.extend_from_slice(&av[n * 63..(n + 1) * 63]);
+        want.extend_from_slice(&bv[n * 21..(n + 1) * 21]);
+    }
+    assert_exact("reshape.concat odd blocks", &got, &want);
+}
