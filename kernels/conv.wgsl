@@ -178,17 +178,10 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let arow = lid / VA;
     let bcol = lid % VB;
     let brow = lid / VB;
-    var nval: vec4<bool>;
-    var iy0: vec4<i32>;
-    var ix0: vec4<i32>;
-    var xbase: vec4<u32>;
-    for (var j = 0u; j < 4u; j++) {
-        let c = column(n0 + 4u * bcol + j, g);
-        nval[j] = c.ok;
-        iy0[j] = c.iy0;
-        ix0[j] = c.ix0;
-        xbase[j] = c.xbase;
-    }
+    let bc0 = column(n0 + 4u * bcol + 0u, g);
+    let bc1 = column(n0 + 4u * bcol + 1u, g);
+    let bc2 = column(n0 + 4u * bcol + 2u, g);
+    let bc3 = column(n0 + 4u * bcol + 3u, g);
     let am = m0 + 4u * acol;        // first output channel this thread stages
     let a_off = g * p.a_gstride + am;
 
@@ -254,42 +247,10 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
             let kk = r + brow;
             let k = k0 + kk;
             let kok = k < p.k;
-            // B: row k of the implicit im2col matrix, 4 columns.
-            var bv = vec4<f32>(0.0);
-            if (MODE == 1u) {
-                let off = k * p.hw;
-                for (var j = 0u; j < 4u; j++) {
-                    let ok = kok && nval[j];
-                    bv[j] = select(0.0, x[select(0u, xbase[j] + off, ok)], ok);
-                }
-            } else {
-                let tap = taps[min(k, p.k - 1u)];
-                let t = vec3<u32>(tap >> 16u, (tap >> 8u) & 255u, tap & 255u);
-                let coff = t.x * p.hw;
-                if (MODE == 2u) {
-                    let ty = iy0 - vec4<i32>(i32(t.y) * p.dy);
-                    let tx = ix0 - vec4<i32>(i32(t.z) * p.dx);
-                    let uy = vec4<u32>(ty);
-                    let ux = vec4<u32>(tx);
-                    let iy = uy / TSY;
-                    let ix = ux / TSX;
-                    for (var j = 0u; j < 4u; j++) {
-                        let ok = kok && ty[j] >= 0 && tx[j] >= 0 && uy[j] % TSY == 0u && ux[j] % TSX == 0u
-                            && iy[j] < p.h && ix[j] < p.w;
-                        let idx = xbase[j] + coff + iy[j] * p.w + ix[j];
-                        bv[j] = select(0.0, x[select(0u, idx, ok)], ok);
-                    }
-                } else {
-                    let iy = iy0 + vec4<i32>(i32(t.y) * p.dy);
-                    let ix = ix0 + vec4<i32>(i32(t.z) * p.dx);
-                    for (var j = 0u; j < 4u; j++) {
-                        // Unsigned compare also rejects negative coordinates.
-                        let ok = kok && u32(iy[j]) < p.h && u32(ix[j]) < p.w;
-                        let idx = xbase[j] + coff + u32(iy[j] * i32(p.w) + ix[j]);
-                        bv[j] = select(0.0, x[select(0u, idx, ok)], ok);
-                    }
-                }
-            }
+            // B: row k of the implicit im2col matrix, 4 columns (k past K
+            // reads the last tap and is zeroed, so no index leaves x).
+            let t = tap_of(min(k, p.k - 1u));
+            let bv = select(vec4<f32>(0.0), vec4<f32>(gather(bc0, t), gather(bc1, t), gather(bc2, t), gather(bc3, t)), kok);
             Bs[kk * VB + bcol] = bv;
         }
         workgroupBarrier();
@@ -441,6 +402,20 @@ fn store4(c: Col, g: u32, m: u32, acc: vec4<f32>) {
     }
 }
 
+// Epilogue for output channels m..m+3 of the thread's live columns (j < RJ).
+fn store_cols(c0: Col, c1: Col, c2: Col, c3: Col, c4: Col, c5: Col, c6: Col, c7: Col, g: u32, m: u32,
+              r0: vec4<f32>, r1: vec4<f32>, r2: vec4<f32>, r3: vec4<f32>,
+              r4: vec4<f32>, r5: vec4<f32>, r6: vec4<f32>, r7: vec4<f32>) {
+    store4(c0, g, m, r0);
+    if (RJ > 1u) { store4(c1, g, m, r1); }
+    if (RJ > 2u) { store4(c2, g, m, r2); }
+    if (RJ > 3u) { store4(c3, g, m, r3); }
+    if (RJ > 4u) { store4(c4, g, m, r4); }
+    if (RJ > 5u) { store4(c5, g, m, r5); }
+    if (RJ > 6u) { store4(c6, g, m, r6); }
+    if (RJ > 7u) { store4(c7, g, m, r7); }
+}
+
 @compute @workgroup_size(64)
 fn conv2d_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
@@ -531,68 +506,14 @@ fn conv2d_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         }
     }
     // Dead accumulators (q >= RQ or j >= RJ) fold away with the override constants.
-    if (RQ > 0u) {
-        if (RJ > 0u) { store4(c0, g, m0 + 0u, r0_0); }
-        if (RJ > 1u) { store4(c1, g, m0 + 0u, r0_1); }
-        if (RJ > 2u) { store4(c2, g, m0 + 0u, r0_2); }
-        if (RJ > 3u) { store4(c3, g, m0 + 0u, r0_3); }
-        if (RJ > 4u) { store4(c4, g, m0 + 0u, r0_4); }
-        if (RJ > 5u) { store4(c5, g, m0 + 0u, r0_5); }
-        if (RJ > 6u) { store4(c6, g, m0 + 0u, r0_6); }
-        if (RJ > 7u) { store4(c7, g, m0 + 0u, r0_7); }
-    }
-    if (RQ > 1u) {
-        if (RJ > 0u) { store4(c0, g, m0 + 4u, r1_0); }
-        if (RJ > 1u) { store4(c1, g, m0 + 4u, r1_1); }
-        if (RJ > 2u) { store4(c2, g, m0 + 4u, r1_2); }
-        if (RJ > 3u) { store4(c3, g, m0 + 4u, r1_3); }
-        if (RJ > 4u) { store4(c4, g, m0 + 4u, r1_4); }
-        if (RJ > 5u) { store4(c5, g, m0 + 4u, r1_5); }
-        if (RJ > 6u) { store4(c6, g, m0 + 4u, r1_6); }
-        if (RJ > 7u) { store4(c7, g, m0 + 4u, r1_7); }
-    }
-    if (RQ > 2u) {
-        if (RJ > 0u) { store4(c0, g, m0 + 8u, r2_0); }
-        if (RJ > 1u) { store4(c1, g, m0 + 8u, r2_1); }
-        if (RJ > 2u) { store4(c2, g, m0 + 8u, r2_2); }
-        if (RJ > 3u) { store4(c3, g, m0 + 8u, r2_3); }
-        if (RJ > 4u) { store4(c4, g, m0 + 8u, r2_4); }
-        if (RJ > 5u) { store4(c5, g, m0 + 8u, r2_5); }
-        if (RJ > 6u) { store4(c6, g, m0 + 8u, r2_6); }
-        if (RJ > 7u) { store4(c7, g, m0 + 8u, r2_7); }
-    }
-    if (RQ > 3u) {
-        if (RJ > 0u) { store4(c0, g, m0 + 12u, r3_0); }
-        if (RJ > 1u) { store4(c1, g, m0 + 12u, r3_1); }
-        if (RJ > 2u) { store4(c2, g, m0 + 12u, r3_2); }
-        if (RJ > 3u) { store4(c3, g, m0 + 12u, r3_3); }
-        if (RJ > 4u) { store4(c4, g, m0 + 12u, r3_4); }
-        if (RJ > 5u) { store4(c5, g, m0 + 12u, r3_5); }
-        if (RJ > 6u) { store4(c6, g, m0 + 12u, r3_6); }
-        if (RJ > 7u) { store4(c7, g, m0 + 12u, r3_7); }
-    }
-    if (RQ > 4u) {
-        if (RJ > 0u) { store4(c0, g, m0 + 16u, r4_0); }
-        if (RJ > 1u) { store4(c1, g, m0 + 16u, r4_1); }
-        if (RJ > 2u) { store4(c2, g, m0 + 16u, r4_2); }
-        if (RJ > 3u) { store4(c3, g, m0 + 16u, r4_3); }
-    }
-    if (RQ > 5u) {
-        if (RJ > 0u) { store4(c0, g, m0 + 20u, r5_0); }
-        if (RJ > 1u) { store4(c1, g, m0 + 20u, r5_1); }
-        if (RJ > 2u) { store4(c2, g, m0 + 20u, r5_2); }
-        if (RJ > 3u) { store4(c3, g, m0 + 20u, r5_3); }
-    }
-    if (RQ > 6u) {
-        if (RJ > 0u) { store4(c0, g, m0 + 24u, r6_0); }
-        if (RJ > 1u) { store4(c1, g, m0 + 24u, r6_1); }
-        if (RJ > 2u) { store4(c2, g, m0 + 24u, r6_2); }
-        if (RJ > 3u) { store4(c3, g, m0 + 24u, r6_3); }
-    }
-    if (RQ > 7u) {
-        if (RJ > 0u) { store4(c0, g, m0 + 28u, r7_0); }
-        if (RJ > 1u) { store4(c1, g, m0 + 28u, r7_1); }
-        if (RJ > 2u) { store4(c2, g, m0 + 28u, r7_2); }
-        if (RJ > 3u) { store4(c3, g, m0 + 28u, r7_3); }
-    }
+    let z = vec4<f32>(0.0);
+    if (RQ > 0u) { store_cols(c0, c1, c2, c3, c4, c5, c6, c7, g, m0 + 0u, r0_0, r0_1, r0_2, r0_3, r0_4, r0_5, r0_6, r0_7); }
+    if (RQ > 1u) { store_cols(c0, c1, c2, c3, c4, c5, c6, c7, g, m0 + 4u, r1_0, r1_1, r1_2, r1_3, r1_4, r1_5, r1_6, r1_7); }
+    if (RQ > 2u) { store_cols(c0, c1, c2, c3, c4, c5, c6, c7, g, m0 + 8u, r2_0, r2_1, r2_2, r2_3, r2_4, r2_5, r2_6, r2_7); }
+    if (RQ > 3u) { store_cols(c0, c1, c2, c3, c4, c5, c6, c7, g, m0 + 12u, r3_0, r3_1, r3_2, r3_3, r3_4, r3_5, r3_6, r3_7); }
+    // q >= 4 only exists with RJ <= 4.
+    if (RQ > 4u) { store_cols(c0, c1, c2, c3, c4, c5, c6, c7, g, m0 + 16u, r4_0, r4_1, r4_2, r4_3, z, z, z, z); }
+    if (RQ > 5u) { store_cols(c0, c1, c2, c3, c4, c5, c6, c7, g, m0 + 20u, r5_0, r5_1, r5_2, r5_3, z, z, z, z); }
+    if (RQ > 6u) { store_cols(c0, c1, c2, c3, c4, c5, c6, c7, g, m0 + 24u, r6_0, r6_1, r6_2, r6_3, z, z, z, z); }
+    if (RQ > 7u) { store_cols(c0, c1, c2, c3, c4, c5, c6, c7, g, m0 + 28u, r7_0, r7_1, r7_2, r7_3, z, z, z, z); }
 }
