@@ -105,11 +105,7 @@ pub(crate) fn row_graph(ctx: &crate::GpuContext, w: &WeightStore, cfg: &PixelCnn
     let x = g.input("hr_rows", Shape::new(n, COLOURS, kin, wd))?;
     let vh = (0..cfg.prior_blocks).map(|i| g.input(&format!("vh{i}"), Shape::new(n, c2, 1, wd))).collect::<Result<Vec<_>>>()?;
     // The vh rows are uploaded once per image row and replayed for every
-    // sub-pixel of it: marking them outputs keeps the memory plan from
-    // reusing their buffers after their last reader within a run.
-    for (i, &t) in vh.iter().enumerate() {
-        g.output(&format!("vh{i}"), t)?;
-    }
+    // sub-pixel of it (graph inputs keep their buffers across runs).
     // The full kin x kin kernel over exactly kin rows: one output row, the same
     // products as the "same"-padded conv of the prior graph at row r.
     let h0 = g.conv2d("prior.conv_in", x, "prior.conv_in", pad(0, kin / 2))?;
