@@ -9,42 +9,11 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use wgsr::models::hcflow::HcFlow;
-use wgsr::weights::{HostTensor, WeightStore};
 use wgsr::{GpuContext, Shape};
 
-/// xorshift uniform in [-a, a).
-struct Rand(u64);
-impl Rand {
-    fn next(&mut self, a: f64) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (((self.0 >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0) as f32 * a as f32
-    }
-}
-
-fn random_weights(keys: &[(String, Vec<usize>)]) -> WeightStore {
-    let mut r = Rand(0x2545_F491_4F6C_DD1D);
-    let mut ws = WeightStore::new();
-    for (k, shape) in keys {
-        let n: usize = shape.iter().product();
-        let data: Vec<f32> = if k.ends_with("haar_weights") {
-            let bands = [[1., 1., 1., 1.], [1., -1., 1., -1.], [1., 1., -1., -1.], [1., -1., -1., 1.]];
-            (0..n).map(|i| bands[(i / 4) % 4][i % 4]).collect()
-        } else if k.ends_with("permute.weight") {
-            let c = shape[0];
-            (0..n).map(|i| if i / c == i % c { 1.0 } else { 0.0 } + r.next(0.05)).collect()
-        } else if k.ends_with(".logs") {
-            (0..n).map(|_| r.next(0.05)).collect()
-        } else {
-            let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
-            let a = 0.5 / (fan_in as f64).sqrt();
-            (0..n).map(|_| r.next(a)).collect()
-        };
-        ws.insert(k.clone(), HostTensor::new(shape.clone(), data).unwrap());
-    }
-    ws
-}
+#[path = "../tests/support/hcflow_manifest.rs"]
+mod hcflow_manifest;
+use hcflow_manifest::{manifest, random_weights};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
@@ -52,20 +21,12 @@ fn main() {
     let lr_px: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(64);
     let runs: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(3);
 
-    let path = format!("{}/tests/fixtures/hcflow_full_manifests/{arch}.json", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let keys: Vec<(String, Vec<usize>)> = v["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| (e[0].as_str().unwrap().to_string(), e[1].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect()))
-        .collect();
+    let (config, keys, _) = manifest(&arch);
     let params: usize = keys.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
 
     let ctx = GpuContext::new().unwrap_or_else(|e| panic!("{e}"));
     let info = ctx.info();
-    let mut m = HcFlow::from_parts(&v["config"], random_weights(&keys)).unwrap();
+    let mut m = HcFlow::from_parts(&config, random_weights(&keys, 1)).unwrap();
     let s = m.scale();
     let lr_shape = Shape::new(1, 3, lr_px, lr_px);
     let lr: Vec<f32> = (0..lr_shape.numel()).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();

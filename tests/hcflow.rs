@@ -6,11 +6,14 @@
 
 #[path = "kernels/common.rs"]
 mod common;
+#[path = "support/hcflow_manifest.rs"]
+mod hcflow_manifest;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use common::*;
+use hcflow_manifest::{manifest, random_weights};
 use wgsr::models::hcflow::{quantize8, HcFlow, Task};
 use wgsr::weights::{read_safetensors_f64, HostTensor, ModelDir, WeightStore};
 use wgsr::Shape;
@@ -156,42 +159,6 @@ fn rescale_x4_matches_reference() {
     }
 }
 
-/// Random weights for a manifest's keys: small convs, identity-ish
-/// invertible 1x1 convs, zero log-scales, the fixed Haar filters.
-fn random_store(keys: &[(String, Vec<usize>)], rng: &mut Rng) -> WeightStore {
-    let mut ws = WeightStore::new();
-    for (k, shape) in keys {
-        let n: usize = shape.iter().product();
-        let data = if k.ends_with("haar_weights") {
-            let bands = [[1., 1., 1., 1.], [1., -1., 1., -1.], [1., 1., -1., -1.], [1., -1., -1., 1.]];
-            (0..n).map(|i| bands[(i / 4) % 4][i % 4]).collect()
-        } else if k.ends_with("permute.weight") {
-            let c = shape[0];
-            (0..n).map(|i| if i / c == i % c { 1.0 } else { 0.0 } + rng.range(-0.05, 0.05)).collect()
-        } else if k.ends_with(".logs") {
-            rng.vec(n, -0.05, 0.05)
-        } else {
-            let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
-            let a = 0.5 / (fan_in as f64).sqrt();
-            rng.vec(n, -a, a)
-        };
-        ws.insert(k.clone(), HostTensor::new(shape.clone(), data).unwrap());
-    }
-    ws
-}
-
-fn manifest(name: &str) -> (serde_json::Value, Vec<(String, Vec<usize>)>, u64) {
-    let text = std::fs::read_to_string(fixture("hcflow_full_manifests").join(format!("{name}.json"))).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let keys = v["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| (e[0].as_str().unwrap().to_string(), e[1].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect()))
-        .collect();
-    (v["config"].clone(), keys, v["param_count"].as_u64().unwrap())
-}
-
 #[test]
 fn official_architectures_build_and_run_at_full_size() {
     let mut rng = Rng::new(2021);
@@ -200,7 +167,7 @@ fn official_architectures_build_and_run_at_full_size() {
         assert_eq!(params, want_params, "{name}: manifest parameter count");
         let counted: u64 = keys.iter().map(|(_, s)| s.iter().product::<usize>() as u64).sum();
         assert_eq!(counted, want_params, "{name}: key shapes");
-        let mut m = HcFlow::from_parts(&cfg, random_store(&keys, &mut rng)).unwrap();
+        let mut m = HcFlow::from_parts(&cfg, random_weights(&keys, 2021)).unwrap();
         let s = m.scale();
         let lr_shape = Shape::new(1, 3, 2, 3);
         let lr = rng.vec(lr_shape.numel(), 0.1, 0.9);
