@@ -115,26 +115,28 @@ pub enum SamplerArg {
 }
 
 impl UpscaleArgs {
-    /// Flags only diffusion / autoregressive models take.
-    fn reject_sampling_flags(&self, family: &str) -> Result<()> {
-        let given: Vec<&str> = [
-            ("--steps", self.steps.is_some()),
-            ("--sampler", self.sampler.is_some()),
-            ("--eta", self.eta.is_some()),
-            ("--init-noise", self.init_noise.is_some()),
-            ("--samples", self.samples.is_some()),
-        ]
-        .iter()
-        .filter(|(_, g)| *g)
-        .map(|(n, _)| *n)
-        .collect();
-        if given.is_empty() {
+    /// Refuse any of the named family-specific flags that were given.
+    pub(crate) fn reject_flags(&self, family: &str, names: &[&str]) -> Result<()> {
+        let given = |n: &str| match n {
+            "--temperature" => self.temperature.is_some(),
+            "--steps" => self.steps.is_some(),
+            "--sampler" => self.sampler.is_some(),
+            "--eta" => self.eta.is_some(),
+            "--init-noise" => self.init_noise.is_some(),
+            "--samples" => self.samples.is_some(),
+            _ => false,
+        };
+        let set: Vec<&str> = names.iter().copied().filter(|n| given(n)).collect();
+        if set.is_empty() {
             Ok(())
         } else {
-            Err(Error::InvalidArgument(format!("{} do(es) not apply to {family} models", given.join(", "))))
+            Err(Error::InvalidArgument(format!("{} do(es) not apply to {family} models", set.join(", "))))
         }
     }
 }
+
+/// Flags of SR3's samplers, which the other families refuse.
+pub(crate) const SR3_FLAGS: [&str; 4] = ["--steps", "--sampler", "--eta", "--init-noise"];
 
 #[derive(Args)]
 struct DownscaleArgs {
@@ -209,7 +211,7 @@ pub fn run() -> Result<()> {
             let ctx = context(&cli)?;
             let hrs = match fam {
                 Family::Hcflow => {
-                    a.reject_sampling_flags("HCFlow")?;
+                    a.reject_flags("HCFlow", &[&SR3_FLAGS[..], &["--samples"]].concat())?;
                     vec![hcflow::upscale(&ctx, dir, &lr, a)?]
                 }
                 Family::Sr3 => vec![sr3::upscale(&ctx, dir, &lr, a)?],

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use wgsr::image_io::RgbImage;
 use wgsr::models::pixelcnn::{PixelCnn, PixelCnnOptions};
 use wgsr::weights::ModelDir;
-use wgsr::{Error, GpuContext, Result};
+use wgsr::{GpuContext, Result};
 
-use super::{progress, UpscaleArgs};
+use super::{progress, UpscaleArgs, SR3_FLAGS};
 
 /// The output path of sample `i` of `n`.
 pub fn sample_path(out: &Path, i: usize, n: usize) -> PathBuf {
@@ -21,9 +21,7 @@ pub fn sample_path(out: &Path, i: usize, n: usize) -> PathBuf {
 }
 
 pub fn upscale(ctx: &GpuContext, dir: ModelDir, lr: &RgbImage, a: &UpscaleArgs) -> Result<Vec<RgbImage>> {
-    if a.steps.is_some() || a.sampler.is_some() || a.eta.is_some() || a.init_noise.is_some() {
-        return Err(Error::InvalidArgument("--steps, --sampler, --eta and --init-noise apply to SR3 models only".into()));
-    }
+    a.reject_flags("PixelCNN", &SR3_FLAGS)?;
     let samples = a.samples.unwrap_or(1);
     let defaults = PixelCnnOptions::default();
     let opts = PixelCnnOptions { temperature: a.temperature.unwrap_or(defaults.temperature), seed: a.seed, samples, fast: true };

@@ -44,9 +44,7 @@ pub fn sampler(s: Option<SamplerArg>, eta: Option<f32>) -> Result<Sampler> {
 }
 
 pub fn upscale(ctx: &GpuContext, dir: ModelDir, lr: &RgbImage, a: &UpscaleArgs) -> Result<RgbImage> {
-    if a.temperature.is_some() || a.samples.is_some() {
-        return Err(Error::InvalidArgument("--temperature and --samples do not apply to SR3 models (use --steps, --sampler, --eta)".into()));
-    }
+    a.reject_flags("SR3", &["--temperature", "--samples"])?;
     let sampler = sampler(a.sampler, a.eta)?;
     let mut m = Sr3::load(ctx, &dir)?;
     let hr = m.config().hr_size;
