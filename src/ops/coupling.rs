@@ -177,46 +177,45 @@ pub fn gaussian_sample(
     out: &Tensor,
     scale: GaussianScale,
 ) -> Result<Dispatch> {
-    let op = "coupling.gaussian_sample";
     if !heat.is_finite() {
-        return Err(Error::InvalidArgument(format!("{op}: heat {heat} is not finite")));
+        return Err(Error::InvalidArgument(format!("coupling.gaussian_sample: heat {heat} is not finite")));
     }
-    gaussian_check(op, eps, mean_logs_h)?;
-    if flow::check_out(op, eps, out)? {
-        return Err(Error::InvalidArgument(format!("{op}: eps and the output are the same buffer")));
-    }
-    flow::check_distinct(op, "h", mean_logs_h, out)?;
-    let s = out.shape();
-    let p = FlowParams { n: s.n(), c: s.c(), hw: s.hw(), k: 0, parts: 0, a: heat };
-    let total = s.numel();
-    Ok(flow::call(
-        ctx,
-        "gaussian_sample",
-        &[("RESCALE", scale.constant())],
-        &p,
-        &[eps.arg(), mean_logs_h.arg(), out.arg_mut()],
-        grid_1d(total.div_ceil(256)),
-    )?
-    .with_cost(4.0 * total as f64, 16.0 * total as f64))
+    gaussian_map(ctx, "gaussian_sample", "eps", eps, mean_logs_h, out, scale, heat)
 }
 
 /// The rescaling model's forward split-off: `out = (x - mean) * exp(-logs)`.
 pub fn gaussian_normalize(ctx: &GpuContext, x: &Tensor, h: &Tensor, out: &Tensor, scale: GaussianScale) -> Result<Dispatch> {
-    let op = "coupling.gaussian_normalize";
-    gaussian_check(op, x, h)?;
-    if flow::check_out(op, x, out)? {
-        return Err(Error::InvalidArgument(format!("{op}: x and the output are the same buffer")));
+    gaussian_map(ctx, "gaussian_normalize", "x", x, h, out, scale, 0.0)
+}
+
+/// One pass of `entry` over `input` [N,C,H,W] and `h` [N,2C,H,W] into `out`
+/// (a distinct buffer), with the scalar `a` (the heat of gaussian_sample).
+#[allow(clippy::too_many_arguments)]
+fn gaussian_map(
+    ctx: &GpuContext,
+    entry: &str,
+    what: &str,
+    input: &Tensor,
+    h: &Tensor,
+    out: &Tensor,
+    scale: GaussianScale,
+    a: f32,
+) -> Result<Dispatch> {
+    let op = format!("coupling.{entry}");
+    gaussian_check(&op, input, h)?;
+    if flow::check_out(&op, input, out)? {
+        return Err(Error::InvalidArgument(format!("{op}: {what} and the output are the same buffer")));
     }
-    flow::check_distinct(op, "h", h, out)?;
-    let s = x.shape();
-    let p = FlowParams { n: s.n(), c: s.c(), hw: s.hw(), k: 0, parts: 0, a: 0.0 };
+    flow::check_distinct(&op, "h", h, out)?;
+    let s = out.shape();
+    let p = FlowParams { n: s.n(), c: s.c(), hw: s.hw(), k: 0, parts: 0, a };
     let total = s.numel();
     Ok(flow::call(
         ctx,
-        "gaussian_normalize",
+        entry,
         &[("RESCALE", scale.constant())],
         &p,
-        &[x.arg(), h.arg(), out.arg_mut()],
+        &[input.arg(), h.arg(), out.arg_mut()],
         grid_1d(total.div_ceil(256)),
     )?
     .with_cost(4.0 * total as f64, 16.0 * total as f64))
