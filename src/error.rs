@@ -57,6 +57,59 @@ impl std::error::Error for Error {
     }
 }
 
+impl Error {
+    /// Attach context (a node name, a file path, a model) in front of the
+    /// message without changing the error's kind, so a caller can still
+    /// match `Error::TooLarge(_)` raised deep inside a model graph.
+    pub fn context(self, what: impl fmt::Display) -> Error {
+        let pre = |m: String| format!("{what}: {m}");
+        match self {
+            Error::NoAdapter(m) => Error::NoAdapter(pre(m)),
+            Error::Device(m) => Error::Device(pre(m)),
+            Error::Shape(m) => Error::Shape(pre(m)),
+            Error::TooLarge(m) => Error::TooLarge(pre(m)),
+            Error::Kernel(m) => Error::Kernel(pre(m)),
+            Error::Graph(m) => Error::Graph(pre(m)),
+            Error::InvalidArgument(m) => Error::InvalidArgument(pre(m)),
+            Error::Weights(m) => Error::Weights(pre(m)),
+            Error::Image(m) => Error::Image(pre(m)),
+            Error::Io { path, source } => Error::Io { path: pre(path), source },
+        }
+    }
+
+    /// The message without the kind's prefix ("too large for this device: ").
+    pub fn message(&self) -> String {
+        match self {
+            Error::NoAdapter(m)
+            | Error::Device(m)
+            | Error::Shape(m)
+            | Error::TooLarge(m)
+            | Error::Kernel(m)
+            | Error::Graph(m)
+            | Error::InvalidArgument(m)
+            | Error::Weights(m)
+            | Error::Image(m) => m.clone(),
+            Error::Io { path, source } => format!("{path}: {source}"),
+        }
+    }
+}
+
+/// `.context(..)` / `.with_context(|| ..)` on results: the error keeps its
+/// kind and gains a prefix naming where it happened.
+pub trait ResultExt<T> {
+    fn context(self, what: impl fmt::Display) -> Result<T>;
+    fn with_context<D: fmt::Display>(self, what: impl FnOnce() -> D) -> Result<T>;
+}
+
+impl<T> ResultExt<T> for Result<T> {
+    fn context(self, what: impl fmt::Display) -> Result<T> {
+        self.map_err(|e| e.context(what))
+    }
+    fn with_context<D: fmt::Display>(self, what: impl FnOnce() -> D) -> Result<T> {
+        self.map_err(|e| e.context(what()))
+    }
+}
+
 /// Shorthand for returning a shape error with a formatted message.
 #[macro_export]
 macro_rules! shape_err {

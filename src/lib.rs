@@ -17,6 +17,6 @@ pub mod resize;
 pub mod tensor;
 pub mod weights;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, ResultExt};
 pub use gpu::GpuContext;
 pub use tensor::{Shape, Tensor};

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Mutex;
 
-use crate::{Error, Result};
+use crate::{Error, Result, ResultExt};
 
 /// A parameter on the host: shape (torch order) and f32 values.
 #[derive(Clone, Debug, PartialEq)]
@@ -112,10 +112,7 @@ impl WeightStore {
     pub fn load_safetensors(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.display().to_string(), source: e })?;
-        Self::from_safetensors_bytes(&bytes).map_err(|e| match e {
-            Error::Weights(m) => Error::Weights(format!("{}: {m}", path.display())),
-            other => other,
-        })
+        Self::from_safetensors_bytes(&bytes).with_context(|| path.display())
     }
 
     /// Parse a safetensors buffer.

@@ -27,7 +27,7 @@ fn fixture(name: &str) -> PathBuf {
 fn load(name: &str) -> (HcFlow, Golden) {
     let dir = ModelDir::load(fixture(name)).unwrap();
     let golden = read_safetensors_f64(fixture(name).join("golden.safetensors")).unwrap();
-    (HcFlow::load(dir).unwrap(), golden)
+    (HcFlow::load(ctx(), dir).unwrap(), golden)
 }
 
 fn g<'a>(golden: &'a Golden, key: &str) -> &'a (Vec<usize>, Vec<f64>) {

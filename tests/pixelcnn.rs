@@ -30,7 +30,7 @@ fn g32(g: &Golden, k: &str) -> Vec<f32> {
 }
 
 fn model() -> PixelCnn {
-    PixelCnn::load(ctx(), &ModelDir::load(dir()).unwrap()).unwrap()
+    PixelCnn::load(ctx(), ModelDir::load(dir()).unwrap()).unwrap()
 }
 
 /// Image n of a [N, ...] golden tensor.
@@ -118,7 +118,7 @@ fn upscale_api_naive_equals_fast() {
 
 fn load_err(config: serde_json::Value, weights: WeightStore) -> String {
     let md = ModelDir { path: dir(), config, weights };
-    match PixelCnn::load(ctx(), &md) {
+    match PixelCnn::load(ctx(), md) {
         Ok(_) => panic!("a broken model directory loaded"),
         Err(e) => {
             assert!(matches!(e, Error::Weights(_)), "{e:?}");

@@ -208,7 +208,7 @@ fn unet_matches_reference() {
 #[test]
 fn condition_is_pil_bicubic() {
     let c = ctx();
-    let m = Sr3::load(c, &model_dir()).unwrap();
+    let m = Sr3::load(c, model_dir()).unwrap();
     let lr_hwc = g("cond.lr_u8");
     let mut data = vec![0f32; 48];
     for i in 0..16 {
@@ -257,7 +257,7 @@ fn stacked(name: &str) -> Vec<Vec<f32>> {
 #[test]
 fn ddim_and_ddpm_match_reference_loops() {
     let c = ctx();
-    let mut m = Sr3::load(c, &model_dir()).unwrap();
+    let mut m = Sr3::load(c, model_dir()).unwrap();
     let lin = lin_schedule();
     // eta 0: no noise is ever read (Philox would be a bug: check_run passes a seed).
     check_run(&mut m, "ddim_eta0", &plan(&lin, Sampler::Ddim { eta: 0.0 }, 10).unwrap(), None, 1e-4, 1e-3);
@@ -274,7 +274,7 @@ fn ddim_and_ddpm_match_reference_loops() {
 #[test]
 fn upscale_is_deterministic_per_seed() {
     let c = ctx();
-    let mut m = Sr3::load(c, &model_dir()).unwrap();
+    let mut m = Sr3::load(c, model_dir()).unwrap();
     let mut rng = Rng::new(5);
     let lr = RgbImage::new(4, 4, rng.vec(48, 0.0, 1.0)).unwrap();
     let opts = Sr3Options { steps: Some(4), sampler: Sampler::Ddpm, seed: 7, init_noise: None };

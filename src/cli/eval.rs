@@ -12,90 +12,35 @@ use std::time::Instant;
 
 use wgsr::image_io::{write_atomic, RgbImage};
 use wgsr::metrics::{consistency, psnr_y, ssim_y};
-use wgsr::models::hcflow::{HcFlow, Task};
-use wgsr::models::pixelcnn::{PixelCnn, PixelCnnOptions};
-use wgsr::models::sr3::{Sr3, Sr3Options};
+use wgsr::models::{Model, UpscaleOptions};
 use wgsr::resize::{imresize, imresize_scale, MatlabPrecision};
-use wgsr::weights::ModelDir;
-use wgsr::{Error, GpuContext, Result};
-
-use super::model::Family;
+use wgsr::{Error, GpuContext, Result, ResultExt};
 
 pub struct EvalArgs<'a> {
     pub hr_dir: &'a Path,
     pub scale: Option<usize>,
-    pub temperature: Option<f32>,
-    pub seed: u64,
     pub out: Option<&'a Path>,
-    /// SR3 sampling (steps, sampler); ignored by the other families.
-    pub sr3: Sr3Options,
+    pub opts: UpscaleOptions,
 }
 
-/// A loaded model of any family, as eval drives it.
-enum Model {
-    Hcflow(HcFlow),
-    Sr3(Sr3),
-    PixelCnn(PixelCnn),
+/// The HR region evaluated: a multiple of the scale, or the model's fixed size (centred).
+fn fit(m: &dyn Model, hr: &RgbImage) -> Result<RgbImage> {
+    let s = m.scale();
+    let fixed = m.fixed_lr_size().map(|(w, h)| (w * s, h * s));
+    let (w, h) = fixed.unwrap_or((hr.width / s * s, hr.height / s * s));
+    if w == 0 || h == 0 || w > hr.width || h > hr.height {
+        return Err(Error::InvalidArgument(format!("image {}x{} is smaller than the model's {w}x{h}", hr.width, hr.height)));
+    }
+    let (x0, y0) = if fixed.is_some() { ((hr.width - w) / 2, (hr.height - h) / 2) } else { (0, 0) };
+    hr.crop(x0, y0, w, h)
 }
 
-impl Model {
-    fn load(ctx: &GpuContext, dir: ModelDir, fam: Family) -> Result<Self> {
-        Ok(match fam {
-            Family::Hcflow => Model::Hcflow(HcFlow::load(dir)?),
-            Family::Sr3 => Model::Sr3(Sr3::load(ctx, &dir)?),
-            Family::PixelCnn => Model::PixelCnn(PixelCnn::load(ctx, &dir)?),
-        })
-    }
-
-    fn scale(&self) -> usize {
-        match self {
-            Model::Hcflow(m) => m.scale(),
-            Model::Sr3(m) => m.config().hr_size / m.config().lr_size,
-            Model::PixelCnn(m) => m.config().scale,
-        }
-    }
-
-    /// The HR region evaluated: a multiple of the scale, or the model's fixed size (centred).
-    fn fit(&self, hr: &RgbImage) -> Result<RgbImage> {
-        let fixed = match self {
-            Model::Hcflow(_) => None,
-            Model::Sr3(m) => Some((m.config().hr_size, m.config().hr_size)),
-            Model::PixelCnn(m) => Some((m.config().hr_w(), m.config().hr_h())),
-        };
-        let s = self.scale();
-        let (w, h) = fixed.unwrap_or((hr.width / s * s, hr.height / s * s));
-        if w == 0 || h == 0 || w > hr.width || h > hr.height {
-            return Err(Error::InvalidArgument(format!("image {}x{} is smaller than the model's {w}x{h}", hr.width, hr.height)));
-        }
-        let (x0, y0) = if fixed.is_some() { ((hr.width - w) / 2, (hr.height - h) / 2) } else { (0, 0) };
-        hr.crop(x0, y0, w, h)
-    }
-
-    /// (LR the model saw, its output) for the benchmark LR of `hr`.
-    fn run(&mut self, ctx: &GpuContext, hr: &RgbImage, bench_lr: &RgbImage, a: &EvalArgs) -> Result<(RgbImage, RgbImage)> {
-        match self {
-            Model::Hcflow(m) => {
-                let heat = a.temperature.unwrap_or(m.default_heat());
-                if m.config().task == Task::Rescale {
-                    let (lr, _) = m.downscale(ctx, hr)?;
-                    let sr = m.upscale(ctx, &lr, Some(heat), a.seed)?;
-                    Ok((lr, sr))
-                } else {
-                    Ok((bench_lr.clone(), m.upscale(ctx, bench_lr, Some(heat), a.seed)?))
-                }
-            }
-            Model::Sr3(m) => {
-                let opts = Sr3Options { seed: a.seed, ..a.sr3.clone() };
-                Ok((bench_lr.clone(), m.upscale(ctx, bench_lr, &opts, &mut |_, _| {})?))
-            }
-            Model::PixelCnn(m) => {
-                let d = PixelCnnOptions::default();
-                let opts = PixelCnnOptions { temperature: a.temperature.unwrap_or(d.temperature), seed: a.seed, samples: 1, fast: true };
-                let sr = m.upscale(ctx, bench_lr, &opts, &mut |_, _| {})?.remove(0);
-                Ok((bench_lr.clone(), sr))
-            }
-        }
-    }
+/// (LR the model saw, its output) for the benchmark LR of `hr`: rescaling
+/// models downscale HR themselves, SR models upscale the benchmark LR.
+fn run_one(m: &mut dyn Model, ctx: &GpuContext, hr: &RgbImage, bench_lr: &RgbImage, opts: &UpscaleOptions) -> Result<(RgbImage, RgbImage)> {
+    let lr = if m.can_downscale() { m.downscale(ctx, hr)?.lr } else { bench_lr.clone() };
+    let sr = m.upscale(ctx, &lr, &UpscaleOptions { samples: Some(1), ..opts.clone() }, &mut |_| {})?.remove(0);
+    Ok((lr, sr))
 }
 
 struct Row {
@@ -141,26 +86,25 @@ fn side_by_side(parts: &[&RgbImage]) -> Result<RgbImage> {
     RgbImage::new(w, h, data)
 }
 
-pub fn run(ctx: &GpuContext, dir: ModelDir, fam: Family, a: &EvalArgs) -> Result<()> {
+pub fn run(ctx: &GpuContext, mut m: Box<dyn Model>, a: &EvalArgs) -> Result<()> {
     let files = images(a.hr_dir)?;
     if let Some(o) = a.out {
         std::fs::create_dir_all(o).map_err(|e| Error::Io { path: o.display().to_string(), source: e })?;
     }
-    let mut m = Model::load(ctx, dir, fam)?;
     let s = m.scale();
     if let Some(want) = a.scale {
         if want != s {
             return Err(Error::InvalidArgument(format!("--scale {want} does not match the model's factor {s}")));
         }
     }
-    eprintln!("evaluating {} images with a {fam:?} model, x{s}, seed {}", files.len(), a.seed);
+    eprintln!("evaluating {} images with {}, seed {}", files.len(), m.describe(), a.opts.seed);
     let mut rows = Vec::new();
     for f in &files {
-        let hr = m.fit(&RgbImage::load(f)?).map_err(|e| Error::InvalidArgument(format!("{}: {e}", f.display())))?;
+        let hr = fit(m.as_ref(), &RgbImage::load(f)?).with_context(|| f.display())?;
         let (w, h) = (hr.width, hr.height);
         let bench_lr = imresize_scale(&hr, 1.0 / s as f64, MatlabPrecision::Uint8)?;
         let t = Instant::now();
-        let (lr, sr) = m.run(ctx, &hr, &bench_lr, a)?;
+        let (lr, sr) = run_one(m.as_mut(), ctx, &hr, &bench_lr, &a.opts)?;
         let secs = t.elapsed().as_secs_f64();
         let bic = imresize(&bench_lr, w, h, MatlabPrecision::Uint8)?;
         let row = Row {

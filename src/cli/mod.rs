@@ -3,21 +3,17 @@
 //! work, and writes its output atomically, so a failure leaves nothing at OUT.
 
 mod eval;
-mod hcflow;
-mod model;
-mod pixelcnn;
+mod flags;
 mod progress;
-mod sr3;
 
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use wgsr::gpu::{list_adapters, ContextOptions};
 use wgsr::image_io::RgbImage;
+use wgsr::models::{self, Model};
 use wgsr::weights::ModelDir;
 use wgsr::{Error, GpuContext, Result};
-
-use model::Family;
 
 #[derive(Parser)]
 #[command(name = "wgsr", version, about = "GPU super-resolution (HCFlow, SR3, Pixel Recursive SR) on wgpu")]
@@ -115,28 +111,18 @@ pub enum SamplerArg {
 }
 
 impl UpscaleArgs {
-    /// Refuse any of the named family-specific flags that were given.
-    pub(crate) fn reject_flags(&self, family: &str, names: &[&str]) -> Result<()> {
-        let given = |n: &str| match n {
-            "--temperature" => self.temperature.is_some(),
-            "--steps" => self.steps.is_some(),
-            "--sampler" => self.sampler.is_some(),
-            "--eta" => self.eta.is_some(),
-            "--init-noise" => self.init_noise.is_some(),
-            "--samples" => self.samples.is_some(),
-            _ => false,
-        };
-        let set: Vec<&str> = names.iter().copied().filter(|n| given(n)).collect();
-        if set.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::InvalidArgument(format!("{} do(es) not apply to {family} models", set.join(", "))))
+    fn flags(&self) -> flags::SamplingFlags<'_> {
+        flags::SamplingFlags {
+            temperature: self.temperature,
+            seed: self.seed,
+            steps: self.steps,
+            sampler: self.sampler,
+            eta: self.eta,
+            init_noise: self.init_noise.as_deref(),
+            samples: self.samples,
         }
     }
 }
-
-/// Flags of SR3's samplers, which the other families refuse.
-pub(crate) const SR3_FLAGS: [&str; 4] = ["--steps", "--sampler", "--eta", "--init-noise"];
 
 #[derive(Args)]
 struct DownscaleArgs {
@@ -185,10 +171,96 @@ pub(crate) fn check_output(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn load_model(spec: Option<&str>) -> Result<(ModelDir, Family)> {
-    let dir = ModelDir::load(model::resolve(spec)?)?;
-    let fam = model::family(&dir)?;
-    Ok((dir, fam))
+/// Read the model files, then open the GPU and load the model: file
+/// problems are reported before any device work.
+fn load_model(cli: &Cli, spec: Option<&str>) -> Result<(GpuContext, Box<dyn Model>)> {
+    let dir = ModelDir::load(models::find(spec)?)?;
+    let ctx = context(cli)?;
+    let m = models::load(&ctx, dir)?;
+    Ok((ctx, m))
+}
+
+/// Crop to a multiple of `s` (top-left anchored) when allowed, else refuse.
+fn fit(img: RgbImage, s: usize, crop: bool, what: &str) -> Result<RgbImage> {
+    if img.width % s == 0 && img.height % s == 0 {
+        return Ok(img);
+    }
+    let (w, h) = (img.width / s * s, img.height / s * s);
+    if !crop || w == 0 || h == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "{what} is {}x{}, not a multiple of the model's factor {s}{}",
+            img.width,
+            img.height,
+            if crop { " (too small to crop)" } else { "; pass --crop to crop it to a multiple" }
+        )));
+    }
+    img.crop(0, 0, w, h)
+}
+
+/// The output path of result `i` of `n` (`OUT_i.ext` when there are several).
+fn numbered_path(out: &Path, i: usize, n: usize) -> PathBuf {
+    if n == 1 {
+        return out.to_path_buf();
+    }
+    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let ext = out.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
+    out.with_file_name(format!("{stem}_{i}.{ext}"))
+}
+
+fn upscale(cli: &Cli, a: &UpscaleArgs) -> Result<()> {
+    check_output(&a.output)?;
+    let lr = RgbImage::load(&a.input)?;
+    let (ctx, mut m) = load_model(cli, a.model.as_deref())?;
+    let ctx = &ctx;
+    let opts = a.flags().options(m.as_ref())?;
+    let s = m.scale();
+    let t = opts.temperature.or(m.default_temperature()).map(|t| format!(", temperature {t}")).unwrap_or_default();
+    eprintln!("{}: {}x{} -> {}x{}{t}, seed {}", m.describe(), lr.width, lr.height, lr.width * s, lr.height * s, opts.seed);
+    let pb = match m.progress_total(&opts)? {
+        Some(n) => progress::bar(n, "sampling"),
+        None => indicatif::ProgressBar::hidden(),
+    };
+    let hrs = m.upscale(ctx, &lr, &opts, &mut |i| pb.set_position(i as u64));
+    pb.finish_and_clear();
+    let hrs = hrs?;
+    for (i, hr) in hrs.iter().enumerate() {
+        let path = numbered_path(&a.output, i, hrs.len());
+        hr.save(&path)?;
+        eprintln!("wrote {} ({}x{})", path.display(), hr.width, hr.height);
+    }
+    Ok(())
+}
+
+fn downscale(cli: &Cli, a: &DownscaleArgs) -> Result<()> {
+    check_output(&a.output)?;
+    let hr = RgbImage::load(&a.input)?;
+    let (ctx, mut m) = load_model(cli, Some(&a.model))?;
+    let ctx = &ctx;
+    if !m.can_downscale() {
+        return Err(Error::InvalidArgument(format!("downscale needs an HCFlow rescaling model; '{}' is {}", a.model, m.describe())));
+    }
+    let hr = fit(hr, m.scale(), a.crop, "input")?;
+    let d = m.downscale(ctx, &hr)?;
+    // 8-bit LR for .png, the value before quantisation for .npy.
+    let npy = a.output.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    let lr = if npy { d.raw } else { d.lr };
+    lr.save(&a.output)?;
+    eprintln!("wrote {} ({}x{})", a.output.display(), lr.width, lr.height);
+    Ok(())
+}
+
+fn nll(cli: &Cli, a: &NllArgs) -> Result<()> {
+    let hr = RgbImage::load(&a.hr)?;
+    let lr = RgbImage::load(&a.lr)?;
+    let (ctx, mut m) = load_model(cli, Some(&a.model))?;
+    let ctx = &ctx;
+    let s = m.scale();
+    if hr.width % s != 0 || hr.height % s != 0 {
+        return Err(Error::InvalidArgument(format!("HR is {}x{}, not a multiple of the model's factor {s}", hr.width, hr.height)));
+    }
+    let nll = m.nll(ctx, &hr, &lr, a.seed)?;
+    println!("{nll:.6} bits per HR pixel");
+    Ok(())
 }
 
 pub fn run() -> Result<()> {
@@ -204,58 +276,22 @@ pub fn run() -> Result<()> {
             println!("selected:\n{}", ctx.info());
             Ok(())
         }
-        Command::Upscale(a) => {
-            check_output(&a.output)?;
-            let lr = RgbImage::load(&a.input)?;
-            let (dir, fam) = load_model(a.model.as_deref())?;
-            let ctx = context(&cli)?;
-            let hrs = match fam {
-                Family::Hcflow => {
-                    a.reject_flags("HCFlow", &[&SR3_FLAGS[..], &["--samples"]].concat())?;
-                    vec![hcflow::upscale(&ctx, dir, &lr, a)?]
-                }
-                Family::Sr3 => vec![sr3::upscale(&ctx, dir, &lr, a)?],
-                Family::PixelCnn => pixelcnn::upscale(&ctx, dir, &lr, a)?,
-            };
-            for (i, hr) in hrs.iter().enumerate() {
-                let path = pixelcnn::sample_path(&a.output, i, hrs.len());
-                hr.save(&path)?;
-                eprintln!("wrote {} ({}x{})", path.display(), hr.width, hr.height);
-            }
-            Ok(())
-        }
-        Command::Downscale(a) => {
-            check_output(&a.output)?;
-            let hr = RgbImage::load(&a.input)?;
-            let (dir, fam) = load_model(Some(&a.model))?;
-            if fam != Family::Hcflow {
-                return Err(Error::InvalidArgument(format!("downscale needs an HCFlow rescaling model, '{}' is {fam:?}", a.model)));
-            }
-            let ctx = context(&cli)?;
-            let lr = hcflow::downscale(&ctx, dir, hr, a.crop, &a.output)?;
-            lr.save(&a.output)?;
-            eprintln!("wrote {} ({}x{})", a.output.display(), lr.width, lr.height);
-            Ok(())
-        }
-        Command::Nll(a) => {
-            let hr = RgbImage::load(&a.hr)?;
-            let lr = RgbImage::load(&a.lr)?;
-            let (dir, fam) = load_model(Some(&a.model))?;
-            if fam != Family::Hcflow {
-                return Err(Error::InvalidArgument(format!("nll needs an HCFlow SR model, '{}' is {fam:?}", a.model)));
-            }
-            let ctx = context(&cli)?;
-            let nll = hcflow::nll(&ctx, dir, &hr, &lr, a.seed)?;
-            println!("{nll:.6} bits per HR pixel");
-            Ok(())
-        }
+        Command::Upscale(a) => upscale(&cli, a),
+        Command::Downscale(a) => downscale(&cli, a),
+        Command::Nll(a) => nll(&cli, a),
         Command::Eval(a) => {
-            let (dir, fam) = load_model(a.model.as_deref())?;
-            let ctx = context(&cli)?;
-            let sampler = sr3::sampler(a.sampler, a.eta)?;
-            let sr3 = wgsr::models::sr3::Sr3Options { steps: a.steps, sampler, ..Default::default() };
-            let args = eval::EvalArgs { hr_dir: &a.hr, scale: a.scale, temperature: a.temperature, seed: a.seed, out: a.out.as_deref(), sr3 };
-            eval::run(&ctx, dir, fam, &args)
+            let (ctx, m) = load_model(&cli, a.model.as_deref())?;
+            let flags = flags::SamplingFlags {
+                temperature: a.temperature,
+                seed: a.seed,
+                steps: a.steps,
+                sampler: a.sampler,
+                eta: a.eta,
+                init_noise: None,
+                samples: None,
+            };
+            let opts = flags.options(m.as_ref())?;
+            eval::run(&ctx, m, &eval::EvalArgs { hr_dir: &a.hr, scale: a.scale, out: a.out.as_deref(), opts })
         }
     }
 }

@@ -8,7 +8,7 @@ use crate::graph::ir::{Graph, Node, Role, TensorId, TensorInfo};
 use crate::graph::op::{Alias, Op};
 use crate::gpu::GpuContext;
 use crate::weights::{HostTensor, WeightStore};
-use crate::{Error, Result, Shape};
+use crate::{Error, Result, ResultExt, Shape};
 
 pub struct GraphBuilder<'c> {
     pub(crate) ctx: &'c GpuContext,
@@ -41,7 +41,7 @@ impl<'c> GraphBuilder<'c> {
         let w = self
             .weights
             .ok_or_else(|| Error::Graph(format!("node '{node}' needs weight '{name}' but the builder has no weight store")))?;
-        w.get(name, shape).map_err(|e| Error::Weights(format!("node '{node}': {e}")))
+        w.get(name, shape).with_context(|| format!("node '{node}'"))
     }
 
     /// Like `weight`, but a missing tensor is `None` (optional biases).
@@ -86,17 +86,18 @@ impl<'c> GraphBuilder<'c> {
     pub fn node(&mut self, name: impl Into<String>, op: Box<dyn Op>, inputs: &[TensorId]) -> Result<Vec<TensorId>> {
         let name = name.into();
         let idx = self.nodes.len();
-        let ctx_msg = |m: String| Error::Graph(format!("node {idx} '{name}' ({}): {m}", op.kind()));
+        let label = format!("node {idx} '{name}' ({})", op.kind());
+        let ctx_msg = |m: String| Error::Graph(format!("{label}: {m}"));
         let mut shapes = Vec::with_capacity(inputs.len());
         for t in inputs {
-            shapes.push(self.shape(*t).map_err(|e| ctx_msg(e.to_string()))?);
+            shapes.push(self.shape(*t).context(&label)?);
         }
         for p in op.dynamic_params() {
             if !self.params.contains_key(&p) {
                 return Err(ctx_msg(format!("uses runtime parameter '{p}' that was never declared")));
             }
         }
-        let specs = op.outputs(&shapes).map_err(|e| ctx_msg(e.to_string()))?;
+        let specs = op.outputs(&shapes).context(&label)?;
         let mut outs = Vec::with_capacity(specs.len());
         let mut aliases = Vec::with_capacity(specs.len());
         for spec in &specs {

@@ -14,7 +14,7 @@ use crate::gpu::{Dispatch, GpuContext};
 use crate::graph::ir::{Graph, Role, TensorId};
 use crate::graph::op::{Alias, ParamValues};
 use crate::graph::plan::{plan_memory, MemoryPlan};
-use crate::{Error, Result, Tensor};
+use crate::{Error, Result, ResultExt, Tensor};
 
 pub struct Executor {
     pub(crate) graph: Graph,
@@ -61,7 +61,7 @@ impl Executor {
             let d = node
                 .op
                 .prepare(ctx, &ins, &outs, &params)
-                .map_err(|e| Error::Graph(format!("preparing node {k} '{}' ({}): {e}", node.name, node.op.kind())))?;
+                .with_context(|| format!("preparing node {k} '{}' ({})", node.name, node.op.kind()))?;
             if node.aliases.iter().all(|a| matches!(a, Alias::View(_))) && !d.is_empty() {
                 return Err(Error::Graph(format!("view node {k} '{}' must not dispatch", node.name)));
             }
@@ -98,7 +98,7 @@ impl Executor {
     /// Upload an input's values (length must match its shape).
     pub fn set_input(&self, ctx: &GpuContext, name: &str, data: &[f32]) -> Result<()> {
         let t = self.input(name)?;
-        self.tensors[t.0].write(ctx, data).map_err(|e| Error::Shape(format!("input '{name}': {e}")))
+        self.tensors[t.0].write(ctx, data).with_context(|| format!("input '{name}'"))
     }
 
     /// Set a runtime parameter; takes effect at the next run.

@@ -2,6 +2,7 @@
 //! plan memory, prepare dispatches once, replay many times.
 
 mod builder;
+mod cache;
 mod exec;
 mod ir;
 mod op;
@@ -10,6 +11,7 @@ mod plan;
 mod profile;
 
 pub use builder::GraphBuilder;
+pub use cache::GraphCache;
 pub use exec::Executor;
 pub use ir::{Graph, Node, Role, TensorId, TensorInfo};
 pub use op::{Alias, Op, OutputSpec, ParamValues};

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use crate::graph::{GraphBuilder, TensorId};
 use crate::ops::conv::{self, Activation, Conv2dParams, Conv2dWeights, ConvTranspose2dParams, Epilogue};
 use crate::weights::HostTensor;
-use crate::Result;
+use crate::graph::ops::node_label;
+use crate::{Result, ResultExt};
 
 /// Geometry and epilogue of a convolution node:
 /// `out = alpha * act((conv(x) + bias) * scale) + beta * residual`.
@@ -64,8 +65,8 @@ impl GraphBuilder<'_> {
         const KIND: &str = "conv2d";
         let shape = weight4(self, name, KIND, weight)?;
         let xs = self.shape(x)?;
-        let w = Conv2dWeights::new(self.ctx(), &weight.data, shape, bias, scale).map_err(|e| self.shape_error(name, KIND, e.to_string()))?;
-        let out = conv::conv2d_out_shape(xs, &w, &c.params).map_err(|e| self.shape_error(name, KIND, e.to_string()))?;
+        let w = Conv2dWeights::new(self.ctx(), &weight.data, shape, bias, scale).with_context(|| node_label(name, KIND))?;
+        let out = conv::conv2d_out_shape(xs, &w, &c.params).with_context(|| node_label(name, KIND))?;
         let mut inputs = vec![x];
         if let Some(r) = c.residual {
             let rs = self.shape(r)?;
@@ -103,8 +104,8 @@ impl GraphBuilder<'_> {
         let b = self.weight_opt(name, &format!("{prefix}.bias"), Some(&[cout]))?;
         let xs = self.shape(x)?;
         let w = Conv2dWeights::new_transposed(self.ctx(), &weight.data, shape, p.groups, b.map(|b| b.data.as_slice()), None)
-            .map_err(|e| self.shape_error(name, KIND, e.to_string()))?;
-        let out = conv::conv_transpose2d_out_shape(xs, &w, &p).map_err(|e| self.shape_error(name, KIND, e.to_string()))?;
+            .with_context(|| node_label(name, KIND))?;
+        let out = conv::conv_transpose2d_out_shape(xs, &w, &p).with_context(|| node_label(name, KIND))?;
         let attrs = describe(shape, &p.stride, &p.padding, p.groups, &epilogue, b.is_some(), false, false);
         let w = Arc::new(w);
         self.kernel(

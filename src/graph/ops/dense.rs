@@ -6,7 +6,8 @@ use crate::graph::{GraphBuilder, TensorId};
 use crate::ops::attention::Attention;
 use crate::ops::matmul::Linear;
 use crate::ops::norm::GroupNorm;
-use crate::{Result, Shape};
+use crate::graph::ops::node_label;
+use crate::{Result, ResultExt, Shape};
 
 impl GraphBuilder<'_> {
     /// GroupNorm with weights `{prefix}.weight` / `{prefix}.bias` ([C]), optional fused Swish.
@@ -16,7 +17,7 @@ impl GraphBuilder<'_> {
         let gamma = self.weight(name, &format!("{prefix}.weight"), Some(&[c]))?;
         let beta = self.weight(name, &format!("{prefix}.bias"), Some(&[c]))?;
         let gn = GroupNorm::new(self.ctx(), &gamma.data, &beta.data, groups, eps)
-            .map_err(|e| self.shape_error(name, "group_norm", e.to_string()))?;
+            .with_context(|| node_label(name, "group_norm"))?;
         let gn = Arc::new(gn);
         self.kernel(
             name,
@@ -59,7 +60,7 @@ impl GraphBuilder<'_> {
             return Err(self.shape_error(name, "attention", format!("qkv {s} does not have 3*C channels")));
         }
         let out = Shape::new(s.n(), s.c() / 3, s.h(), s.w());
-        let att = Arc::new(Attention::new(self.ctx(), out, n_head).map_err(|e| self.shape_error(name, "attention", e.to_string()))?);
+        let att = Arc::new(Attention::new(self.ctx(), out, n_head).with_context(|| node_label(name, "attention"))?);
         self.kernel(name, "attention", format!("heads={n_head}"), &[qkv], out, Box::new(move |c, i, o, _| att.prepare(c, i[0], o[0])))
     }
 }

@@ -13,7 +13,7 @@ use crate::ops::actnorm::ActNorm;
 use crate::ops::coupling::{self, GaussianScale};
 use crate::ops::invconv::InvConv;
 use crate::ops::reduce;
-use crate::{Error, Result, Shape};
+use crate::{Error, Result, ResultExt, Shape};
 
 /// Direction of a flow layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,7 +127,7 @@ impl GraphBuilder<'_> {
                 s.c()
             )));
         }
-        let ic = InvConv::from_weight(self.ctx(), &w.data, s.c()).map_err(|e| Error::Weights(format!("node '{name}': {e}")))?;
+        let ic = InvConv::from_weight(self.ctx(), &w.data, s.c()).with_context(|| format!("node '{name}'"))?;
         let ic = Arc::new(ic);
         let mut inputs = vec![x];
         inputs.extend(logdet);

@@ -136,6 +136,11 @@ impl GraphBuilder<'_> {
 
     /// Shape-rule failure for a node being added, naming it.
     pub(crate) fn shape_error(&self, name: &str, kind: &str, msg: String) -> Error {
-        Error::Graph(format!("node '{name}' ({kind}): {msg}"))
+        Error::Graph(format!("{}: {msg}", node_label(name, kind)))
     }
+}
+
+/// How errors name a node: context for a failure raised while adding it.
+pub(crate) fn node_label(name: &str, kind: &str) -> String {
+    format!("node '{name}' ({kind})")
 }

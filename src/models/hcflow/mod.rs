@@ -7,14 +7,13 @@
 
 pub mod config;
 pub mod graph;
+mod model;
 
-use std::collections::HashMap;
-
-use crate::graph::{Executor, GraphBuilder};
+use crate::graph::{Executor, GraphBuilder, GraphCache};
 use crate::image_io::RgbImage;
 use crate::ops::rng;
 use crate::weights::{ModelDir, WeightStore};
-use crate::{Error, GpuContext, Result, Shape};
+use crate::{Error, GpuContext, Result, ResultExt, Shape};
 
 pub use config::{HcflowConfig, Task};
 
@@ -23,19 +22,20 @@ pub use config::{HcflowConfig, Task};
 const EPS_STREAM: u64 = 1 << 40;
 const NOISE_STREAM: u64 = 1 << 48;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Pass {
-    Reverse { trace: bool },
-    Forward { trace: bool },
+    Reverse,
+    Forward,
 }
 
 /// A loaded HCFlow model.
 pub struct HcFlow {
     cfg: HcflowConfig,
     weights: WeightStore,
-    /// Built graphs keyed by pass and input shape (only the latest shape per
-    /// pass is kept, to bound device memory).
-    graphs: HashMap<Pass, (Shape, Executor)>,
+    /// Built graphs per pass, keyed by (trace outputs, input shape); only
+    /// the latest key per pass is kept, to bound device memory.
+    reverse: GraphCache<(bool, Shape)>,
+    forward: GraphCache<(bool, Shape)>,
 }
 
 /// Result of an SR forward pass (HR -> LR, latents, likelihood).
@@ -70,18 +70,16 @@ pub fn quantize8(x: &[f32]) -> Vec<f32> {
 }
 
 impl HcFlow {
-    /// Parse and check a converted model directory.
-    pub fn load(dir: ModelDir) -> Result<Self> {
-        let cfg = HcflowConfig::from_json(&dir.config).map_err(|e| match e {
-            Error::Weights(m) => Error::Weights(format!("{}: {m}", dir.path.display())),
-            other => other,
-        })?;
-        Ok(HcFlow { cfg, weights: dir.weights, graphs: HashMap::new() })
+    /// Parse and check a converted model directory. Graphs are built lazily,
+    /// per input size, on the context each call passes.
+    pub fn load(_ctx: &GpuContext, dir: ModelDir) -> Result<Self> {
+        let path = dir.path.clone();
+        Self::from_parts(&dir.config, dir.weights).with_context(|| path.display())
     }
 
     /// A model from an in-memory config and weights.
     pub fn from_parts(config: &serde_json::Value, weights: WeightStore) -> Result<Self> {
-        Ok(HcFlow { cfg: HcflowConfig::from_json(config)?, weights, graphs: HashMap::new() })
+        Ok(HcFlow { cfg: HcflowConfig::from_json(config)?, weights, reverse: GraphCache::new(), forward: GraphCache::new() })
     }
 
     pub fn config(&self) -> &HcflowConfig {
@@ -104,30 +102,31 @@ impl HcFlow {
 
     /// Memory plans of the built graphs (peak vs no-reuse bytes).
     pub fn memory_plans(&self) -> Vec<&crate::graph::MemoryPlan> {
-        self.graphs.values().map(|(_, e)| e.plan()).collect()
+        [&self.reverse, &self.forward].into_iter().filter_map(|c| c.get()).map(|e| e.plan()).collect()
     }
 
     /// Device memory the built graphs hold for intermediates (bytes).
     pub fn graph_bytes(&self) -> u64 {
-        self.graphs.values().map(|(_, e)| e.allocated_bytes()).sum()
+        [&self.reverse, &self.forward].into_iter().filter_map(|c| c.get()).map(|e| e.allocated_bytes()).sum()
     }
 
-    fn executor(&mut self, ctx: &GpuContext, pass: Pass, shape: Shape) -> Result<&mut Executor> {
-        let fresh = !matches!(self.graphs.get(&pass), Some((s, _)) if *s == shape);
-        if fresh {
-            self.graphs.remove(&pass);
-            let mut g = GraphBuilder::with_weights(ctx, &self.weights);
+    fn executor(&mut self, ctx: &GpuContext, pass: Pass, shape: Shape, trace: bool) -> Result<&mut Executor> {
+        let (cfg, weights) = (&self.cfg, &self.weights);
+        let cache = match pass {
+            Pass::Reverse => &mut self.reverse,
+            Pass::Forward => &mut self.forward,
+        };
+        cache.get_or_build((trace, shape), || {
+            let mut g = GraphBuilder::with_weights(ctx, weights);
             match pass {
-                Pass::Reverse { trace } => graph::build_reverse(&mut g, &self.cfg, shape, trace)?,
-                Pass::Forward { trace } => graph::build_forward(&mut g, &self.cfg, shape, trace)?,
+                Pass::Reverse => graph::build_reverse(&mut g, cfg, shape, trace)?,
+                Pass::Forward => graph::build_forward(&mut g, cfg, shape, trace)?,
             }
             // Every pass reads every tensor, so a leftover key means the
             // checkpoint does not match the config.
-            self.weights.check_all_used()?;
-            let ex = Executor::new(ctx, g.build()?)?;
-            self.graphs.insert(pass, (shape, ex));
-        }
-        Ok(&mut self.graphs.get_mut(&pass).expect("graph just inserted").1)
+            weights.check_all_used()?;
+            Executor::new(ctx, g.build()?)
+        })
     }
 
     fn check_lr(&self, lr: Shape) -> Result<()> {
@@ -186,7 +185,7 @@ impl HcFlow {
         if eps.len() != shapes.len() || eps.iter().zip(&shapes).any(|(e, s)| e.len() != s.numel()) {
             return Err(Error::InvalidArgument(format!("HCFlow: latents must have shapes {shapes:?}")));
         }
-        let ex = self.executor(ctx, Pass::Reverse { trace }, lr_shape)?;
+        let ex = self.executor(ctx, Pass::Reverse, lr_shape, trace)?;
         ex.set_input(ctx, "lr", lr)?;
         for (l, e) in eps.iter().enumerate() {
             ex.set_input(ctx, &graph::eps_name(l), e)?;
@@ -200,7 +199,7 @@ impl HcFlow {
     /// demand; inputs keep whatever the last run set).
     pub fn profile_reverse(&mut self, ctx: &GpuContext, lr_shape: Shape, runs: usize) -> Result<crate::graph::Profile> {
         self.check_lr(lr_shape)?;
-        self.executor(ctx, Pass::Reverse { trace: false }, lr_shape)?.profile(ctx, runs)
+        self.executor(ctx, Pass::Reverse, lr_shape, false)?.profile(ctx, runs)
     }
 
     /// Super-resolve (SR models) or upscale a rescaled LR (rescaling models):
@@ -230,7 +229,7 @@ impl HcFlow {
         if !sr && noise.is_some() {
             return Err(Error::InvalidArgument("HCFlow rescaling has no dequantisation noise".into()));
         }
-        let ex = self.executor(ctx, Pass::Forward { trace }, hr_shape)?;
+        let ex = self.executor(ctx, Pass::Forward, hr_shape, trace)?;
         ex.set_input(ctx, "hr", hr)?;
         if sr {
             let zeros;

@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use crate::models::json::Fields;
 use crate::{Error, Result};
 
 pub const COLOURS: usize = 3;
@@ -54,8 +55,10 @@ impl Default for PixelCnnConfig {
     }
 }
 
+const WHAT: &str = "PixelCNN config.json";
+
 fn bad(msg: String) -> Error {
-    Error::Weights(format!("config.json: {msg}"))
+    Error::Weights(format!("{WHAT}: {msg}"))
 }
 
 impl PixelCnnConfig {
@@ -89,10 +92,14 @@ impl PixelCnnConfig {
         if v.get("weights_masked").and_then(Value::as_bool) != Some(true) {
             return Err(bad("\"weights_masked\" must be true (masks multiplied into the weights by the converter)".into()));
         }
-        let m = v.get("model").and_then(Value::as_object).ok_or_else(|| bad("missing object \"model\"".into()))?;
-        let get = |k: &str| -> Result<usize> {
-            let x = m.get(k).ok_or_else(|| bad(format!("model.{k} is missing")))?;
-            x.as_u64().map(|u| u as usize).ok_or_else(|| bad(format!("model.{k} must be a non-negative integer, got {x}")))
+        let j = Fields::new(v, WHAT);
+        if !j.get("model")?.is_object() {
+            return Err(j.bad("model", "must be an object"));
+        }
+        let get = |k: &str| {
+            let path = format!("model.{k}");
+            j.opt(&path).ok_or_else(|| bad(format!("{path} is missing")))?;
+            j.usize(&path)
         };
         let cfg = PixelCnnConfig {
             lr_h: get("lr_h")?,

@@ -18,14 +18,15 @@
 
 mod config;
 mod graphs;
+mod model;
 
 pub use config::{PixelCnnConfig, COLOURS, LEVELS, LOGITS};
 
-use crate::graph::Executor;
+use crate::graph::{Executor, GraphCache};
 use crate::image_io::RgbImage;
 use crate::ops::rng::host_uniform;
 use crate::weights::{ModelDir, WeightStore};
-use crate::{Error, GpuContext, Result};
+use crate::{Error, GpuContext, Result, ResultExt};
 
 /// Sampling options. `temperature` 0 is greedy (argmax; uniforms unused).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -44,19 +45,14 @@ impl Default for PixelCnnOptions {
     }
 }
 
-/// An executor together with the batch size it was built for.
-struct Cached {
-    n: usize,
-    exec: Executor,
-}
-
 pub struct PixelCnn {
     cfg: PixelCnnConfig,
     weights: WeightStore,
-    cond: Option<Cached>,
-    prior: Option<Cached>,
-    vert: Option<Cached>,
-    row: Option<Cached>,
+    /// Executors keyed by batch size (images per run).
+    cond: GraphCache<usize>,
+    prior: GraphCache<usize>,
+    vert: GraphCache<usize>,
+    row: GraphCache<usize>,
 }
 
 /// 0..255 -> [-1, 1], as torch computes `x / 127.5 - 1` in f32.
@@ -91,28 +87,12 @@ pub fn pick_inverse_cdf(logits: &[f32], u: f32, t: f32) -> usize {
     e.iter().rposition(|&ev| ev > 0.0).unwrap_or(best)
 }
 
-fn ensure(slot: &mut Option<Cached>, n: usize, build: impl FnOnce() -> Result<Executor>) -> Result<&mut Executor> {
-    if slot.as_ref().is_none_or(|c| c.n != n) {
-        *slot = None; // free the old buffers before allocating new ones
-        *slot = Some(Cached { n, exec: build()? });
-    }
-    Ok(&mut slot.as_mut().expect("just built").exec)
-}
-
 impl PixelCnn {
     /// Load a converted model directory (config.json family "pixelcnn" + model.safetensors).
-    pub fn load(ctx: &GpuContext, dir: &ModelDir) -> Result<PixelCnn> {
-        let cfg = PixelCnnConfig::from_json(&dir.config)
-            .map_err(|e| Error::Weights(format!("{}: {e}", dir.path.display())))?;
-        // Reading the store again is cheap next to sampling and keeps ModelDir borrowable.
-        let mut weights = WeightStore::new();
-        for name in dir.weights.names() {
-            weights.insert(name, dir.weights.get(name, None)?.clone());
-        }
-        Self::from_parts(ctx, cfg, weights).map_err(|e| match e {
-            Error::Weights(m) => Error::Weights(format!("{}: {m}", dir.path.join("model.safetensors").display())),
-            other => other,
-        })
+    pub fn load(ctx: &GpuContext, dir: ModelDir) -> Result<PixelCnn> {
+        let cfg = PixelCnnConfig::from_json(&dir.config).with_context(|| dir.path.display())?;
+        let path = dir.path.clone();
+        Self::from_parts(ctx, cfg, dir.weights).with_context(|| format!("model {}", path.display()))
     }
 
     /// A model from a parsed config and its weights (benchmarks, tests). Every
@@ -142,7 +122,7 @@ impl PixelCnn {
         if !errs.is_empty() {
             return Err(Error::Weights(format!("weights do not match the config: {}", errs.join("; "))));
         }
-        let mut m = PixelCnn { cfg, weights, cond: None, prior: None, vert: None, row: None };
+        let mut m = PixelCnn { cfg, weights, cond: GraphCache::new(), prior: GraphCache::new(), vert: GraphCache::new(), row: GraphCache::new() };
         m.cond_exec(ctx, 1)?; // builds (and so checks) the conditioning net now
         Ok(m)
     }
@@ -153,7 +133,7 @@ impl PixelCnn {
 
     fn cond_exec(&mut self, ctx: &GpuContext, n: usize) -> Result<&mut Executor> {
         let (cfg, w) = (&self.cfg, &self.weights);
-        ensure(&mut self.cond, n, || Executor::new(ctx, graphs::cond_graph(ctx, w, cfg, n)?))
+        self.cond.get_or_build(n, || Executor::new(ctx, graphs::cond_graph(ctx, w, cfg, n)?))
     }
 
     /// Conditioning logits A for `n` LR images (values 0..255, [n,3,h,w]) -> [n,768,H,W].
@@ -177,7 +157,7 @@ impl PixelCnn {
         }
         let x: Vec<f32> = hr.iter().map(|&v| scale_input(v)).collect();
         let (cfg, w) = (&self.cfg, &self.weights);
-        let e = ensure(&mut self.prior, n, || Executor::new(ctx, graphs::prior_graph(ctx, w, cfg, n)?))?;
+        let e = self.prior.get_or_build(n, || Executor::new(ctx, graphs::prior_graph(ctx, w, cfg, n)?))?;
         e.set_input(ctx, "hr", &x)?;
         e.run(ctx)?;
         e.read_output(ctx, "b")
@@ -265,7 +245,7 @@ impl PixelCnn {
         let mut done = 0;
         if !fast {
             let (cfg, wt) = (&self.cfg, &self.weights);
-            let e = ensure(&mut self.prior, n, || Executor::new(ctx, graphs::prior_graph(ctx, wt, cfg, n)?))?;
+            let e = self.prior.get_or_build(n, || Executor::new(ctx, graphs::prior_graph(ctx, wt, cfg, n)?))?;
             'outer: for r in 0..h {
                 for q in 0..w {
                     for c in 0..COLOURS {
@@ -288,8 +268,8 @@ impl PixelCnn {
         let c2 = 2 * cfg.prior_channels;
         let kin = cfg.prior_in_kernel;
         let pin = kin / 2;
-        let ve = ensure(&mut self.vert, n, || Executor::new(ctx, graphs::vert_graph(ctx, wt, cfg, n)?))?;
-        let re = ensure(&mut self.row, n, || Executor::new(ctx, graphs::row_graph(ctx, wt, cfg, n)?))?;
+        let ve = self.vert.get_or_build(n, || Executor::new(ctx, graphs::vert_graph(ctx, wt, cfg, n)?))?;
+        let re = self.row.get_or_build(n, || Executor::new(ctx, graphs::row_graph(ctx, wt, cfg, n)?))?;
         let mut rows = vec![0f32; n * COLOURS * kin * w];
         let mut vrow = vec![0f32; n * c2 * w];
         'rows: for r in 0..h {

@@ -5,7 +5,8 @@
 use serde_json::Value;
 
 use crate::models::sr3::schedule::{BetaSchedule, ScheduleKind};
-use crate::{Error, Result};
+use crate::models::json::Fields;
+use crate::Result;
 
 /// U-Net hyperparameters (`unet.*`).
 #[derive(Clone, Debug, PartialEq)]
@@ -47,136 +48,77 @@ pub struct Sr3Config {
     pub sampler: SamplerConfig,
 }
 
-fn bad(field: &str, msg: impl std::fmt::Display) -> Error {
-    Error::Weights(format!("SR3 config.json: field '{field}' {msg}"))
-}
+const WHAT: &str = "SR3 config.json";
 
-fn get<'a>(v: &'a Value, path: &str) -> Result<&'a Value> {
-    let mut cur = v;
-    for part in path.split('.') {
-        cur = cur.get(part).ok_or_else(|| bad(path, "is missing"))?;
-    }
-    Ok(cur)
-}
-
-fn get_opt<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
-    let mut cur = v;
-    for part in path.split('.') {
-        cur = cur.get(part)?;
-    }
-    Some(cur)
-}
-
-fn as_usize(v: &Value, path: &str) -> Result<usize> {
-    v.as_u64().map(|x| x as usize).ok_or_else(|| bad(path, format!("must be a non-negative integer, got {v}")))
-}
-
-fn usize_at(v: &Value, path: &str) -> Result<usize> {
-    as_usize(get(v, path)?, path)
-}
-
-fn f64_at(v: &Value, path: &str) -> Result<f64> {
-    let x = get(v, path)?;
-    x.as_f64().filter(|f| f.is_finite()).ok_or_else(|| bad(path, format!("must be a finite number, got {x}")))
-}
-
-fn str_at<'a>(v: &'a Value, path: &str) -> Result<&'a str> {
-    let x = get(v, path)?;
-    x.as_str().ok_or_else(|| bad(path, format!("must be a string, got {x}")))
-}
-
-fn usize_list(v: &Value, path: &str) -> Result<Vec<usize>> {
-    let x = get(v, path)?;
-    let arr = x.as_array().ok_or_else(|| bad(path, format!("must be a list of integers, got {x}")))?;
-    arr.iter().map(|e| as_usize(e, path)).collect()
-}
-
-fn schedule_at(v: &Value, path: &str) -> Result<BetaSchedule> {
-    let name = str_at(v, &format!("{path}.schedule"))?;
-    let kind = ScheduleKind::parse(name).map_err(|e| bad(&format!("{path}.schedule"), e))?;
-    let n_timestep = usize_at(v, &format!("{path}.n_timestep"))?;
-    let linear_start = f64_at(v, &format!("{path}.linear_start"))?;
-    let linear_end = f64_at(v, &format!("{path}.linear_end"))?;
+fn schedule_at(j: &Fields, path: &str) -> Result<BetaSchedule> {
+    let name = j.str(&format!("{path}.schedule"))?;
+    let kind = ScheduleKind::parse(name).map_err(|e| j.bad(&format!("{path}.schedule"), e))?;
+    let n_timestep = j.usize(&format!("{path}.n_timestep"))?;
+    let linear_start = j.f64(&format!("{path}.linear_start"))?;
+    let linear_end = j.f64(&format!("{path}.linear_end"))?;
     // The reference never passes cosine_s; its default applies when absent.
-    let cosine_s = match get_opt(v, &format!("{path}.cosine_s")) {
-        Some(_) => f64_at(v, &format!("{path}.cosine_s"))?,
-        None => 8e-3,
-    };
+    let cosine_s = j.f64_or(&format!("{path}.cosine_s"), 8e-3)?;
     let s = BetaSchedule { kind, n_timestep, linear_start, linear_end, cosine_s };
-    s.validate().map_err(|e| bad(path, e))?;
+    s.validate().map_err(|e| j.bad(path, e))?;
     Ok(s)
 }
 
 impl Sr3Config {
     /// Parse and check a `config.json` value.
     pub fn from_json(v: &Value) -> Result<Self> {
-        let format = str_at(v, "format")?;
+        let j = &Fields::new(v, WHAT);
+        let format = j.str("format")?;
         if format != "wgsr-sr3" {
-            return Err(bad("format", format!("is '{format}', expected 'wgsr-sr3' (convert the checkpoint with tools/sr3_convert.py)")));
+            return Err(j.bad("format", format!("is '{format}', expected 'wgsr-sr3' (convert the checkpoint with tools/sr3_convert.py)")));
         }
-        let version = usize_at(v, "format_version")?;
+        let version = j.usize("format_version")?;
         if version != 1 {
-            return Err(bad("format_version", format!("is {version}; this build reads version 1")));
+            return Err(j.bad("format_version", format!("is {version}; this build reads version 1")));
         }
-        if let Some(arch) = get_opt(v, "arch") {
+        if let Some(arch) = j.opt("arch") {
             if arch.as_str() != Some("sr3") {
-                return Err(bad("arch", format!("is {arch}, expected \"sr3\"")));
+                return Err(j.bad("arch", format!("is {arch}, expected \"sr3\"")));
             }
         }
-        if let Some(p) = get_opt(v, "prediction") {
+        if let Some(p) = j.opt("prediction") {
             if p.as_str() != Some("epsilon") {
-                return Err(bad("prediction", format!("is {p}; only \"epsilon\" is supported")));
+                return Err(j.bad("prediction", format!("is {p}; only \"epsilon\" is supported")));
             }
         }
-        let heads = match get_opt(v, "unet.attn_heads") {
-            Some(_) => usize_at(v, "unet.attn_heads")?,
-            None => 1,
-        };
+        let heads = j.usize_or("unet.attn_heads", 1)?;
         if heads != 1 {
-            return Err(bad("unet.attn_heads", format!("is {heads}; the SR3 U-Net has single-head attention")));
+            return Err(j.bad("unet.attn_heads", format!("is {heads}; the SR3 U-Net has single-head attention")));
         }
-        if let Some(a) = get_opt(v, "unet.use_affine_level") {
+        if let Some(a) = j.opt("unet.use_affine_level") {
             if a.as_bool() != Some(false) {
-                return Err(bad("unet.use_affine_level", format!("is {a}; only the additive noise bias (false) is supported")));
+                return Err(j.bad("unet.use_affine_level", format!("is {a}; only the additive noise bias (false) is supported")));
             }
         }
-        let group_norm_eps = match get_opt(v, "unet.group_norm_eps") {
-            Some(_) => f64_at(v, "unet.group_norm_eps")?,
-            None => 1e-5,
-        };
+        let group_norm_eps = j.f64_or("unet.group_norm_eps", 1e-5)?;
         let unet = UNetConfig {
-            in_channel: usize_at(v, "unet.in_channel")?,
-            out_channel: usize_at(v, "unet.out_channel")?,
-            inner_channel: usize_at(v, "unet.inner_channel")?,
-            norm_groups: usize_at(v, "unet.norm_groups")?,
-            channel_multiplier: usize_list(v, "unet.channel_multiplier")?,
-            attn_res: usize_list(v, "unet.attn_res")?,
-            res_blocks: usize_at(v, "unet.res_blocks")?,
-            image_size: usize_at(v, "unet.image_size")?,
+            in_channel: j.usize("unet.in_channel")?,
+            out_channel: j.usize("unet.out_channel")?,
+            inner_channel: j.usize("unet.inner_channel")?,
+            norm_groups: j.usize("unet.norm_groups")?,
+            channel_multiplier: j.usizes("unet.channel_multiplier")?,
+            attn_res: j.usizes("unet.attn_res")?,
+            res_blocks: j.usize("unet.res_blocks")?,
+            image_size: j.usize("unet.image_size")?,
             group_norm_eps: group_norm_eps as f32,
         };
         let cfg = Sr3Config {
-            lr_size: usize_at(v, "lr_size")?,
-            hr_size: usize_at(v, "hr_size")?,
-            channels: usize_at(v, "channels")?,
-            schedule: schedule_at(v, "schedule")?,
-            train_schedule: match get_opt(v, "train_schedule") {
-                Some(_) => Some(schedule_at(v, "train_schedule")?),
+            lr_size: j.usize("lr_size")?,
+            hr_size: j.usize("hr_size")?,
+            channels: j.usize("channels")?,
+            schedule: schedule_at(j, "schedule")?,
+            train_schedule: match j.opt("train_schedule") {
+                Some(_) => Some(schedule_at(j, "train_schedule")?),
                 None => None,
             },
             sampler: SamplerConfig {
-                kind: match get_opt(v, "sampler.kind") {
-                    Some(_) => str_at(v, "sampler.kind")?.to_string(),
-                    None => "ddpm".into(),
-                },
-                steps: match get_opt(v, "sampler.steps") {
-                    Some(_) => usize_at(v, "sampler.steps")?,
-                    None => 0,
-                },
-                clip_denoised: match get_opt(v, "sampler.clip_denoised") {
-                    Some(x) => x.as_bool().ok_or_else(|| bad("sampler.clip_denoised", format!("must be true or false, got {x}")))?,
-                    None => true,
-                },
+                kind: j.str_or("sampler.kind", "ddpm")?.to_string(),
+                steps: j.usize_or("sampler.steps", 0)?,
+                clip_denoised: j.bool_or("sampler.clip_denoised", true)?,
             },
             unet,
         };
@@ -185,59 +127,60 @@ impl Sr3Config {
     }
 
     fn check(&self) -> Result<()> {
+        let j = Fields::errors(WHAT);
         let u = &self.unet;
         if self.channels != 3 {
-            return Err(bad("channels", format!("is {}; SR3 works on RGB (3)", self.channels)));
+            return Err(j.bad("channels", format!("is {}; SR3 works on RGB (3)", self.channels)));
         }
         if u.in_channel != 2 * self.channels || u.out_channel != self.channels {
-            return Err(bad(
+            return Err(j.bad(
                 "unet.in_channel",
                 format!("/ out_channel are {} / {}; a conditional SR3 U-Net takes cat(condition, y_t) = 6 and predicts 3", u.in_channel, u.out_channel),
             ));
         }
         if u.inner_channel == 0 || !u.inner_channel.is_multiple_of(2) {
-            return Err(bad("unet.inner_channel", format!("is {}; it must be even and positive (sin/cos embedding halves)", u.inner_channel)));
+            return Err(j.bad("unet.inner_channel", format!("is {}; it must be even and positive (sin/cos embedding halves)", u.inner_channel)));
         }
         if u.channel_multiplier.is_empty() || u.channel_multiplier.contains(&0) {
-            return Err(bad("unet.channel_multiplier", format!("is {:?}; it needs at least one positive multiplier", u.channel_multiplier)));
+            return Err(j.bad("unet.channel_multiplier", format!("is {:?}; it needs at least one positive multiplier", u.channel_multiplier)));
         }
         if u.res_blocks == 0 {
-            return Err(bad("unet.res_blocks", "must be at least 1"));
+            return Err(j.bad("unet.res_blocks", "must be at least 1"));
         }
         if u.norm_groups == 0 {
-            return Err(bad("unet.norm_groups", "must be at least 1"));
+            return Err(j.bad("unet.norm_groups", "must be at least 1"));
         }
         for &m in &u.channel_multiplier {
             if !(u.inner_channel * m).is_multiple_of(u.norm_groups) {
-                return Err(bad(
+                return Err(j.bad(
                     "unet.norm_groups",
                     format!("is {}; it must divide every level's channel count ({} x {m})", u.norm_groups, u.inner_channel),
                 ));
             }
         }
         if !u.inner_channel.is_multiple_of(u.norm_groups) {
-            return Err(bad("unet.norm_groups", format!("is {}; it must divide inner_channel {}", u.norm_groups, u.inner_channel)));
+            return Err(j.bad("unet.norm_groups", format!("is {}; it must divide inner_channel {}", u.norm_groups, u.inner_channel)));
         }
         let levels = u.channel_multiplier.len();
         let div = 1usize << (levels - 1);
         if u.image_size == 0 || !u.image_size.is_multiple_of(div) {
-            return Err(bad("unet.image_size", format!("is {}; it must be divisible by 2^{} for {levels} levels", u.image_size, levels - 1)));
+            return Err(j.bad("unet.image_size", format!("is {}; it must be divisible by 2^{} for {levels} levels", u.image_size, levels - 1)));
         }
         if self.hr_size != u.image_size {
-            return Err(bad("hr_size", format!("is {} but unet.image_size is {}; they must agree", self.hr_size, u.image_size)));
+            return Err(j.bad("hr_size", format!("is {} but unet.image_size is {}; they must agree", self.hr_size, u.image_size)));
         }
         if self.lr_size == 0 || self.lr_size > self.hr_size {
-            return Err(bad("lr_size", format!("is {}; it must be in 1..={}", self.lr_size, self.hr_size)));
+            return Err(j.bad("lr_size", format!("is {}; it must be in 1..={}", self.lr_size, self.hr_size)));
         }
         if u.group_norm_eps.is_nan() || u.group_norm_eps <= 0.0 {
-            return Err(bad("unet.group_norm_eps", format!("is {}; it must be positive", u.group_norm_eps)));
+            return Err(j.bad("unet.group_norm_eps", format!("is {}; it must be positive", u.group_norm_eps)));
         }
         match self.sampler.kind.as_str() {
             "ddpm" | "ddim" => {}
-            k => return Err(bad("sampler.kind", format!("is '{k}'; expected 'ddpm' or 'ddim'"))),
+            k => return Err(j.bad("sampler.kind", format!("is '{k}'; expected 'ddpm' or 'ddim'"))),
         }
         if self.sampler.steps > self.schedule.n_timestep {
-            return Err(bad("sampler.steps", format!("is {}, more than the schedule's {} timesteps", self.sampler.steps, self.schedule.n_timestep)));
+            return Err(j.bad("sampler.steps", format!("is {}, more than the schedule's {} timesteps", self.sampler.steps, self.schedule.n_timestep)));
         }
         Ok(())
     }

@@ -18,6 +18,7 @@
 //! Philox stream on the GPU (or from the caller, for tests).
 
 pub mod config;
+mod model;
 pub mod sampler;
 pub mod schedule;
 pub mod unet;
@@ -33,7 +34,7 @@ use crate::graph::{Executor, GraphBuilder};
 use crate::image_io::RgbImage;
 use crate::ops::rng;
 use crate::weights::{ModelDir, WeightStore};
-use crate::{Error, Result, Shape};
+use crate::{Error, Result, ResultExt, Shape};
 
 /// Options of [`Sr3::upscale`].
 #[derive(Clone, Debug, PartialEq)]
@@ -84,18 +85,14 @@ const P_S: &str = "next_from_z";
 
 impl Sr3 {
     /// Load a converted model directory and build its graph at batch 1.
-    pub fn load(ctx: &GpuContext, dir: &ModelDir) -> Result<Sr3> {
-        Self::load_with_batch(ctx, dir, 1)
+    pub fn load(ctx: &GpuContext, dir: ModelDir) -> Result<Sr3> {
+        Self::load_with_batch(ctx, &dir, 1)
     }
 
     /// Load with `batch` images per run.
     pub fn load_with_batch(ctx: &GpuContext, dir: &ModelDir, batch: usize) -> Result<Sr3> {
-        let config = Sr3Config::from_json(&dir.config)
-            .map_err(|e| Error::Weights(format!("{}: {e}", dir.path.join("config.json").display())))?;
-        Self::new(ctx, config, &dir.weights, batch).map_err(|e| match e {
-            Error::Weights(m) => Error::Weights(format!("{}: {m}", dir.path.join("model.safetensors").display())),
-            other => other,
-        })
+        let config = Sr3Config::from_json(&dir.config).with_context(|| dir.path.join("config.json").display().to_string())?;
+        Self::new(ctx, config, &dir.weights, batch).with_context(|| format!("model {}", dir.path.display()))
     }
 
     /// Build from a parsed config and weights (every weight must be used).

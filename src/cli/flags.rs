@@ -1,0 +1,99 @@
+//! Mapping `upscale` / `eval` flags onto the library's [`UpscaleOptions`]:
+//! a flag whose setting the model's family does not read is refused, with
+//! the flag's name, before any GPU work.
+
+use std::path::Path;
+
+use wgsr::image_io::read_npy;
+use wgsr::models::registry::{Setting, UpscaleOptions};
+use wgsr::models::sr3::Sampler;
+use wgsr::models::Model;
+use wgsr::{Error, Result};
+
+use super::SamplerArg;
+
+/// The sampling flags `upscale` and `eval` share.
+pub struct SamplingFlags<'a> {
+    pub temperature: Option<f32>,
+    pub seed: u64,
+    pub steps: Option<usize>,
+    pub sampler: Option<SamplerArg>,
+    pub eta: Option<f32>,
+    pub init_noise: Option<&'a Path>,
+    pub samples: Option<usize>,
+}
+
+impl SamplingFlags<'_> {
+    /// (flag, the setting it maps to, whether it was given).
+    fn given(&self) -> [(&'static str, Setting, bool); 6] {
+        [
+            ("--temperature", Setting::Temperature, self.temperature.is_some()),
+            ("--steps", Setting::Steps, self.steps.is_some()),
+            ("--sampler", Setting::Sampler, self.sampler.is_some()),
+            ("--eta", Setting::Sampler, self.eta.is_some()),
+            ("--init-noise", Setting::InitNoise, self.init_noise.is_some()),
+            ("--samples", Setting::Samples, self.samples.is_some()),
+        ]
+    }
+
+    /// The options for `model`, refusing flags its family does not read.
+    pub fn options(&self, model: &dyn Model) -> Result<UpscaleOptions> {
+        let fam = model.family();
+        let refused: Vec<&str> = self.given().into_iter().filter(|(_, s, g)| *g && !fam.settings.contains(s)).map(|(f, _, _)| f).collect();
+        if !refused.is_empty() {
+            return Err(Error::InvalidArgument(format!("{} do(es) not apply to {} models", refused.join(", "), fam.title)));
+        }
+        if let Some(t) = self.temperature {
+            if !(t.is_finite() && t >= 0.0) {
+                return Err(Error::InvalidArgument(format!("--temperature must be a finite number >= 0, got {t}")));
+            }
+        }
+        let init_noise = match (self.init_noise, model.fixed_lr_size()) {
+            (Some(p), Some((w, _))) => Some(init_noise(p, w * model.scale())?),
+            _ => None,
+        };
+        Ok(UpscaleOptions {
+            temperature: self.temperature,
+            seed: self.seed,
+            steps: self.steps,
+            sampler: sampler(self.sampler, self.eta)?,
+            init_noise,
+            samples: self.samples,
+        })
+    }
+}
+
+/// The sampler the flags ask for (the model's default unless --sampler).
+fn sampler(s: Option<SamplerArg>, eta: Option<f32>) -> Result<Option<Sampler>> {
+    let sampler = match (s, eta) {
+        (Some(SamplerArg::Ddim), eta) => Sampler::Ddim { eta: eta.unwrap_or(0.0) },
+        (_, Some(_)) => return Err(Error::InvalidArgument("--eta applies to --sampler ddim only".into())),
+        (Some(SamplerArg::Ddpm), None) => Sampler::Ddpm,
+        (None, None) => return Ok(None),
+    };
+    if let Sampler::Ddim { eta } = sampler {
+        if !(eta.is_finite() && eta >= 0.0) {
+            return Err(Error::InvalidArgument(format!("--eta must be >= 0, got {eta}")));
+        }
+    }
+    Ok(Some(sampler))
+}
+
+/// x_T from a float32 (H, W, 3) .npy, as the CHW order the model takes.
+fn init_noise(path: &Path, size: usize) -> Result<Vec<f32>> {
+    let (shape, data) = read_npy(path)?;
+    if shape != [size, size, 3] {
+        return Err(Error::InvalidArgument(format!("{}: --init-noise must have shape ({size}, {size}, 3), found {shape:?}", path.display())));
+    }
+    if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+        return Err(Error::InvalidArgument(format!("{}: --init-noise has a non-finite value at element {i}", path.display())));
+    }
+    let n = size * size;
+    let mut chw = vec![0f32; 3 * n];
+    for (i, px) in data.chunks_exact(3).enumerate() {
+        for c in 0..3 {
+            chw[c * n + i] = px[c];
+        }
+    }
+    Ok(chw)
+}

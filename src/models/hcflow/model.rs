@@ -1,0 +1,41 @@
+//! [`Model`](crate::models::registry::Model) for HCFlow: the registry's face of the family.
+
+use crate::image_io::RgbImage;
+use crate::models::registry::{family, Downscaled, FamilyInfo, Model, UpscaleOptions};
+use crate::models::hcflow::{HcFlow, Task};
+use crate::{Error, GpuContext, Result};
+
+impl Model for HcFlow {
+    fn family(&self) -> &'static FamilyInfo {
+        family("hcflow")
+    }
+    fn scale(&self) -> usize {
+        HcFlow::scale(self)
+    }
+    fn fixed_lr_size(&self) -> Option<(usize, usize)> {
+        None
+    }
+    fn describe(&self) -> String {
+        let task = if self.config().task == Task::Sr { "SR" } else { "rescaling" };
+        format!("HCFlow {task} x{}", HcFlow::scale(self))
+    }
+    fn can_downscale(&self) -> bool {
+        self.config().task == Task::Rescale
+    }
+    fn default_temperature(&self) -> Option<f32> {
+        Some(self.default_heat())
+    }
+    fn upscale(&mut self, ctx: &GpuContext, lr: &RgbImage, opts: &UpscaleOptions, _progress: &mut dyn FnMut(usize)) -> Result<Vec<RgbImage>> {
+        Ok(vec![HcFlow::upscale(self, ctx, lr, opts.temperature, opts.seed)?])
+    }
+    fn downscale(&mut self, ctx: &GpuContext, hr: &RgbImage) -> Result<Downscaled> {
+        let (lr, raw) = HcFlow::downscale(self, ctx, hr)?;
+        Ok(Downscaled { lr, raw })
+    }
+    fn nll(&mut self, ctx: &GpuContext, hr: &RgbImage, lr: &RgbImage, seed: u64) -> Result<f64> {
+        if self.config().task != Task::Sr {
+            return Err(Error::InvalidArgument("nll needs an HCFlow SR model; this is a rescaling model".into()));
+        }
+        HcFlow::nll(self, ctx, hr, lr, seed)
+    }
+}

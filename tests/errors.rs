@@ -1,0 +1,81 @@
+//! Errors keep their kind through the graph and model layers: a caller can
+//! match `Error::TooLarge` raised deep inside a model graph, and the message
+//! still says where it happened. Also the registry's one face for every family.
+
+#[path = "kernels/common.rs"]
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+use wgsr::models::hcflow::HcFlow;
+use wgsr::models::registry::{self, Setting};
+use wgsr::models::sr3::{Sr3, Sr3Config};
+use wgsr::weights::ModelDir;
+use wgsr::{Error, Shape};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+#[test]
+fn too_large_inside_hcflow_graph_stays_too_large() {
+    let mut m = HcFlow::load(ctx(), ModelDir::load(fixture("hcflow_sr_x4_tiny")).unwrap()).unwrap();
+    // 1024x1024 LR -> a 4096x4096x3 f32 HR buffer (192 MiB): over lavapipe's 128 MiB binding.
+    let e = m.profile_reverse(ctx(), Shape::new(1, 3, 1024, 1024), 1).err().expect("must not fit");
+    assert!(matches!(e, Error::TooLarge(_)), "{e:?}");
+    assert!(e.to_string().contains("MiB"), "{e}");
+}
+
+#[test]
+fn too_large_inside_sr3_graph_stays_too_large_and_names_the_model() {
+    let dir = ModelDir::load(fixture("sr3_tiny")).unwrap();
+    let mut cfg = dir.config.clone();
+    for key in ["hr_size", "image_size"] {
+        cfg[key] = serde_json::json!(4096);
+    }
+    cfg["unet"]["image_size"] = serde_json::json!(4096);
+    let big = ModelDir { path: dir.path.clone(), config: cfg, weights: dir.weights };
+    let e = Sr3::load(ctx(), big).err().expect("must not fit");
+    assert!(matches!(e, Error::TooLarge(_)), "{e:?}");
+    assert!(e.to_string().contains("sr3_tiny"), "context names the model: {e}");
+    // Config errors keep the Weights kind and are prefixed once.
+    let dir = ModelDir::load(fixture("sr3_tiny")).unwrap();
+    let mut bad = dir.config.clone();
+    bad["unet"]["res_blocks"] = serde_json::json!(0);
+    let e = Sr3Config::from_json(&bad).unwrap_err();
+    assert!(matches!(e, Error::Weights(_)), "{e:?}");
+    assert_eq!(e.to_string().matches("weights error").count(), 1, "{e}");
+}
+
+#[test]
+fn error_context_keeps_kind() {
+    let e = Error::TooLarge("buffer 3 needs 200 MiB".into()).context("node 'x'").context("model m");
+    assert!(matches!(e, Error::TooLarge(_)));
+    assert_eq!(e.to_string(), "too large for this device: model m: node 'x': buffer 3 needs 200 MiB");
+}
+
+#[test]
+fn registry_loads_every_family_with_its_data() {
+    let cases = [
+        ("hcflow_sr_x4_tiny", "hcflow", 4, None, true, false),
+        ("hcflow_rescale_x4_tiny", "hcflow", 4, None, true, true),
+        ("sr3_tiny", "sr3", 4, Some((4, 4)), false, false),
+        ("pixelcnn_tiny", "pixelcnn", 4, None, true, false),
+    ];
+    for (name, fam, scale, fixed, temperature, downscale) in cases {
+        let m = registry::load(ctx(), ModelDir::load(fixture(name)).unwrap()).unwrap();
+        assert_eq!(m.family().name, fam, "{name}");
+        assert_eq!(m.scale(), scale, "{name}");
+        if fixed.is_some() {
+            assert_eq!(m.fixed_lr_size(), fixed, "{name}");
+        }
+        assert_eq!(m.family().settings.contains(&Setting::Temperature), temperature, "{name}");
+        assert_eq!(m.can_downscale(), downscale, "{name}");
+    }
+    let dir = ModelDir::load(fixture("sr3_tiny")).unwrap();
+    let mut cfg = dir.config.clone();
+    cfg["arch"] = serde_json::json!("esrgan");
+    let e = registry::load(ctx(), ModelDir { path: dir.path, config: cfg, weights: dir.weights }).err().unwrap();
+    assert!(matches!(e, Error::Weights(_)) && e.to_string().contains("unknown model family 'esrgan'"), "{e}");
+}
