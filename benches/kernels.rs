@@ -218,6 +218,12 @@ fn entry<K>(b: &mut Bench, name: &str, prepare: impl FnOnce(&GpuContext) -> Resu
 }
 
 /// A tensor of `shape` with values in [-scale, scale), from `seed`.
+/// Partial-sum scratch for per-sample reductions over `t`.
+fn partials(ctx: &GpuContext, t: &Tensor) -> Result<Tensor> {
+    let n = t.shape().n();
+    Tensor::empty(ctx, reduce::partials_shape(n, t.numel() / n))
+}
+
 fn rand_tensor(ctx: &GpuContext, shape: Shape, seed: u64, scale: f32) -> Result<Tensor> {
     let v: Vec<f32> = rand_vec(shape.numel(), seed).iter().map(|x| x * scale).collect();
     Tensor::from_slice(ctx, shape, &v)
@@ -305,7 +311,7 @@ fn group_norm_entry(b: &mut Bench, name: &str, s: Shape, groups: usize, swish: b
         let beta: Vec<f32> = rand_vec(c, 32).iter().map(|v| 0.1 * v).collect();
         let gn = GroupNorm::new(ctx, &gamma, &beta, groups, 1e-5)?;
         let (x, o) = (rand_tensor(ctx, s, 33, 1.0)?, Tensor::empty(ctx, s)?);
-        let ds = gn.prepare(ctx, &x, &o, swish)?;
+        let ds = gn.prepare(ctx, &x, &o, &Tensor::empty(ctx, gn.scratch_shape(x.shape()))?, swish)?;
         Ok((format!("{s} {groups} groups{}", if swish { " +swish" } else { "" }), ds, (gn, x, o)))
     });
 }
@@ -346,7 +352,7 @@ fn attention_entry(b: &mut Bench, name: &str, s: Shape) {
         let att = Attention::new(ctx, s, 1)?;
         let qs = Shape::new(s.n(), 3 * s.c(), s.h(), s.w());
         let (qkv, o) = (rand_tensor(ctx, qs, 50, 1.0)?, Tensor::empty(ctx, s)?);
-        let ds = att.prepare(ctx, &qkv, &o)?;
+        let ds = att.prepare(ctx, &qkv, &o, &Tensor::empty(ctx, att.scores_shape())?)?;
         Ok((format!("qkv {qs} 1 head -> {s}"), ds, (att, qkv, o)))
     });
 }
@@ -402,9 +408,9 @@ fn coupling_family(b: &mut Bench) {
             let (z, h, o) = (rand_tensor(ctx, s, 80, 1.0)?, rand_tensor(ctx, hs, 81, 0.5)?, Tensor::empty(ctx, s)?);
             let ld = Tensor::filled(ctx, one, 0.0)?;
             let ds = if reverse {
-                coupling::affine_reverse(ctx, &z, &h, &o, Some(&ld), split)?
+                coupling::affine_reverse(ctx, &z, &h, &o, Some(&ld), &partials(ctx, &z)?, split)?
             } else {
-                coupling::affine_forward(ctx, &z, &h, &o, Some(&ld), split)?
+                coupling::affine_forward(ctx, &z, &h, &o, Some(&ld), &partials(ctx, &z)?, split)?
             };
             Ok((format!("z {s} h {hs} split {split} +logdet"), ds, (z, h, o, ld)))
         });
@@ -419,7 +425,7 @@ fn coupling_family(b: &mut Bench) {
     });
     entry(b, "coupling gaussian_logp", |ctx| {
         let (x, h, ld) = (rand_tensor(ctx, gs, 84, 1.0)?, rand_tensor(ctx, gh, 85, 0.5)?, Tensor::filled(ctx, one, 0.0)?);
-        let ds = coupling::gaussian_logp(ctx, &x, &h, &ld, GaussianScale::Logs)?;
+        let ds = coupling::gaussian_logp(ctx, &x, &h, &ld, &partials(ctx, &x)?, GaussianScale::Logs)?;
         Ok((format!("x {gs} h {gh} -> logdet"), ds, (x, h, ld)))
     });
 }
@@ -428,7 +434,7 @@ fn reduce_family(b: &mut Bench) {
     entry(b, "reduce sum_per_sample", |ctx| {
         let s = SR3_TOP;
         let (x, o) = (rand_tensor(ctx, s, 90, 1.0)?, Tensor::empty(ctx, Shape::new(1, 1, 1, 1))?);
-        Ok((format!("{s} -> [1, 1, 1, 1]"), reduce::sum_per_sample(ctx, &x, &o)?, (x, o)))
+        Ok((format!("{s} -> [1, 1, 1, 1]"), reduce::sum_per_sample(ctx, &x, &o, &partials(ctx, &x)?)?, (x, o)))
     });
 }
 

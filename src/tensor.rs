@@ -85,12 +85,7 @@ impl Tensor {
     /// Uninitialised-by-contract tensor (wgpu zero-fills new buffers).
     pub fn empty(ctx: &GpuContext, shape: Shape) -> Result<Self> {
         Self::check_fits(ctx, shape)?;
-        let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("tensor"),
-            size: shape.bytes(),
-            usage: USAGE,
-            mapped_at_creation: false,
-        });
+        let buffer = ctx.storage_buffer("tensor", shape.bytes(), USAGE);
         Ok(Tensor { buffer: Arc::new(buffer), shape })
     }
 

@@ -331,9 +331,9 @@ fn weighted_ops_bind_by_name_and_equal_eager_ops() {
     ex.run(c).unwrap();
 
     let gn = GroupNorm::new(c, &w.get("gn.weight", None).unwrap().data, &w.get("gn.bias", None).unwrap().data, 4, 1e-5).unwrap();
-    let n = eager(c, s, |o| gn.prepare(c, &tx, o, true)).unwrap();
+    let n = eager(c, s, |o| gn.prepare(c, &tx, o, &Tensor::empty(c, gn.scratch_shape(tx.shape())).unwrap(), true)).unwrap();
     let att = Attention::new(c, Shape::new(2, 4, 4, 6), 2).unwrap();
-    let a = eager(c, Shape::new(2, 4, 4, 6), |o| att.prepare(c, &n, o)).unwrap();
+    let a = eager(c, Shape::new(2, 4, 4, 6), |o| att.prepare(c, &n, o, &Tensor::empty(c, att.scores_shape()).unwrap())).unwrap();
     assert_exact("graph.gn_attention_vs_eager", &ex.read_output(c, "attn").unwrap(), &a.to_vec(c).unwrap());
     let ew = w.get("emb.weight", None).unwrap();
     let lin = Linear::new(c, &ew.data, Some(&w.get("emb.bias", None).unwrap().data), 12, 5).unwrap();

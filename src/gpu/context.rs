@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::gpu::memory::StorageCounter;
 use crate::gpu::pipelines::PipelineCache;
 use crate::{Error, Result};
 
@@ -61,6 +62,7 @@ pub struct GpuContext {
     pub queue: wgpu::Queue,
     info: DeviceInfo,
     pub(crate) pipelines: PipelineCache,
+    pub(crate) storage: StorageCounter,
 }
 
 const NO_ADAPTER_HELP: &str = "wgsr needs a GPU adapter through Vulkan, Metal, DX12 or GL. \
@@ -152,7 +154,7 @@ impl GpuContext {
             features: device.features(),
             limits: device.limits(),
         };
-        GpuContext { device, queue, info, pipelines: PipelineCache::default() }
+        GpuContext { device, queue, info, pipelines: PipelineCache::default(), storage: StorageCounter::default() }
     }
 
     pub fn info(&self) -> &DeviceInfo {

@@ -1,6 +1,7 @@
 //! GPU side: device selection, pipeline cache, dispatch records.
 
 mod context;
+mod memory;
 mod pipelines;
 mod timing;
 

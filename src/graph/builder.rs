@@ -102,7 +102,7 @@ impl<'c> GraphBuilder<'c> {
         let mut aliases = Vec::with_capacity(specs.len());
         for spec in &specs {
             match spec.alias {
-                Alias::None => {}
+                Alias::None | Alias::Scratch => {}
                 Alias::InPlace(i) | Alias::View(i) => {
                     let src = *inputs.get(i).ok_or_else(|| ctx_msg(format!("output aliases missing input {i}")))?;
                     let info = &self.tensors[src.0];
@@ -123,8 +123,10 @@ impl<'c> GraphBuilder<'c> {
             outs.push(id);
             aliases.push(spec.alias);
         }
-        self.nodes.push(Node { op, name, inputs: inputs.to_vec(), outputs: outs.clone(), aliases });
-        Ok(outs)
+        // Scratch stays inside the node: callers get the real outputs only.
+        let visible = outs.iter().zip(&aliases).filter(|(_, a)| **a != Alias::Scratch).map(|(t, _)| *t).collect();
+        self.nodes.push(Node { op, name, inputs: inputs.to_vec(), outputs: outs, aliases });
+        Ok(visible)
     }
 
     /// Add a node with exactly one output.
@@ -140,6 +142,10 @@ impl<'c> GraphBuilder<'c> {
     /// Mark a tensor as a named output (kept alive to the end, readable after a run).
     pub fn output(&mut self, name: &str, t: TensorId) -> Result<()> {
         self.shape(t)?;
+        let scratch = self.nodes.iter().any(|n| n.outputs.iter().zip(&n.aliases).any(|(o, a)| *o == t && *a == Alias::Scratch));
+        if scratch {
+            return Err(Error::Graph(format!("output '{name}': tensor {} is an op's scratch", t.0)));
+        }
         if self.outputs.iter().any(|(n, _)| n == name) {
             return Err(Error::Graph(format!("duplicate output name '{name}'")));
         }

@@ -40,12 +40,8 @@ impl Executor {
                     max >> 20
                 )));
             }
-            buffers.push(Arc::new(ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("graph buffer"),
-                size: size.max(4),
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })));
+            let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+            buffers.push(Arc::new(ctx.storage_buffer("graph buffer", size.max(4), usage)));
         }
         let tensors = graph
             .tensors

@@ -16,6 +16,10 @@ pub enum Alias {
     InPlace(usize),
     /// Same buffer as input `i`, reinterpreted with a new shape; no dispatch.
     View(usize),
+    /// Working storage the op needs only while it runs (partial sums, score
+    /// matrices). Planned like any tensor, live during its node alone, and
+    /// passed to `prepare` after the real outputs; model code never sees it.
+    Scratch,
 }
 
 /// Shape and storage of one output.
@@ -28,6 +32,9 @@ pub struct OutputSpec {
 impl OutputSpec {
     pub fn new(shape: Shape) -> Self {
         OutputSpec { shape, alias: Alias::None }
+    }
+    pub fn scratch(shape: Shape) -> Self {
+        OutputSpec { shape, alias: Alias::Scratch }
     }
 }
 

@@ -112,6 +112,7 @@ impl Graph {
                     Alias::None => format!("%{} {}", t.0, self.shape(*t)),
                     Alias::InPlace(i) => format!("%{} {} (in place of input {i})", t.0, self.shape(*t)),
                     Alias::View(i) => format!("%{} {} (view of input {i})", t.0, self.shape(*t)),
+                    Alias::Scratch => format!("%{} {} (scratch)", t.0, self.shape(*t)),
                 })
                 .collect();
             let attrs = n.op.describe();

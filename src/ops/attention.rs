@@ -11,7 +11,8 @@
 //!
 //! Three launches: S = (Q^T K) / sqrt(C) and O = V P^T via the strided GEMM
 //! (no copies: each head is a strided view of qkv), with a row softmax on S
-//! between them. S lives in a scratch tensor owned by [`Attention`].
+//! between them. S lives in a caller-provided scratch tensor of
+//! [`Attention::scores_shape`] (the graph plans it, live only during the node).
 
 use std::sync::Arc;
 
@@ -21,12 +22,10 @@ use crate::{Error, Result, Shape, Tensor};
 
 const SHADER: ShaderSource = ShaderSource::new("attention", include_str!("../../kernels/attention.wgsl"));
 
-/// Attention for one feature-map shape, holding the score scratch
-/// `[N * n_head, 1, HW, HW]`.
+/// Attention for one feature-map shape.
 pub struct Attention {
     shape: Shape,
     n_head: usize,
-    scores: Tensor,
 }
 
 impl Attention {
@@ -53,8 +52,13 @@ impl Attention {
                 max >> 20
             )));
         }
-        let scores = Tensor::empty(ctx, Shape::new(n * n_head, 1, hw, hw))?;
-        Ok(Attention { shape, n_head, scores })
+        Ok(Attention { shape, n_head })
+    }
+
+    /// The score scratch `[N * n_head, 1, HW, HW]` that `prepare` needs.
+    pub fn scores_shape(&self) -> Shape {
+        let [n, _, h, w] = self.shape.0;
+        Shape::new(n * self.n_head, 1, h * w, h * w)
     }
 
     pub fn shape(&self) -> Shape {
@@ -65,8 +69,9 @@ impl Attention {
     }
 
     /// Prepare `out = attention(qkv)`: `qkv` `[N, 3C, H, W]`, `out` `[N, C, H, W]`
-    /// (the shape given to `new`). `out` may not alias `qkv`.
-    pub fn prepare(&self, ctx: &GpuContext, qkv: &Tensor, out: &Tensor) -> Result<Vec<Dispatch>> {
+    /// (the shape given to `new`), `scores` scratch of [`Self::scores_shape`].
+    /// The three may not share buffers.
+    pub fn prepare(&self, ctx: &GpuContext, qkv: &Tensor, out: &Tensor, scores: &Tensor) -> Result<Vec<Dispatch>> {
         let [n, c, h, w] = self.shape.0;
         let want_qkv = Shape::new(n, 3 * c, h, w);
         if qkv.shape() != want_qkv || out.shape() != self.shape {
@@ -80,6 +85,12 @@ impl Attention {
         if Arc::ptr_eq(qkv.buffer(), out.buffer()) {
             return Err(Error::InvalidArgument("attention: output may not share its buffer with qkv".into()));
         }
+        if scores.shape() != self.scores_shape() {
+            return Err(Error::Shape(format!("attention: score scratch must be {}, got {}", self.scores_shape(), scores.shape())));
+        }
+        if Arc::ptr_eq(scores.buffer(), out.buffer()) || Arc::ptr_eq(scores.buffer(), qkv.buffer()) {
+            return Err(Error::InvalidArgument("attention: score scratch may not share a buffer with qkv or output".into()));
+        }
         let hw = h * w;
         let hd = c / self.n_head;
         let heads = n * self.n_head;
@@ -91,7 +102,7 @@ impl Attention {
         }
 
         // S[i, j] = sum_c q[c, i] k[c, j] / sqrt(C): A = Q stored [K=hd, M=HW].
-        let scores = gemm(
+        let qk = gemm(
             ctx,
             &Gemm {
                 m: hw,
@@ -100,7 +111,7 @@ impl Attention {
                 batch: heads,
                 a: view(qkv, 0, head_stride, hw),
                 b: view(qkv, hd * hw, head_stride, hw),
-                c: view(&self.scores, 0, hw * hw, hw),
+                c: view(scores, 0, hw * hw, hw),
                 trans_a: true,
                 trans_b: false,
                 alpha: 1.0 / (c as f32).sqrt(),
@@ -116,7 +127,7 @@ impl Attention {
                 entry: "softmax_rows",
                 constants: &[],
                 params: Some(&params),
-                buffers: &[self.scores.arg_mut()],
+                buffers: &[scores.arg_mut()],
                 workgroups: grid_1d(rows),
             })?
             .with_cost(5.0 * (rows * hw) as f64, 12.0 * (rows * hw) as f64);
@@ -130,7 +141,7 @@ impl Attention {
                 k: hw,
                 batch: heads,
                 a: view(qkv, 2 * hd * hw, head_stride, hw),
-                b: view(&self.scores, 0, hw * hw, hw),
+                b: view(scores, 0, hw * hw, hw),
                 c: view(out, 0, hd * hw, hw),
                 trans_a: false,
                 trans_b: true,
@@ -138,6 +149,6 @@ impl Attention {
                 bias: Bias::None,
             },
         )?;
-        Ok(vec![scores, softmax, values])
+        Ok(vec![qk, softmax, values])
     }
 }

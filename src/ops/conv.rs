@@ -10,8 +10,6 @@
 
 use std::sync::Arc;
 
-use wgpu::util::DeviceExt;
-
 use crate::gpu::{grid_1d, BufArg, Dispatch, GpuContext, KernelCall, Params, ShaderSource};
 use crate::{Error, Result, Shape, Tensor};
 
@@ -282,13 +280,7 @@ impl Conv2dWeights {
         if packed_bytes > ctx.max_binding_bytes() {
             return Err(Error::TooLarge(format!("conv weights {shape:?} need {packed_bytes} bytes")));
         }
-        let make = |label, data: &[u8]| {
-            Arc::new(ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: data,
-                usage: wgpu::BufferUsages::STORAGE,
-            }))
-        };
+        let make = |label, data: &[u8]| Arc::new(ctx.storage_buffer_init(label, data, wgpu::BufferUsages::STORAGE));
         Ok(Conv2dWeights {
             kind,
             shape,

@@ -42,6 +42,7 @@ fn affine(
     h: &Tensor,
     out: &Tensor,
     logdet: Option<&Tensor>,
+    partials: &Tensor,
     split: usize,
 ) -> Result<Vec<Dispatch>> {
     let s = z.shape();
@@ -61,8 +62,10 @@ fn affine(
         flow::check_distinct(op, "logdet", ld, out)?;
     }
     let m = s.c() * s.hw();
-    let partials = reduce::partials_tensor(ctx, s.n(), m)?;
-    let parts = partials.shape().w();
+    let parts = reduce::check_partials(op, partials, s.n(), m)?;
+    for (what, t) in [("z", z), ("h", h), ("out", out)] {
+        flow::check_distinct(op, what, t, partials)?;
+    }
     let p = FlowParams { n: s.n(), c: s.c(), hw: s.hw(), k: split, parts, a: 0.0 };
     let input = if inplace { h.arg() } else { z.arg() };
     let total = s.numel();
@@ -77,7 +80,7 @@ fn affine(
     .with_cost(8.0 * total as f64, 4.0 * (3 * total + h.numel()) as f64);
     let mut ds = vec![d];
     if let Some(ld) = logdet {
-        ds.push(reduce::finish_partials(ctx, &partials, ld, if reverse { -1.0 } else { 1.0 }, true)?);
+        ds.push(reduce::finish_partials(ctx, partials, ld, if reverse { -1.0 } else { 1.0 }, true)?);
     }
     Ok(ds)
 }
@@ -86,16 +89,18 @@ fn affine(
 /// `>= split` become `(z2 + shift) * exp(ls)` with `ls = 0.318 * atan(2 * scale)`,
 /// `shift = h[:, 2j]`, `scale = h[:, 2j+1]`; `logdet[n] += sum of ls` over the
 /// sample (deterministic two-pass reduction). `h`: `[N, 2 * (C - split), H, W]`.
-/// `out` may be `z` (in place).
+/// `out` may be `z` (in place). `partials`: scratch of
+/// [`reduce::partials_shape`]`(N, C*H*W)`.
 pub fn affine_forward(
     ctx: &GpuContext,
     z: &Tensor,
     h: &Tensor,
     out: &Tensor,
     logdet: Option<&Tensor>,
+    partials: &Tensor,
     split: usize,
 ) -> Result<Vec<Dispatch>> {
-    affine(ctx, "coupling.affine_forward", false, z, h, out, logdet, split)
+    affine(ctx, "coupling.affine_forward", false, z, h, out, logdet, partials, split)
 }
 
 /// Affine coupling, reverse: `z2 = z2 * exp(-ls) - shift`; `logdet[n] -= sum of ls`
@@ -106,9 +111,10 @@ pub fn affine_reverse(
     h: &Tensor,
     out: &Tensor,
     logdet: Option<&Tensor>,
+    partials: &Tensor,
     split: usize,
 ) -> Result<Vec<Dispatch>> {
-    affine(ctx, "coupling.affine_reverse", true, z, h, out, logdet, split)
+    affine(ctx, "coupling.affine_reverse", true, z, h, out, logdet, partials, split)
 }
 
 fn additive(ctx: &GpuContext, op: &str, reverse: bool, z: &Tensor, shift: &Tensor, out: &Tensor) -> Result<Dispatch> {
@@ -224,7 +230,8 @@ fn gaussian_map(
 /// `logdet[n] += sum over (c, h, w) of log N(x; mean, exp(logs)^2)`
 /// (`GaussianDiag.logp`): `-0.5 * (2 logs + (x - mean)^2 / exp(2 logs) + log(2 pi))`.
 /// `x`: `[N, C, H, W]`, `h`: `[N, 2C, H, W]`, `logdet`: `[N, 1, 1, 1]`.
-pub fn gaussian_logp(ctx: &GpuContext, x: &Tensor, h: &Tensor, logdet: &Tensor, scale: GaussianScale) -> Result<Vec<Dispatch>> {
+/// `partials`: scratch of [`reduce::partials_shape`]`(N, C*H*W)`.
+pub fn gaussian_logp(ctx: &GpuContext, x: &Tensor, h: &Tensor, logdet: &Tensor, partials: &Tensor, scale: GaussianScale) -> Result<Vec<Dispatch>> {
     let op = "coupling.gaussian_logp";
     gaussian_check(op, x, h)?;
     let s = x.shape();
@@ -232,8 +239,10 @@ pub fn gaussian_logp(ctx: &GpuContext, x: &Tensor, h: &Tensor, logdet: &Tensor, 
     flow::check_distinct(op, "x", x, logdet)?;
     flow::check_distinct(op, "h", h, logdet)?;
     let m = s.c() * s.hw();
-    let partials = reduce::partials_tensor(ctx, s.n(), m)?;
-    let parts = partials.shape().w();
+    let parts = reduce::check_partials(op, partials, s.n(), m)?;
+    for (what, t) in [("x", x), ("h", h)] {
+        flow::check_distinct(op, what, t, partials)?;
+    }
     let p = FlowParams { n: s.n(), c: s.c(), hw: s.hw(), k: 0, parts, a: 0.0 };
     let d = flow::call(
         ctx,
@@ -244,7 +253,7 @@ pub fn gaussian_logp(ctx: &GpuContext, x: &Tensor, h: &Tensor, logdet: &Tensor, 
         grid_1d(s.n() * parts),
     )?
     .with_cost(8.0 * s.numel() as f64, 12.0 * s.numel() as f64);
-    Ok(vec![d, reduce::finish_partials(ctx, &partials, logdet, 1.0, true)?])
+    Ok(vec![d, reduce::finish_partials(ctx, partials, logdet, 1.0, true)?])
 }
 
 /// Rewrite the heat of a prepared `gaussian_sample` dispatch whose output

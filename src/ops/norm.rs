@@ -66,10 +66,16 @@ impl GroupNorm {
         self.eps
     }
 
+    /// Shape of the per-(sample, group, chunk) statistics scratch for input `x`.
+    pub fn scratch_shape(&self, x: Shape) -> Shape {
+        let len = self.channels / self.groups * x.hw();
+        Shape::new(1, 1, x.n() * self.groups * plan_chunks(len).1, 2)
+    }
+
     /// Prepare `out = GroupNorm(x)` (then `out *= sigmoid(out)` if `swish`).
     /// `x` and `out` are `[N, C, H, W]` with C = `channels()`; `out` may not
-    /// alias `x`.
-    pub fn prepare(&self, ctx: &GpuContext, x: &Tensor, out: &Tensor, swish: bool) -> Result<Vec<Dispatch>> {
+    /// alias `x`; `partials` is scratch of [`Self::scratch_shape`].
+    pub fn prepare(&self, ctx: &GpuContext, x: &Tensor, out: &Tensor, partials: &Tensor, swish: bool) -> Result<Vec<Dispatch>> {
         let s = x.shape();
         if s.c() != self.channels || out.shape() != s {
             return Err(Error::Shape(format!(
@@ -86,7 +92,12 @@ impl GroupNorm {
         let len = cpg * s.hw();
         let (chunk, nchunks) = plan_chunks(len);
         let total = s.n() * self.groups * nchunks;
-        let partials = Tensor::empty(ctx, Shape::new(1, 1, total, 2))?;
+        if partials.shape() != self.scratch_shape(s) {
+            return Err(Error::Shape(format!("group_norm: scratch must be {}, got {}", self.scratch_shape(s), partials.shape())));
+        }
+        if Arc::ptr_eq(partials.buffer(), out.buffer()) || Arc::ptr_eq(partials.buffer(), x.buffer()) {
+            return Err(Error::InvalidArgument("group_norm: scratch may not share a buffer with input or output".into()));
+        }
         let params = Params::new()
             .u(total)
             .u(nchunks)

@@ -22,10 +22,20 @@ pub fn parts_per_sample(per_sample: usize) -> usize {
     per_sample.div_ceil(CHUNK).max(1)
 }
 
-/// Scratch for the partial sums of `n` samples of `per_sample` elements each:
-/// a `[n, 1, 1, parts]` tensor.
-pub fn partials_tensor(ctx: &GpuContext, n: usize, per_sample: usize) -> Result<Tensor> {
-    Tensor::empty(ctx, Shape::new(n, 1, 1, parts_per_sample(per_sample)))
+/// Shape of the scratch for the partial sums of `n` samples of `per_sample`
+/// elements each: `[n, 1, 1, parts]`. Callers own it (the graph plans it
+/// like any tensor, live only during its node).
+pub fn partials_shape(n: usize, per_sample: usize) -> Shape {
+    Shape::new(n, 1, 1, parts_per_sample(per_sample))
+}
+
+/// Check a caller-provided partial-sum scratch against [`partials_shape`].
+pub(crate) fn check_partials(op: &str, partials: &Tensor, n: usize, per_sample: usize) -> Result<usize> {
+    let want = partials_shape(n, per_sample);
+    if partials.shape() != want {
+        return Err(Error::Shape(format!("{op}: partial-sum scratch must be {want}, got {}", partials.shape())));
+    }
+    Ok(want.w())
 }
 
 /// Check that `t` is a per-sample scalar `[n, 1, 1, 1]`.
@@ -71,15 +81,14 @@ pub fn finish_partials(ctx: &GpuContext, partials: &Tensor, out: &Tensor, alpha:
         .with_cost((n * parts) as f64, 4.0 * (n * parts + 2 * n) as f64))
 }
 
-fn per_sample_sum(ctx: &GpuContext, op: &str, x: &Tensor, out: &Tensor, alpha: f32, accumulate: bool) -> Result<Vec<Dispatch>> {
+fn per_sample_sum(ctx: &GpuContext, op: &str, x: &Tensor, out: &Tensor, partials: &Tensor, alpha: f32, accumulate: bool) -> Result<Vec<Dispatch>> {
     let n = x.shape().n();
     check_per_sample(op, "output", out, n)?;
     if std::sync::Arc::ptr_eq(x.buffer(), out.buffer()) {
         return Err(Error::InvalidArgument(format!("{op}: input and output are the same buffer")));
     }
     let m = x.numel() / n;
-    let partials = partials_tensor(ctx, n, m)?;
-    let parts = partials.shape().w();
+    let parts = check_partials(op, partials, n, m)?;
     let params = reduce_params(n, m, parts, false, 1.0, 0.0);
     let partial = ctx
         .dispatch(KernelCall {
@@ -91,20 +100,21 @@ fn per_sample_sum(ctx: &GpuContext, op: &str, x: &Tensor, out: &Tensor, alpha: f
             workgroups: grid_1d(n * parts),
         })?
         .with_cost(x.numel() as f64, 4.0 * (x.numel() + n * parts) as f64);
-    Ok(vec![partial, finish_partials(ctx, &partials, out, alpha, accumulate)?])
+    Ok(vec![partial, finish_partials(ctx, partials, out, alpha, accumulate)?])
 }
 
-/// `out[n] = sum of x[n, ...]` for every sample of `x` (`out`: `[N, 1, 1, 1]`).
-pub fn sum_per_sample(ctx: &GpuContext, x: &Tensor, out: &Tensor) -> Result<Vec<Dispatch>> {
-    per_sample_sum(ctx, "reduce.sum_per_sample", x, out, 1.0, false)
+/// `out[n] = sum of x[n, ...]` for every sample of `x` (`out`: `[N, 1, 1, 1]`;
+/// `partials`: scratch of [`partials_shape`]`(N, C*H*W)`).
+pub fn sum_per_sample(ctx: &GpuContext, x: &Tensor, out: &Tensor, partials: &Tensor) -> Result<Vec<Dispatch>> {
+    per_sample_sum(ctx, "reduce.sum_per_sample", x, out, partials, 1.0, false)
 }
 
 /// `out[n] += alpha * sum of x[n, ...]` (e.g. a logdet update).
-pub fn accumulate_sum_per_sample(ctx: &GpuContext, x: &Tensor, out: &Tensor, alpha: f32) -> Result<Vec<Dispatch>> {
+pub fn accumulate_sum_per_sample(ctx: &GpuContext, x: &Tensor, out: &Tensor, partials: &Tensor, alpha: f32) -> Result<Vec<Dispatch>> {
     if !alpha.is_finite() {
         return Err(Error::InvalidArgument(format!("reduce.accumulate_sum_per_sample: alpha {alpha} is not finite")));
     }
-    per_sample_sum(ctx, "reduce.accumulate_sum_per_sample", x, out, alpha, true)
+    per_sample_sum(ctx, "reduce.accumulate_sum_per_sample", x, out, partials, alpha, true)
 }
 
 /// `t += value` in place for every element (logdet updates by a constant).

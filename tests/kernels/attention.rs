@@ -46,7 +46,7 @@ fn attention_matches_reference() {
                 // far from uniform and a wrong scale or layout shows.
                 let (qkv, qv) = rand_tensor(&mut rng, Shape::new(2, 3 * ch, h, w), -3.0, 3.0);
                 let out = poisoned(s);
-                let got = run_and_read(att.prepare(c, &qkv, &out).unwrap(), &out);
+                let got = run_and_read(att.prepare(c, &qkv, &out, &scratch(c, att.scores_shape())).unwrap(), &out);
                 let want = attention_ref(&qv, s, n_head);
                 // Outputs are convex combinations of values in [-3, 3], so
                 // rounding does not grow with HW: f32 error of the weighted
@@ -74,13 +74,13 @@ fn attention_bad_shapes() {
     let att = Attention::new(c, s, 2).unwrap();
     let qkv = Tensor::empty(c, Shape::new(1, 24, 4, 4)).unwrap();
     let out = Tensor::empty(c, s).unwrap();
-    assert!(att.prepare(c, &qkv, &out).is_ok());
+    assert!(att.prepare(c, &qkv, &out, &scratch(c, att.scores_shape())).is_ok());
     let bad_qkv = Tensor::empty(c, Shape::new(1, 16, 4, 4)).unwrap();
-    let err = att.prepare(c, &bad_qkv, &out).unwrap_err().to_string();
+    let err = att.prepare(c, &bad_qkv, &out, &scratch(c, att.scores_shape())).unwrap_err().to_string();
     assert!(err.contains("attention"), "{err}");
     let bad_out = Tensor::empty(c, Shape::new(1, 8, 4, 5)).unwrap();
-    assert!(matches!(att.prepare(c, &qkv, &bad_out), Err(Error::Shape(_))));
+    assert!(matches!(att.prepare(c, &qkv, &bad_out, &scratch(c, att.scores_shape())), Err(Error::Shape(_))));
     // Output viewing the qkv buffer.
     let alias = Tensor::from_buffer(qkv.buffer().clone(), s).unwrap();
-    assert!(matches!(att.prepare(c, &qkv, &alias), Err(Error::InvalidArgument(_))));
+    assert!(matches!(att.prepare(c, &qkv, &alias, &scratch(c, att.scores_shape())), Err(Error::InvalidArgument(_))));
 }

@@ -7,6 +7,17 @@ use std::sync::OnceLock;
 use wgsr::gpu::Dispatch;
 use wgsr::{GpuContext, Shape, Tensor};
 
+/// A scratch tensor of `shape` for ops that take caller-owned scratch.
+pub fn scratch(c: &GpuContext, shape: Shape) -> Tensor {
+    Tensor::empty(c, shape).unwrap()
+}
+
+/// Partial-sum scratch for per-sample reductions over `t` (`reduce::partials_shape`).
+pub fn partials_for(c: &GpuContext, t: &Tensor) -> Tensor {
+    let n = t.shape().n();
+    scratch(c, wgsr::ops::reduce::partials_shape(n, t.numel() / n))
+}
+
 /// One context for the whole binary (creating devices on lavapipe is slow).
 pub fn ctx() -> &'static GpuContext {
     static CTX: OnceLock<GpuContext> = OnceLock::new();

@@ -379,28 +379,28 @@ fn check_affine(rng: &mut Rng, s: Shape, split: usize, label: &str) {
     let ld_tol = 1e-6 * m.sqrt();
 
     let y = poisoned(s);
-    let got = run_and_read(coupling::affine_forward(c, &z, &h, &y, Some(&ld), split).unwrap(), &y);
+    let got = run_and_read(coupling::affine_forward(c, &z, &h, &y, Some(&ld), &partials_for(c, &z), split).unwrap(), &y);
     let (want, sums) = affine_ref(&zv, &hv, s, split, false);
     assert_close(&format!("{label}.forward {s}"), &got, &want, 1e-6, 1e-5);
     let want_ld: Vec<f64> = ldv.iter().zip(&sums).map(|(&v, t)| v as f64 + t).collect();
     assert_close(&format!("{label}.forward logdet {s}"), &ld.to_vec(c).unwrap(), &want_ld, ld_tol, 1e-5);
 
     let r = poisoned(s);
-    let got = run_and_read(coupling::affine_reverse(c, &z, &h, &r, None, split).unwrap(), &r);
+    let got = run_and_read(coupling::affine_reverse(c, &z, &h, &r, None, &partials_for(c, &z), split).unwrap(), &r);
     let (want, _) = affine_ref(&zv, &hv, s, split, true);
     assert_close(&format!("{label}.reverse {s}"), &got, &want, 1e-6, 1e-5);
 
     let back = poisoned(s);
-    let got = run_and_read(coupling::affine_reverse(c, &y, &h, &back, Some(&ld), split).unwrap(), &back);
+    let got = run_and_read(coupling::affine_reverse(c, &y, &h, &back, Some(&ld), &partials_for(c, &y), split).unwrap(), &back);
     assert_close(&format!("{label} round trip {s}"), &got, &to_f64(&zv), 1e-5, 1e-5);
     assert_close(&format!("{label} round trip logdet {s}"), &ld.to_vec(c).unwrap(), &to_f64(&ldv), ld_tol, 1e-5);
 
     // In place, with and without a logdet.
     let t = dup(&zv, s);
     let (ld2, _) = rand_tensor(rng, per_sample(s.n()), -1.0, 1.0);
-    run(coupling::affine_forward(c, &t, &h, &t, Some(&ld2), split).unwrap());
+    run(coupling::affine_forward(c, &t, &h, &t, Some(&ld2), &partials_for(c, &t), split).unwrap());
     assert_exact(&format!("{label}.forward in place {s}"), &t.to_vec(c).unwrap(), &y.to_vec(c).unwrap());
-    run(coupling::affine_reverse(c, &t, &h, &t, None, split).unwrap());
+    run(coupling::affine_reverse(c, &t, &h, &t, None, &partials_for(c, &t), split).unwrap());
     assert_close(&format!("{label} in-place round trip {s}"), &t.to_vec(c).unwrap(), &to_f64(&zv), 1e-5, 1e-5);
 }
 
@@ -501,7 +501,7 @@ fn gaussian_sample_normalize_logp() {
             assert_close(&format!("coupling.gaussian_normalize {scale:?} {s}"), &got, &want_norm, 1e-6, 1e-5);
 
             let (ld, ldv) = rand_tensor(&mut rng, per_sample(s.n()), -20.0, 20.0);
-            let got = run_and_read(coupling::gaussian_logp(c, &x, &h, &ld, scale).unwrap(), &ld);
+            let got = run_and_read(coupling::gaussian_logp(c, &x, &h, &ld, &partials_for(c, &x), scale).unwrap(), &ld);
             let want: Vec<f64> = ldv.iter().zip(&want_logp).map(|(&v, t)| v as f64 + t).collect();
             // Terms of size up to ~30 summed over M elements in f32.
             let m = s.numel() as f64 / s.n() as f64;
@@ -542,16 +542,16 @@ fn flow_bad_shapes_are_errors() {
     assert!(an.forward(c, &z, &out, Some(&ld)).is_ok());
 
     // Affine coupling.
-    assert!(coupling::affine_forward(c, &z, &h_ok, &out, Some(&ld), 3).is_ok());
-    let err = coupling::affine_forward(c, &z, &e(Shape::new(2, 7, 3, 4)), &out, None, 3).unwrap_err().to_string();
+    assert!(coupling::affine_forward(c, &z, &h_ok, &out, Some(&ld), &partials_for(c, &z), 3).is_ok());
+    let err = coupling::affine_forward(c, &z, &e(Shape::new(2, 7, 3, 4)), &out, None, &partials_for(c, &z), 3).unwrap_err().to_string();
     assert!(err.contains("net output"), "{err}");
-    assert!(coupling::affine_forward(c, &z, &e(Shape::new(2, 8, 4, 3)), &out, None, 3).is_err());
-    assert!(coupling::affine_forward(c, &z, &e(Shape::new(1, 8, 3, 4)), &out, None, 3).is_err());
-    assert!(coupling::affine_forward(c, &z, &h_ok, &out, None, 0).is_err());
-    assert!(coupling::affine_forward(c, &z, &h_ok, &out, None, 7).is_err());
-    assert!(coupling::affine_reverse(c, &z, &h_ok, &out, Some(&e(per_sample(3))), 3).is_err());
-    assert!(coupling::affine_forward(c, &z, &h_ok, &h_ok, None, 3).is_err());
-    assert!(coupling::affine_forward(c, &z, &h_ok, &e(Shape::new(2, 7, 3, 5)), None, 3).is_err());
+    assert!(coupling::affine_forward(c, &z, &e(Shape::new(2, 8, 4, 3)), &out, None, &partials_for(c, &z), 3).is_err());
+    assert!(coupling::affine_forward(c, &z, &e(Shape::new(1, 8, 3, 4)), &out, None, &partials_for(c, &z), 3).is_err());
+    assert!(coupling::affine_forward(c, &z, &h_ok, &out, None, &partials_for(c, &z), 0).is_err());
+    assert!(coupling::affine_forward(c, &z, &h_ok, &out, None, &partials_for(c, &z), 7).is_err());
+    assert!(coupling::affine_reverse(c, &z, &h_ok, &out, Some(&e(per_sample(3))), &partials_for(c, &z), 3).is_err());
+    assert!(coupling::affine_forward(c, &z, &h_ok, &h_ok, None, &partials_for(c, &z), 3).is_err());
+    assert!(coupling::affine_forward(c, &z, &h_ok, &e(Shape::new(2, 7, 3, 5)), None, &partials_for(c, &z), 3).is_err());
 
     // Additive.
     assert!(coupling::additive_forward(c, &z, &e(Shape::new(2, 3, 3, 4)), &out).is_ok());
@@ -566,6 +566,6 @@ fn flow_bad_shapes_are_errors() {
     assert!(coupling::gaussian_sample(c, &h_ok, &x, f32::NAN, &xo, GaussianScale::Logs).is_err());
     assert!(coupling::gaussian_sample(c, &h_ok, &x, 1.0, &x, GaussianScale::Logs).is_err());
     assert!(coupling::gaussian_normalize(c, &x, &e(Shape::new(2, 6, 3, 4)), &xo, GaussianScale::Atan).is_err());
-    assert!(coupling::gaussian_logp(c, &x, &h_ok, &e(per_sample(1)), GaussianScale::Logs).is_err());
-    assert!(coupling::gaussian_logp(c, &x, &h_ok, &ld, GaussianScale::Atan).is_ok());
+    assert!(coupling::gaussian_logp(c, &x, &h_ok, &e(per_sample(1)), &partials_for(c, &x), GaussianScale::Logs).is_err());
+    assert!(coupling::gaussian_logp(c, &x, &h_ok, &ld, &partials_for(c, &x), GaussianScale::Atan).is_ok());
 }

@@ -33,7 +33,7 @@ fn check(rng: &mut Rng, s: Shape, groups: usize, offset: f64, spread: f64, swish
     let gn = GroupNorm::new(c, &gamma, &beta, groups, DEFAULT_EPS).unwrap();
     let (x, xv) = rand_tensor(rng, s, offset - spread, offset + spread);
     let out = poisoned(s);
-    let got = run_and_read(gn.prepare(c, &x, &out, swish).unwrap(), &out);
+    let got = run_and_read(gn.prepare(c, &x, &out, &scratch(c, gn.scratch_shape(x.shape())), swish).unwrap(), &out);
     let want = group_norm_ref(&xv, s, groups, &gamma, &beta, DEFAULT_EPS as f64, swish);
     // Outputs are O(1) (unit-variance values times gamma in [0.5, 1.5]); the
     // statistics are computed on shifted data, so even a mean of 100 with
@@ -85,9 +85,9 @@ fn group_norm_bad_arguments() {
     let wrong_c = Tensor::empty(c, Shape::new(1, 8, 4, 4)).unwrap();
     let wrong_hw = Tensor::empty(c, Shape::new(1, 12, 4, 5)).unwrap();
     let out = Tensor::empty(c, Shape::new(1, 12, 4, 4)).unwrap();
-    let err = gn.prepare(c, &wrong_c, &wrong_c, false).unwrap_err().to_string();
+    let err = gn.prepare(c, &wrong_c, &wrong_c, &scratch(c, gn.scratch_shape(wrong_c.shape())), false).unwrap_err().to_string();
     assert!(err.contains("group_norm") && err.contains("12 channels"), "{err}");
-    assert!(matches!(gn.prepare(c, &x, &wrong_hw, false), Err(Error::Shape(_))));
-    assert!(matches!(gn.prepare(c, &x, &x, true), Err(Error::InvalidArgument(_))));
-    assert!(gn.prepare(c, &x, &out, true).is_ok());
+    assert!(matches!(gn.prepare(c, &x, &wrong_hw, &scratch(c, gn.scratch_shape(x.shape())), false), Err(Error::Shape(_))));
+    assert!(matches!(gn.prepare(c, &x, &x, &scratch(c, gn.scratch_shape(x.shape())), true), Err(Error::InvalidArgument(_))));
+    assert!(gn.prepare(c, &x, &out, &scratch(c, gn.scratch_shape(x.shape())), true).is_ok());
 }

@@ -18,7 +18,7 @@ fn sum_per_sample_matches_f64() {
     for s in SHAPES {
         let (x, xv) = rand_tensor(&mut rng, s, -1.0, 1.0);
         let out = poisoned(Shape::new(s.n(), 1, 1, 1));
-        let got = run_and_read(reduce::sum_per_sample(c, &x, &out).unwrap(), &out);
+        let got = run_and_read(reduce::sum_per_sample(c, &x, &out, &partials_for(c, &x)).unwrap(), &out);
         let m = (s.numel() / s.n()) as f64;
         // f32 tree sum of m terms in [-1, 1]: error grows like eps * sqrt(m).
         assert_close(&format!("reduce.sum_per_sample {s}"), &got, &per_sample_sums(&xv, s.n()), 1e-6 * m.sqrt(), 1e-5);
@@ -32,7 +32,7 @@ fn accumulate_sum_adds_scaled_total() {
     let s = Shape::new(2, 13, 33, 35);
     let (x, xv) = rand_tensor(&mut rng, s, -1.0, 1.0);
     let (acc, accv) = rand_tensor(&mut rng, Shape::new(2, 1, 1, 1), -50.0, 50.0);
-    let got = run_and_read(reduce::accumulate_sum_per_sample(c, &x, &acc, -0.75).unwrap(), &acc);
+    let got = run_and_read(reduce::accumulate_sum_per_sample(c, &x, &acc, &partials_for(c, &x), -0.75).unwrap(), &acc);
     let want: Vec<f64> = per_sample_sums(&xv, 2).iter().zip(&accv).map(|(t, &a)| a as f64 - 0.75 * t).collect();
     let m = (s.numel() / 2) as f64;
     assert_close("reduce.accumulate_sum_per_sample", &got, &want, 1e-6 * m.sqrt(), 1e-5);
@@ -45,10 +45,10 @@ fn reductions_are_deterministic() {
     let s = Shape::new(2, 13, 33, 35);
     let (x, _) = rand_tensor(&mut rng, s, -1.0, 1.0);
     let out = poisoned(Shape::new(2, 1, 1, 1));
-    let d = reduce::sum_per_sample(c, &x, &out).unwrap();
+    let d = reduce::sum_per_sample(c, &x, &out, &partials_for(c, &x)).unwrap();
     let first = run_and_read(d, &out);
     for _ in 0..3 {
-        let again = run_and_read(reduce::sum_per_sample(c, &x, &out).unwrap(), &out);
+        let again = run_and_read(reduce::sum_per_sample(c, &x, &out, &partials_for(c, &x)).unwrap(), &out);
         assert_exact("reduce.sum_per_sample repeat", &again, &first);
     }
 }
@@ -74,11 +74,11 @@ fn bad_arguments_are_errors() {
     let wrong_shape = Tensor::empty(c, Shape::new(2, 1, 1, 2)).unwrap();
     let ok = Tensor::empty(c, Shape::new(2, 1, 1, 1)).unwrap();
     for out in [&wrong_n, &wrong_shape] {
-        let err = reduce::sum_per_sample(c, &x, out).unwrap_err().to_string();
+        let err = reduce::sum_per_sample(c, &x, out, &partials_for(c, &x)).unwrap_err().to_string();
         assert!(err.contains("per-sample"), "{err}");
     }
-    assert!(reduce::sum_per_sample(c, &ok, &ok).is_err(), "aliased input/output must be rejected");
-    assert!(reduce::accumulate_sum_per_sample(c, &x, &ok, f32::NAN).is_err());
+    assert!(reduce::sum_per_sample(c, &ok, &ok, &partials_for(c, &ok)).is_err(), "aliased input/output must be rejected");
+    assert!(reduce::accumulate_sum_per_sample(c, &x, &ok, &partials_for(c, &x), f32::NAN).is_err());
     assert!(reduce::add_scalar_inplace(c, &ok, f32::INFINITY).is_err());
     let bad_partials = Tensor::empty(c, Shape::new(2, 2, 1, 3)).unwrap();
     assert!(reduce::finish_partials(c, &bad_partials, &ok, 1.0, true).is_err());

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::graph::{GraphBuilder, TensorId};
+use crate::graph::{GraphBuilder, OutputSpec, TensorId};
 use crate::ops::attention::Attention;
 use crate::ops::matmul::Linear;
 use crate::ops::norm::GroupNorm;
@@ -18,15 +18,18 @@ impl GraphBuilder<'_> {
         let beta = self.weight(name, &format!("{prefix}.bias"), Some(&[c]))?;
         let gn = GroupNorm::new(self.ctx(), &gamma.data, &beta.data, groups, eps)
             .with_context(|| node_label(name, "group_norm"))?;
+        let scratch = OutputSpec::scratch(gn.scratch_shape(s));
         let gn = Arc::new(gn);
-        self.kernel(
+        let outs = self.kernel_multi(
             name,
             "group_norm",
             format!("groups={groups} eps={eps} swish={swish}"),
             &[x],
-            s,
-            Box::new(move |c, i, o, _| gn.prepare(c, i[0], o[0], swish)),
-        )
+            vec![OutputSpec::new(s), scratch],
+            Box::new(move |c, i, o, _| gn.prepare(c, i[0], o[0], o[1], swish)),
+            None,
+        )?;
+        Ok(outs[0])
     }
 
     /// Linear layer from `{prefix}.weight` [out, in] and optional `{prefix}.bias` [out].
@@ -61,6 +64,15 @@ impl GraphBuilder<'_> {
         }
         let out = Shape::new(s.n(), s.c() / 3, s.h(), s.w());
         let att = Arc::new(Attention::new(self.ctx(), out, n_head).with_context(|| node_label(name, "attention"))?);
-        self.kernel(name, "attention", format!("heads={n_head}"), &[qkv], out, Box::new(move |c, i, o, _| att.prepare(c, i[0], o[0])))
+        let outs = self.kernel_multi(
+            name,
+            "attention",
+            format!("heads={n_head}"),
+            &[qkv],
+            vec![OutputSpec::new(out), OutputSpec::scratch(att.scores_shape())],
+            Box::new(move |c, i, o, _| att.prepare(c, i[0], o[0], o[1])),
+            None,
+        )?;
+        Ok(outs[0])
     }
 }

@@ -75,8 +75,8 @@ impl GraphBuilder<'_> {
             "logdet_add_sum",
             format!("alpha={alpha}"),
             &[logdet, x],
-            vec![OutputSpec { shape: sl, alias: Alias::InPlace(0) }],
-            Box::new(move |c, i, _, _| reduce::accumulate_sum_per_sample(c, i[1], i[0], alpha)),
+            vec![OutputSpec { shape: sl, alias: Alias::InPlace(0) }, OutputSpec::scratch(reduce::partials_shape(sx.n(), sx.numel() / sx.n()))],
+            Box::new(move |c, i, o, _| reduce::accumulate_sum_per_sample(c, i[1], i[0], o[1], alpha)),
             None,
         )?;
         Ok(outs[0])
@@ -169,10 +169,13 @@ impl GraphBuilder<'_> {
             "affine_coupling",
             format!("{dir:?} split={split}"),
             &inputs,
-            outputs_with_logdet(s, logdet, 2),
-            Box::new(move |c, i, o, _| match dir {
-                Dir::Forward => coupling::affine_forward(c, i[0], i[1], o[0], i.get(2).copied(), split),
-                Dir::Reverse => coupling::affine_reverse(c, i[0], i[1], o[0], i.get(2).copied(), split),
+            [outputs_with_logdet(s, logdet, 2), vec![OutputSpec::scratch(reduce::partials_shape(s.n(), s.numel() / s.n()))]].concat(),
+            Box::new(move |c, i, o, _| {
+                let partials = o[o.len() - 1];
+                match dir {
+                    Dir::Forward => coupling::affine_forward(c, i[0], i[1], o[0], i.get(2).copied(), partials, split),
+                    Dir::Reverse => coupling::affine_reverse(c, i[0], i[1], o[0], i.get(2).copied(), partials, split),
+                }
             }),
             None,
         )?;
@@ -250,8 +253,8 @@ impl GraphBuilder<'_> {
             "gaussian_logp",
             format!("{scale:?}"),
             &[x, h, logdet],
-            vec![OutputSpec { shape: sl, alias: Alias::InPlace(2) }],
-            Box::new(move |c, i, _, _| coupling::gaussian_logp(c, i[0], i[1], i[2], scale)),
+            vec![OutputSpec { shape: sl, alias: Alias::InPlace(2) }, OutputSpec::scratch(reduce::partials_shape(sx.n(), sx.numel() / sx.n()))],
+            Box::new(move |c, i, o, _| coupling::gaussian_logp(c, i[0], i[1], i[2], o[1], scale)),
             None,
         )?;
         Ok(outs[0])
