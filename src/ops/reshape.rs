@@ -112,6 +112,72 @@ fn d2s_shape(op: &str, s: Shape, f: usize) -> Result<Shape> {
     Ok(Shape::new(s.n(), s.c() / (f * f), s.h() * f, s.w() * f))
 }
 
+// Output shapes, stated once: the prepare functions check `out` against
+// them and the graph builder infers its node shapes from them.
+
+/// `squeeze` / `pixel_unshuffle` by `f`: [n,c,h,w] -> [n,c*f*f,h/f,w/f].
+pub fn space_to_depth_shape(s: Shape, f: usize) -> Result<Shape> {
+    s2d_shape("space_to_depth", s, f)
+}
+
+/// `unsqueeze` / `pixel_shuffle` by `f`: [n,c,h,w] -> [n,c/(f*f),h*f,w*f].
+pub fn depth_to_space_shape(s: Shape, f: usize) -> Result<Shape> {
+    d2s_shape("depth_to_space", s, f)
+}
+
+/// [`haar_down`]: [n,c,h,w] -> [n,4c,h/2,w/2].
+pub fn haar_down_shape(s: Shape) -> Result<Shape> {
+    if !s.h().is_multiple_of(2) || !s.w().is_multiple_of(2) {
+        return Err(Error::Shape(format!("haar_down: height and width of {s} must be even")));
+    }
+    Ok(Shape::new(s.n(), 4 * s.c(), s.h() / 2, s.w() / 2))
+}
+
+/// [`haar_up`]: [n,4c,h,w] -> [n,c,2h,2w].
+pub fn haar_up_shape(s: Shape) -> Result<Shape> {
+    if !s.c().is_multiple_of(4) {
+        return Err(Error::Shape(format!("haar_up: channels of {s} must be divisible by 4 (4 Haar bands)")));
+    }
+    Ok(Shape::new(s.n(), s.c() / 4, s.h() * 2, s.w() * 2))
+}
+
+/// [`slice_channels`]: `count` channels `start, start+step, ...` of `s`.
+pub fn slice_channels_shape(s: Shape, start: usize, step: usize, count: usize) -> Result<Shape> {
+    let op = "slice_channels";
+    if count == 0 {
+        return Err(Error::InvalidArgument(format!("{op}: channel count must be >= 1")));
+    }
+    if step == 0 {
+        return Err(Error::InvalidArgument(format!("{op}: channel step must be >= 1")));
+    }
+    let last = start.checked_add((count - 1).saturating_mul(step)).filter(|&l| l < s.c());
+    if last.is_none() {
+        return Err(Error::Shape(format!("{op}: channels {start}+{step}k (k < {count}) are out of range for input {s}")));
+    }
+    Ok(Shape::new(s.n(), count, s.h(), s.w()))
+}
+
+/// [`concat_channels`] of inputs with these shapes.
+pub fn concat_shape(shapes: &[Shape]) -> Result<Shape> {
+    let first = *shapes.first().ok_or_else(|| Error::InvalidArgument("concat_channels: no inputs".into()))?;
+    if shapes.iter().any(|s| (s.n(), s.h(), s.w()) != (first.n(), first.h(), first.w())) {
+        let list: Vec<String> = shapes.iter().map(|s| s.to_string()).collect();
+        return Err(Error::Shape(format!("concat_channels: inputs differ outside the channel axis: {}", list.join(", "))));
+    }
+    Ok(Shape::new(first.n(), shapes.iter().map(|s| s.c()).sum(), first.h(), first.w()))
+}
+
+/// [`upsample_nearest`] by `f`: [n,c,h,w] -> [n,c,h*f,w*f].
+pub fn upsample_nearest_shape(s: Shape, f: usize) -> Result<Shape> {
+    check_factor("upsample_nearest", f)?;
+    Ok(Shape::new(s.n(), s.c(), s.h() * f, s.w() * f))
+}
+
+/// cat([a, upsample_nearest(b, f)]) ([`write_channels`] + [`upsample_nearest_into`]).
+pub fn concat_upsampled_shape(a: Shape, b: Shape, f: usize) -> Result<Shape> {
+    concat_shape(&[a, upsample_nearest_shape(b, f)?])
+}
+
 fn space_to_depth(ctx: &GpuContext, op: &str, x: &Tensor, out: &Tensor, f: usize) -> Result<Dispatch> {
     let want = s2d_shape(op, x.shape(), f)?;
     expect_out(op, x.shape(), out.shape(), want)?;
@@ -156,10 +222,7 @@ pub fn pixel_unshuffle(ctx: &GpuContext, x: &Tensor, r: usize, out: &Tensor) -> 
 pub fn haar_down(ctx: &GpuContext, x: &Tensor, out: &Tensor) -> Result<Dispatch> {
     let op = "haar_down";
     let s = x.shape();
-    if !s.h().is_multiple_of(2) || !s.w().is_multiple_of(2) {
-        return Err(Error::Shape(format!("{op}: height and width of {s} must be even")));
-    }
-    let want = Shape::new(s.n(), 4 * s.c(), s.h() / 2, s.w() / 2);
+    let want = haar_down_shape(s)?;
     expect_out(op, s, out.shape(), want)?;
     no_alias(op, x, out)?;
     let n = s.n() * s.c() * want.hw();
@@ -172,10 +235,7 @@ pub fn haar_down(ctx: &GpuContext, x: &Tensor, out: &Tensor) -> Result<Dispatch>
 pub fn haar_up(ctx: &GpuContext, x: &Tensor, out: &Tensor) -> Result<Dispatch> {
     let op = "haar_up";
     let s = x.shape();
-    if !s.c().is_multiple_of(4) {
-        return Err(Error::Shape(format!("{op}: channels of {s} must be divisible by 4 (4 Haar bands)")));
-    }
-    let want = Shape::new(s.n(), s.c() / 4, s.h() * 2, s.w() * 2);
+    let want = haar_up_shape(s)?;
     expect_out(op, s, out.shape(), want)?;
     no_alias(op, x, out)?;
     let n = s.n() * want.c() * s.hw();
@@ -287,6 +347,7 @@ pub fn slice_channels(
     if out.shape().c() != count {
         return Err(Error::Shape(format!("{op}: output {} must have {count} channels", out.shape())));
     }
+    expect_out(op, x.shape(), out.shape(), slice_channels_shape(x.shape(), start, step, count)?)?;
     copy_channels(ctx, op, x, out, 1, ChanCopy { in_start: start, in_step: step, out_start: 0, out_step: 1, count })
 }
 
