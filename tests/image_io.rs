@@ -7,7 +7,7 @@
 use std::io::Cursor;
 
 use image::{DynamicImage, ExtendedColorType, ImageBuffer};
-use wgsr::image_io::{probe, DecodeLimits, Depth, Image, Layout, OutputFormat, RgbImage, SourceFormat};
+use wgsr::image_io::{probe, DecodeLimits, Depth, Image, Layout, OutputFormat, RgbImage, Scale, SourceFormat};
 use wgsr::resize::{imresize, MatlabPrecision};
 use wgsr::{Error, Result};
 
@@ -627,4 +627,25 @@ fn map_rgb_checks_what_the_model_returns() {
     assert!(matches!(img.clone().map_rgb(broken), Err(Error::Shape(_))));
     let failing = |_: &RgbImage| -> Result<RgbImage> { Err(Error::InvalidArgument("model says no".into())) };
     assert!(matches!(img.map_rgb(failing), Err(Error::InvalidArgument(_))));
+}
+
+#[test]
+fn crop_and_scaled_mapping_keep_the_alpha_aligned() {
+    let img = Image::decode(&png(&random(Layout::Rgba, Depth::Eight, 9, 7, 111))).unwrap();
+    // Down(2) needs a multiple of 2: refused, then fine after a top-left crop.
+    assert!(matches!(img.clone().map_rgb_scaled(Scale::Down(2), box_half), Err(Error::InvalidArgument(_))));
+    let c = img.crop(0, 0, 8, 6).unwrap();
+    assert_eq!(c.rgb, img.rgb.crop(0, 0, 8, 6).unwrap());
+    let a = img.alpha.as_ref().unwrap();
+    let ca = c.alpha.as_ref().unwrap();
+    for y in 0..6 {
+        assert_eq!(&ca.data[y * 8..y * 8 + 8], &a.data[y * 9..y * 9 + 8]);
+    }
+    let down = c.clone().map_rgb_scaled(Scale::Down(2), box_half).unwrap();
+    assert_eq!(down.alpha.as_ref().unwrap().data, reference_alpha(ca, 4, 3));
+    let up = c.clone().map_rgb_scaled(Scale::Up(2), nearest2x).unwrap();
+    assert_eq!((up.width(), up.height(), up.layout, up.depth), (16, 12, Layout::Rgba, Depth::Eight));
+    // A model that returns another size than the scale says is an error.
+    assert!(matches!(c.map_rgb_scaled(Scale::Up(4), nearest2x), Err(Error::Shape(_))));
+    assert!(Scale::Up(0).apply(3, 3).is_err());
 }

@@ -130,6 +130,36 @@ impl Plane {
     }
 }
 
+/// An integer resize factor a model applies, for [`Image::map_rgb_scaled`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scale {
+    /// Output = input x n (super-resolution).
+    Up(usize),
+    /// Output = input / n (rescaling's downscale); the input must be a multiple of n.
+    Down(usize),
+}
+
+impl Scale {
+    /// The output size for a `w` x `h` input, or an error saying why there is none.
+    pub fn apply(self, w: usize, h: usize) -> Result<(usize, usize)> {
+        match self {
+            Scale::Up(n) if n >= 1 => match (w.checked_mul(n), h.checked_mul(n)) {
+                (Some(ow), Some(oh)) => Ok((ow, oh)),
+                _ => Err(Error::InvalidArgument(format!("{w}x{h} x{n} overflows"))),
+            },
+            Scale::Down(n) if n >= 1 => {
+                if w % n != 0 || h % n != 0 {
+                    return Err(Error::InvalidArgument(format!(
+                        "the image is {w}x{h}, not a multiple of the factor {n}; crop it first (Image::crop)"
+                    )));
+                }
+                Ok((w / n, h / n))
+            }
+            _ => Err(Error::InvalidArgument("a scale factor must be at least 1".into())),
+        }
+    }
+}
+
 /// A decoded image: the colour part as planar RGB (gray files expanded to
 /// R = G = B), the alpha plane if the file had one, and the file's layout and
 /// bit depth so the result can be written back the same way.
@@ -231,6 +261,44 @@ impl Image {
             None => None,
         };
         Ok(Image { rgb: out, alpha, layout: self.layout, depth: self.depth })
+    }
+
+    /// [`Image::map_rgb`] for a model that scales by an integer factor: the
+    /// output size is checked against `scale` (a model that returned
+    /// another size, e.g. because it cropped the input, would misalign the
+    /// alpha plane), and a [`Scale::Down`] input must be a multiple of the
+    /// factor (crop with [`Image::crop`] first).
+    pub fn map_rgb_scaled<F>(self, scale: Scale, model: F) -> Result<Image>
+    where
+        F: FnOnce(&RgbImage) -> Result<RgbImage>,
+    {
+        let (w, h) = scale.apply(self.width(), self.height())?;
+        self.map_rgb(|x| {
+            let out = model(x)?;
+            if (out.width, out.height) != (w, h) {
+                return Err(Error::Shape(format!(
+                    "the model turned {}x{} into {}x{}; {scale:?} needs {w}x{h}",
+                    x.width, x.height, out.width, out.height
+                )));
+            }
+            Ok(out)
+        })
+    }
+
+    /// The `w` x `h` region at (`x0`, `y0`), colour and alpha alike.
+    pub fn crop(&self, x0: usize, y0: usize, w: usize, h: usize) -> Result<Image> {
+        let rgb = self.rgb.crop(x0, y0, w, h)?;
+        let alpha = match &self.alpha {
+            Some(a) => {
+                let mut d = Vec::with_capacity(w * h);
+                for y in y0..y0 + h {
+                    d.extend_from_slice(&a.data[y * a.width + x0..y * a.width + x0 + w]);
+                }
+                Some(Plane::new(w, h, d)?)
+            }
+            None => None,
+        };
+        Image::new(rgb, alpha, self.layout, self.depth)
     }
 
     /// Gray of the colour part: BT.601 luma `0.299 R + 0.587 G + 0.114 B`

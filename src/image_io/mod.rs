@@ -29,7 +29,7 @@ mod rgb;
 pub use self::atomic::write_atomic;
 pub use self::decode::{probe, DecodeLimits, ImageInfo, SourceFormat};
 pub use self::encode::OutputFormat;
-pub use self::image::{Depth, Image, Layout, Plane};
+pub use self::image::{Depth, Image, Layout, Plane, Scale};
 pub use self::npy::{npy_bytes, read_npy};
 pub use self::rgb::RgbImage;
 
