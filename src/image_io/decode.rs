@@ -275,7 +275,7 @@ fn run_decoder(d: impl ImageDecoder, format: SourceFormat, limits: &DecodeLimits
 fn planar<T: Copy>(raw: &[T], w: usize, h: usize, ch: usize, to_f: impl Fn(T) -> f32) -> (RgbImage, Option<Plane>) {
     let n = w * h;
     let mut data = vec![0f32; 3 * n];
-    let mut alpha = if ch % 2 == 0 { Some(vec![0f32; n]) } else { None };
+    let mut alpha = if ch.is_multiple_of(2) { Some(vec![0f32; n]) } else { None };
     for (i, px) in raw.chunks_exact(ch).enumerate() {
         if ch <= 2 {
             let v = to_f(px[0]);

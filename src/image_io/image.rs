@@ -148,7 +148,7 @@ impl Scale {
                 _ => Err(Error::InvalidArgument(format!("{w}x{h} x{n} overflows"))),
             },
             Scale::Down(n) if n >= 1 => {
-                if w % n != 0 || h % n != 0 {
+                if !w.is_multiple_of(n) || !h.is_multiple_of(n) {
                     return Err(Error::InvalidArgument(format!(
                         "the image is {w}x{h}, not a multiple of the factor {n}; crop it first (Image::crop)"
                     )));

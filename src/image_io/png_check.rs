@@ -114,7 +114,7 @@ pub(crate) fn check(b: &[u8]) -> Result<PngHeader, Defect> {
                     }
                     b"IDAT" => in_idat = true,
                     b"PLTE" => {
-                        if data.is_empty() || data.len() % 3 != 0 || data.len() > 3 * 256 {
+                        if data.is_empty() || !data.len().is_multiple_of(3) || data.len() > 3 * 256 {
                             return Err(Defect::Invalid(format!(
                                 "the PLTE chunk has {} bytes, not 3 per entry for 1 to 256 entries",
                                 data.len()
