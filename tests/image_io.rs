@@ -500,6 +500,15 @@ fn files_cut_in_half_are_truncation_errors_naming_the_path() {
         std::fs::write(&p, half).unwrap();
         let m = image_err(Image::load(&p));
         assert!(m.starts_with(&format!("{}: {kind}", p.display())), "{name}: {m}");
+        match wgsr::image_io::probe_file(&p) {
+            Err(Error::Image(m)) => assert!(m.starts_with(&format!("{}: {kind}", p.display())), "{m}"),
+            other => panic!("{name}: probe_file of a truncated file gave {other:?}"),
+        }
+        std::fs::write(&p, &file).unwrap();
+        let info = wgsr::image_io::probe_file(&p).unwrap();
+        let img = Image::load(&p).unwrap();
+        assert_eq!((info.width as usize, info.height as usize, info.layout, info.depth), (img.width(), img.height(), img.layout, img.depth));
+        std::fs::write(&p, half).unwrap();
         // the RGB loader the models use is just as strict
         match RgbImage::load(&p) {
             Err(Error::Image(m)) => assert!(m.contains(kind), "{m}"),

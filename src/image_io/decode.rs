@@ -5,6 +5,7 @@
 //! debug text.
 
 use std::io::Cursor;
+use std::path::Path;
 
 use image::{DynamicImage, ImageDecoder};
 
@@ -125,6 +126,17 @@ pub fn probe(bytes: &[u8]) -> Result<ImageInfo> {
             })
         }
     }
+}
+
+/// [`probe`] of a file; errors name the path. Reads the whole file (the
+/// structure check needs every byte) but decodes nothing.
+pub fn probe_file(path: impl AsRef<Path>) -> Result<ImageInfo> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.display().to_string(), source: e })?;
+    probe(&bytes).map_err(|e| match e {
+        Error::Image(m) => Error::Image(format!("{}: {m}", path.display())),
+        other => other,
+    })
 }
 
 fn sniff(b: &[u8]) -> Result<SourceFormat> {

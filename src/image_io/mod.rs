@@ -27,7 +27,7 @@ mod png_check;
 mod rgb;
 
 pub use self::atomic::write_atomic;
-pub use self::decode::{probe, DecodeLimits, ImageInfo, SourceFormat};
+pub use self::decode::{probe, probe_file, DecodeLimits, ImageInfo, SourceFormat};
 pub use self::encode::OutputFormat;
 pub use self::image::{Depth, Image, Layout, Plane, Scale};
 pub use self::npy::{npy_bytes, read_npy};
