@@ -658,3 +658,36 @@ fn crop_and_scaled_mapping_keep_the_alpha_aligned() {
     assert!(matches!(c.map_rgb_scaled(Scale::Up(4), nearest2x), Err(Error::Shape(_))));
     assert!(Scale::Up(0).apply(3, 3).is_err());
 }
+
+// ------------------------------------------------------------ with a real model
+
+/// The wiring the CLI is meant to use, on the tiny HCFlow fixtures (lavapipe):
+/// an RGBA 16-bit input upscaled x4 and a gray one downscaled /4 keep their
+/// layout and depth; the colour is exactly what the model gives on the RGB.
+#[test]
+fn hcflow_fixtures_round_trip_rgba16_and_gray() {
+    use wgsr::models::hcflow::HcFlow;
+    use wgsr::weights::ModelDir;
+    let fixture = |n: &str| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(n);
+    let ctx = wgsr::GpuContext::new().unwrap();
+
+    let mut sr = HcFlow::load(ModelDir::load(fixture("hcflow_sr_x4_tiny")).unwrap()).unwrap();
+    let s = sr.scale();
+    let input = Image::decode(&png(&random(Layout::Rgba, Depth::Sixteen, 7, 5, 121))).unwrap();
+    let direct = sr.upscale(&ctx, &input.rgb, Some(0.0), 3).unwrap();
+    let out = input.clone().map_rgb_scaled(Scale::Up(s), |lr| sr.upscale(&ctx, lr, Some(0.0), 3)).unwrap();
+    assert_eq!((out.width(), out.height(), out.layout, out.depth), (7 * s, 5 * s, Layout::Rgba, Depth::Sixteen));
+    assert_eq!(out.rgb, direct);
+    assert_eq!(out.alpha.as_ref().unwrap().data, reference_alpha(input.alpha.as_ref().unwrap(), 7 * s, 5 * s));
+    let back = image::load_from_memory(&out.encode_png().unwrap()).unwrap();
+    assert_eq!(layout_of(&back), (Layout::Rgba, Depth::Sixteen));
+    assert_eq!(samples(&back), expected_samples(&out));
+
+    let mut rs = HcFlow::load(ModelDir::load(fixture("hcflow_rescale_x4_tiny")).unwrap()).unwrap();
+    let s = rs.scale();
+    let gray = Image::decode(&png(&random(Layout::Gray, Depth::Eight, 4 * s as u32, 3 * s as u32, 122))).unwrap();
+    let lr = gray.map_rgb_scaled(Scale::Down(s), |hr| Ok(rs.downscale(&ctx, hr)?.0)).unwrap();
+    assert_eq!((lr.width(), lr.height(), lr.layout, lr.depth), (4, 3, Layout::Gray, Depth::Eight));
+    let back = image::load_from_memory(&lr.encode_png().unwrap()).unwrap();
+    assert_eq!(layout_of(&back), (Layout::Gray, Depth::Eight));
+}
