@@ -108,7 +108,7 @@ fn bad_inputs_fail_cleanly_and_write_nothing() {
 
     let corrupt = d.join("corrupt.png");
     std::fs::write(&corrupt, b"\x89PNG\r\n\x1a\n this is not a png").unwrap();
-    fails_with(&wgsr(&["upscale", s(&corrupt), s(&out), "--model", s(&model)]), "not a valid PNG");
+    fails_with(&wgsr(&["upscale", s(&corrupt), s(&out), "--model", s(&model)]), "cannot decode");
     fails_with(&wgsr(&["upscale", s(&d.join("missing.png")), s(&out), "--model", s(&model)]), "missing.png");
     fails_with(&wgsr(&["upscale", s(&lr), s(&d.join("out.jpg")), "--model", s(&model)]), ".png");
     fails_with(&wgsr(&["upscale", s(&lr), s(&d.join("no/such/dir/out.png")), "--model", s(&model)]), "does not exist");

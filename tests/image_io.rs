@@ -499,9 +499,9 @@ fn files_cut_in_half_are_truncation_errors_naming_the_path() {
         let p = dir.join(format!("{}.bin", name.replace(' ', "_")));
         std::fs::write(&p, half).unwrap();
         let m = image_err(Image::load(&p));
-        assert!(m.starts_with(&format!("{}: {kind}", p.display())), "{name}: {m}");
+        assert!(m.starts_with(&format!("cannot decode {}: {kind}", p.display())), "{name}: {m}");
         match wgsr::image_io::probe_file(&p) {
-            Err(Error::Image(m)) => assert!(m.starts_with(&format!("{}: {kind}", p.display())), "{m}"),
+            Err(Error::Image(m)) => assert!(m.starts_with(&format!("cannot decode {}: {kind}", p.display())), "{m}"),
             other => panic!("{name}: probe_file of a truncated file gave {other:?}"),
         }
         std::fs::write(&p, &file).unwrap();
@@ -671,7 +671,7 @@ fn hcflow_fixtures_round_trip_rgba16_and_gray() {
     let fixture = |n: &str| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(n);
     let ctx = wgsr::GpuContext::new().unwrap();
 
-    let mut sr = HcFlow::load(ModelDir::load(fixture("hcflow_sr_x4_tiny")).unwrap()).unwrap();
+    let mut sr = HcFlow::load(&ctx, ModelDir::load(fixture("hcflow_sr_x4_tiny")).unwrap()).unwrap();
     let s = sr.scale();
     let input = Image::decode(&png(&random(Layout::Rgba, Depth::Sixteen, 7, 5, 121))).unwrap();
     let direct = sr.upscale(&ctx, &input.rgb, Some(0.0), 3).unwrap();
@@ -683,7 +683,7 @@ fn hcflow_fixtures_round_trip_rgba16_and_gray() {
     assert_eq!(layout_of(&back), (Layout::Rgba, Depth::Sixteen));
     assert_eq!(samples(&back), expected_samples(&out));
 
-    let mut rs = HcFlow::load(ModelDir::load(fixture("hcflow_rescale_x4_tiny")).unwrap()).unwrap();
+    let mut rs = HcFlow::load(&ctx, ModelDir::load(fixture("hcflow_rescale_x4_tiny")).unwrap()).unwrap();
     let s = rs.scale();
     let gray = Image::decode(&png(&random(Layout::Gray, Depth::Eight, 4 * s as u32, 3 * s as u32, 122))).unwrap();
     let lr = gray.map_rgb_scaled(Scale::Down(s), |hr| Ok(rs.downscale(&ctx, hr)?.0)).unwrap();

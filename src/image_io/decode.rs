@@ -134,7 +134,7 @@ pub fn probe_file(path: impl AsRef<Path>) -> Result<ImageInfo> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.display().to_string(), source: e })?;
     probe(&bytes).map_err(|e| match e {
-        Error::Image(m) => Error::Image(format!("{}: {m}", path.display())),
+        Error::Image(_) => e.context(format!("cannot decode {}", path.display())),
         other => other,
     })
 }

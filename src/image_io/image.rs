@@ -342,9 +342,10 @@ pub(crate) fn luma(rgb: &RgbImage) -> Vec<f32> {
     (0..n).map(|i| (0.299 * r[i] as f64 + 0.587 * g[i] as f64 + 0.114 * b[i] as f64) as f32).collect()
 }
 
+/// "cannot decode <path>: <why>" for decoding failures (the kind is kept).
 fn with_path(path: &Path, e: Error) -> Error {
     match e {
-        Error::Image(m) => Error::Image(format!("{}: {m}", path.display())),
+        Error::Image(_) => e.context(format!("cannot decode {}", path.display())),
         other => other,
     }
 }
