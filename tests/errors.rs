@@ -79,3 +79,19 @@ fn registry_loads_every_family_with_its_data() {
     let e = registry::load(ctx(), ModelDir { path: dir.path, config: cfg, weights: dir.weights }).err().unwrap();
     assert!(matches!(e, Error::Weights(_)) && e.to_string().contains("unknown model family 'esrgan'"), "{e}");
 }
+
+#[test]
+fn a_missing_bias_is_an_error_not_a_zero() {
+    let dir = ModelDir::load(fixture("hcflow_sr_x4_tiny")).unwrap();
+    let missing = "flow.level0_condFlow.RRDB_trunk0.0.RDB1.conv1.bias";
+    let mut ws = wgsr::weights::WeightStore::new();
+    for name in dir.weights.names().filter(|n| *n != missing) {
+        ws.insert(name, dir.weights.get(name, None).unwrap().clone());
+    }
+    let md = ModelDir { path: dir.path.clone(), config: dir.config.clone(), weights: ws };
+    let mut m = registry::load(ctx(), md).unwrap();
+    let lr = wgsr::image_io::RgbImage::new(3, 2, vec![0.5; 18]).unwrap();
+    let e = m.upscale(ctx(), &lr, &Default::default(), &mut |_| {}).err().expect("a model without a bias must not run");
+    assert!(matches!(e, Error::Weights(_)), "{e:?}");
+    assert!(e.to_string().contains(missing), "{e}");
+}

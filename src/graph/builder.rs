@@ -44,14 +44,6 @@ impl<'c> GraphBuilder<'c> {
         w.get(name, shape).with_context(|| format!("node '{node}'"))
     }
 
-    /// Like `weight`, but a missing tensor is `None` (optional biases).
-    pub fn weight_opt(&self, node: &str, name: &str, shape: Option<&[usize]>) -> Result<Option<&'c HostTensor>> {
-        match self.weights {
-            Some(w) if w.contains(name) => self.weight(node, name, shape).map(Some),
-            _ => Ok(None),
-        }
-    }
-
     /// Declare a graph input the caller writes before each run.
     pub fn input(&mut self, name: &str, shape: Shape) -> Result<TensorId> {
         if self.inputs.iter().any(|(n, _)| n == name) {

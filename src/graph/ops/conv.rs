@@ -11,11 +11,22 @@ use crate::{Result, ResultExt};
 
 /// Geometry and epilogue of a convolution node:
 /// `out = alpha * act((conv(x) + bias) * scale) + beta * residual`.
-#[derive(Clone, Copy, Debug, Default)]
+/// `bias` says whether the layer has one (torch's default): then
+/// `{prefix}.bias` must be in the weights; a layer built with `bias=False`
+/// says so with [`Conv::no_bias`], and a bias in the file is then unused
+/// (which the model's unused-weight check reports).
+#[derive(Clone, Copy, Debug)]
 pub struct Conv {
     pub params: Conv2dParams,
     pub epilogue: Epilogue,
     pub residual: Option<TensorId>,
+    pub bias: bool,
+}
+
+impl Default for Conv {
+    fn default() -> Self {
+        Conv { params: Conv2dParams::default(), epilogue: Epilogue::default(), residual: None, bias: true }
+    }
 }
 
 impl Conv {
@@ -26,6 +37,11 @@ impl Conv {
     /// Explicit square stride and padding.
     pub fn new(stride: usize, padding: usize) -> Self {
         Conv { params: Conv2dParams::new(stride, padding), ..Default::default() }
+    }
+    /// A layer without bias (torch `bias=False`).
+    pub fn no_bias(mut self) -> Self {
+        self.bias = false;
+        self
     }
     pub fn act(mut self, a: Activation) -> Self {
         self.epilogue.activation = a;
@@ -41,12 +57,12 @@ impl Conv {
 }
 
 impl GraphBuilder<'_> {
-    /// `Conv2d` with weights `{prefix}.weight` ([Cout, Cin/groups, kh, kw]) and
-    /// optional `{prefix}.bias` ([Cout]).
+    /// `Conv2d` with weights `{prefix}.weight` ([Cout, Cin/groups, kh, kw]) and,
+    /// unless `c.bias` is false, `{prefix}.bias` ([Cout]).
     pub fn conv2d(&mut self, name: &str, x: TensorId, prefix: &str, c: Conv) -> Result<TensorId> {
         let w = self.weight(name, &format!("{prefix}.weight"), None)?;
-        let cout = w.shape.first().copied().unwrap_or(0);
-        let b = self.weight_opt(name, &format!("{prefix}.bias"), Some(&[cout]))?;
+        let cout = weight4(self, name, "conv2d", w)?[0];
+        let b = if c.bias { Some(self.weight(name, &format!("{prefix}.bias"), Some(&[cout]))?) } else { None };
         self.conv2d_with(name, x, w, b.map(|b| b.data.as_slice()), None, c)
     }
 
@@ -101,8 +117,11 @@ impl GraphBuilder<'_> {
         let weight = self.weight(name, &format!("{prefix}.weight"), None)?;
         let shape = weight4(self, name, KIND, weight)?;
         let cout = shape[1] * p.groups;
-        let b = self.weight_opt(name, &format!("{prefix}.bias"), Some(&[cout]))?;
         let xs = self.shape(x)?;
+        if xs.c() != shape[0] {
+            return Err(self.shape_error(name, KIND, format!("input {xs} has {} channels, weight {prefix}.weight expects {}", xs.c(), shape[0])));
+        }
+        let b = Some(self.weight(name, &format!("{prefix}.bias"), Some(&[cout]))?);
         let w = Conv2dWeights::new_transposed(self.ctx(), &weight.data, shape, p.groups, b.map(|b| b.data.as_slice()), None)
             .with_context(|| node_label(name, KIND))?;
         let out = conv::conv_transpose2d_out_shape(xs, &w, &p).with_context(|| node_label(name, KIND))?;

@@ -44,7 +44,7 @@ impl GraphBuilder<'_> {
         if s.c() * s.hw() != in_f {
             return Err(self.shape_error(name, "linear", format!("input {s} does not hold {in_f}-vectors")));
         }
-        let b = self.weight_opt(name, &format!("{prefix}.bias"), Some(&[out_f]))?;
+        let b = Some(self.weight(name, &format!("{prefix}.bias"), Some(&[out_f]))?);
         let lin = Arc::new(Linear::new(self.ctx(), &w.data, b.map(|b| b.data.as_slice()), out_f, in_f)?);
         self.kernel(
             name,

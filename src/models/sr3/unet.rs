@@ -60,7 +60,7 @@ fn resnet_attn(g: &mut GraphBuilder, k: &Ctx, x: TensorId, p: &str, cin: usize, 
         let a = format!("{p}.attn");
         let n = g.group_norm(&format!("{a}.norm"), out, &format!("{a}.norm"), k.groups, k.eps, false)?;
         expect(g, &a, &format!("{a}.qkv.weight"), &[3 * cout, cout, 1, 1])?;
-        let qkv = g.conv2d(&format!("{a}.qkv"), n, &format!("{a}.qkv"), Conv::same(1))?;
+        let qkv = g.conv2d(&format!("{a}.qkv"), n, &format!("{a}.qkv"), Conv::same(1).no_bias())?;
         let o = g.attention(&format!("{a}.core"), qkv, 1)?;
         out = conv(g, o, &format!("{a}.out"), cout, cout, 1, Conv::same(1).residual(out, 1.0, 1.0))?;
     }
