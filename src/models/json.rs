@@ -36,6 +36,35 @@ impl<'a> Fields<'a> {
         Error::Weights(format!("{}: field '{path}' {why}", self.what))
     }
 
+    /// Refuse any field not in `known` (dotted paths, `*` for any list index).
+    pub fn refuse_unknown(&self, known: &[&str]) -> Result<()> {
+        fn walk(v: &Value, path: &str, out: &mut Vec<String>) {
+            match v {
+                Value::Object(m) => {
+                    for (k, x) in m {
+                        walk(x, &if path.is_empty() { k.clone() } else { format!("{path}.{k}") }, out);
+                    }
+                }
+                Value::Array(a) if a.iter().any(Value::is_object) => {
+                    for (i, x) in a.iter().enumerate() {
+                        walk(x, &format!("{path}.{i}"), out);
+                    }
+                }
+                _ => out.push(path.to_string()),
+            }
+        }
+        let mut leaves = Vec::new();
+        walk(self.root, "", &mut leaves);
+        let matches = |leaf: &str, pat: &str| {
+            let (l, p): (Vec<&str>, Vec<&str>) = (leaf.split('.').collect(), pat.split('.').collect());
+            l.len() == p.len() && l.iter().zip(&p).all(|(a, b)| *b == "*" && a.parse::<usize>().is_ok() || a == b)
+        };
+        match leaves.iter().find(|leaf| !known.iter().any(|pat| matches(leaf, pat))) {
+            Some(leaf) => Err(self.bad(leaf, "is not a known field (a typo, or a config from another wgsr version?)")),
+            None => Ok(()),
+        }
+    }
+
     /// The value at `path`, if present (list entries by index: `levels.1`).
     pub fn opt(&self, path: &str) -> Option<&'a Value> {
         let mut cur = self.root;

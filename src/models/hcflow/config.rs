@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use crate::models::json::Fields;
+use crate::weights::WeightStore;
 use crate::Result;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +84,36 @@ pub struct HcflowConfig {
 }
 
 const WHAT: &str = "HCFlow config.json";
+
+/// Every field of the schema (tools/README.md), as dotted paths with `*`
+/// for a list index; anything else in a config is refused, so a typo or a
+/// field from another version cannot be silently ignored.
+const KNOWN: &[&str] = &[
+    "family", "format_version", "task", "scale", "in_channels", "L", "K", "split.enable", "split.after_flowstep",
+    "squeeze", "permutation", "coupling.type", "coupling.net", "coupling.hidden", "coupling.kernel_hidden",
+    "split_off.permutation", "split_off.prior", "split_off.coupling.type", "split_off.coupling.net",
+    "split_off.coupling.hidden", "split_off.coupling.kernel_hidden", "rrdb.nb", "rrdb.nf", "rrdb.gc",
+    "rrdb.feature_maps", "quant", "default_heat", "constants.atan_factor", "constants.atan_inner",
+    "constants.conv_zeros_logscale_factor", "constants.lrelu_slope", "constants.rrdb_residual_scale",
+    "constants.nll_lr_logs", "constants.lr_levels", "levels.*.level", "levels.*.downscale", "levels.*.in_channels",
+    "levels.*.channels", "levels.*.squeeze_layer", "levels.*.main_layers", "levels.*.split_layer",
+    "levels.*.keep_channels", "levels.*.off_channels", "levels.*.cond_module", "levels.*.cond_sources",
+    "levels.*.cond_in_channels", "levels.*.cond_feature_channels", "levels.*.cond_steps",
+];
+
+/// Upper bounds that keep a hostile config from sizing huge graphs before
+/// the weights are even looked at (the official models are far below them).
+const MAX_LEVELS: usize = 4;
+const MAX_STEPS: usize = 256;
+const MAX_WIDTH: usize = 4096;
+const MAX_BLOCKS: usize = 64;
+
+fn bounded(j: &Fields, path: &str, v: usize, lo: usize, hi: usize) -> Result<usize> {
+    if v < lo || v > hi {
+        return Err(j.bad(path, format!("is {v}; it must be in {lo}..={hi}")));
+    }
+    Ok(v)
+}
 fn coupling(j: &Fields, path: &str) -> Result<Coupling> {
     let kind = match j.str(&format!("{path}.type"))? {
         "affine" => CouplingType::Affine,
@@ -120,6 +151,11 @@ impl HcflowConfig {
         let j = &Fields::new(v, WHAT);
         if j.get("family").ok().and_then(Value::as_str) != Some("hcflow") {
             return Err(j.bad("family", "must be \"hcflow\" for an HCFlow model"));
+        }
+        j.refuse_unknown(KNOWN)?;
+        let version = j.usize("format_version")?;
+        if version != 1 {
+            return Err(j.bad("format_version", format!("is {version}; this build reads version 1")));
         }
         let task = match j.str("task")? {
             "sr" => Task::Sr,
@@ -174,7 +210,35 @@ impl HcflowConfig {
             return Err(j.bad("quant", "must be positive"));
         }
         let levels = j.list("levels")?;
-        let l_count = j.usize("L")?;
+        let l_count = bounded(j, "L", j.usize("L")?, 1, MAX_LEVELS)?;
+        for (path, v) in [("rrdb.nf", cfg.nf), ("rrdb.gc", cfg.gc), ("in_channels", cfg.in_channels)] {
+            bounded(j, path, v, 1, MAX_WIDTH)?;
+        }
+        for (i, &n) in cfg.rrdb_nb.iter().enumerate() {
+            bounded(j, &format!("rrdb.nb.{i}"), n, 1, MAX_BLOCKS)?;
+        }
+        for (path, c) in [("coupling.hidden", cfg.coupling), ("split_off.coupling.hidden", cfg.split_coupling)] {
+            let h = match c.net {
+                CouplingNet::Fcn { hidden, .. } => hidden,
+                CouplingNet::DenseBlock { gc } => gc,
+            };
+            bounded(j, path, h, 1, MAX_WIDTH)?;
+        }
+        if !(cfg.default_heat >= 0.0 && cfg.default_heat <= 10.0) {
+            return Err(j.bad("default_heat", format!("is {}; it must be in 0..=10", cfg.default_heat)));
+        }
+        let prior = match task {
+            Task::Sr => "gaussian",
+            Task::Rescale => "gaussian_atan",
+        };
+        if j.str("split_off.prior")? != prior {
+            return Err(j.bad("split_off.prior", format!("is '{}'; task {task:?} uses '{prior}'", j.str("split_off.prior")?)));
+        }
+        if !j.bool("split.enable")? {
+            return Err(j.bad("split.enable", "must be true (every HCFlow level splits off latents)"));
+        }
+        let k = j.usizes("K")?;
+        let after = j.usizes("split.after_flowstep")?;
         if levels.len() != l_count || l_count == 0 {
             return Err(j.bad("levels", format!("has {} entries, L = {l_count}", levels.len())));
         }
@@ -232,9 +296,66 @@ impl HcflowConfig {
             if level.cond_in_channels != cond_in {
                 return Err(j.bad(&format!("{p}.cond_in_channels"), format!("is {}, sources give {cond_in}", level.cond_in_channels)));
             }
+            // The layer indices and step counts must agree with each other and
+            // with K / split.after_flowstep, so the config says one thing only.
+            let first = if l == 0 { 0 } else { cfg.levels[l - 1].squeeze_layer + cfg.levels[l - 1].main_layers.len() + 2 };
+            let mains_ok = level.squeeze_layer == first && level.main_layers.iter().enumerate().all(|(i, &n)| n == first + 1 + i);
+            if !mains_ok || f("split_layer")? != first + 1 + level.main_layers.len() {
+                return Err(j.bad(&p, "squeeze_layer / main_layers / split_layer are not consecutive flow.layers indices"));
+            }
+            if f("level")? != l || f("downscale")? != 2 << l {
+                return Err(j.bad(&p, format!("level / downscale must be {l} / {}", 2 << l)));
+            }
+            bounded(j, &format!("{p}.main_layers"), level.main_layers.len(), 1, MAX_STEPS)?;
+            bounded(j, &format!("{p}.cond_steps"), level.cond_steps, 1, MAX_STEPS)?;
+            if k.get(l) != Some(&(level.main_layers.len() + level.cond_steps)) || after.get(l) != Some(&level.cond_steps) {
+                return Err(j.bad(
+                    &format!("K.{l}"),
+                    format!("and split.after_flowstep.{l} must be {} (main + split-off steps) and {}", level.main_layers.len() + level.cond_steps, level.cond_steps),
+                ));
+            }
             cfg.levels.push(level);
         }
+        if k.len() != l_count || after.len() != l_count {
+            return Err(j.bad("K", format!("and split.after_flowstep must have L = {l_count} entries")));
+        }
         Ok(cfg)
+    }
+
+    /// Cross-check the widths and counts the config states against the
+    /// weights it comes with (the graph builders take shapes from the
+    /// tensors, so a config that disagrees would otherwise go unnoticed).
+    pub fn check_weights(&self, w: &WeightStore) -> Result<()> {
+        let j = Fields::errors(WHAT);
+        let out = |key: &str| w.get(key, None).ok().and_then(|t| t.shape.first().copied());
+        let expect = |field: &str, key: &str, want: usize| -> Result<()> {
+            match out(key) {
+                Some(got) if got == want => Ok(()),
+                Some(got) => Err(j.bad(field, format!("is {want}, but {key} has {got} output channels"))),
+                None => Err(j.bad(field, format!("is {want}, but the weights have no {key}"))),
+            }
+        };
+        let hidden = |c: &Coupling| match c.net {
+            CouplingNet::Fcn { hidden, .. } => hidden,
+            CouplingNet::DenseBlock { gc } => gc,
+        };
+        for lv in &self.levels {
+            let m = &lv.cond_module;
+            expect("rrdb.nf", &format!("{m}.conv_first.weight"), self.nf)?;
+            for (t, &nb) in self.rrdb_nb.iter().enumerate() {
+                expect("rrdb.gc", &format!("{m}.RRDB_trunk{t}.0.RDB1.conv1.weight"), self.gc)?;
+                if out(&format!("{m}.RRDB_trunk{t}.{}.RDB1.conv1.weight", nb - 1)).is_none() || out(&format!("{m}.RRDB_trunk{t}.{nb}.RDB1.conv1.weight")).is_some() {
+                    return Err(j.bad(&format!("rrdb.nb.{t}"), format!("is {nb}, which does not match the RRDB blocks of {m}.RRDB_trunk{t}")));
+                }
+            }
+            for &n in &lv.main_layers {
+                expect("coupling.hidden", &format!("flow.layers.{n}.affine.f.conv1.weight"), hidden(&self.coupling))?;
+            }
+            for i in 0..lv.cond_steps {
+                expect("split_off.coupling.hidden", &format!("{m}.additional_flow_steps.{i}.affine.f.conv1.weight"), hidden(&self.split_coupling))?;
+            }
+        }
+        Ok(())
     }
 
     /// Number of levels L.

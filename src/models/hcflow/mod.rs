@@ -79,7 +79,9 @@ impl HcFlow {
 
     /// A model from an in-memory config and weights.
     pub fn from_parts(config: &serde_json::Value, weights: WeightStore) -> Result<Self> {
-        Ok(HcFlow { cfg: HcflowConfig::from_json(config)?, weights, reverse: GraphCache::new(), forward: GraphCache::new() })
+        let cfg = HcflowConfig::from_json(config)?;
+        cfg.check_weights(&weights)?;
+        Ok(HcFlow { cfg, weights, reverse: GraphCache::new(), forward: GraphCache::new() })
     }
 
     pub fn config(&self) -> &HcflowConfig {
