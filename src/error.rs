@@ -31,18 +31,20 @@ pub enum Error {
     Io { path: String, source: std::io::Error },
 }
 
+/// Each kind's prefix names the area ("model files: ...") without the word
+/// "error", which the CLI's `error:` line already says.
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::NoAdapter(m) => write!(f, "no GPU adapter: {m}"),
-            Error::Device(m) => write!(f, "GPU device error: {m}"),
-            Error::Shape(m) => write!(f, "shape error: {m}"),
+            Error::Device(m) => write!(f, "GPU device: {m}"),
+            Error::Shape(m) => write!(f, "shape mismatch: {m}"),
             Error::TooLarge(m) => write!(f, "too large for this device: {m}"),
-            Error::Kernel(m) => write!(f, "kernel error: {m}"),
-            Error::Graph(m) => write!(f, "graph error: {m}"),
+            Error::Kernel(m) => write!(f, "kernel failure: {m}"),
+            Error::Graph(m) => write!(f, "invalid graph: {m}"),
             Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
-            Error::Weights(m) => write!(f, "weights error: {m}"),
-            Error::Image(m) => write!(f, "image error: {m}"),
+            Error::Weights(m) => write!(f, "model files: {m}"),
+            Error::Image(m) => write!(f, "image: {m}"),
             Error::Io { path, source } => write!(f, "{path}: {source}"),
         }
     }

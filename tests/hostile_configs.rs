@@ -21,7 +21,7 @@ fn refused(edit: impl Fn(&mut Value), needle: &str) {
     assert!(matches!(e, Error::Weights(_)), "{e:?}");
     let m = e.to_string();
     assert!(m.contains(needle), "{m}");
-    assert_eq!(m.matches("weights error").count(), 1, "prefix once: {m}");
+    assert_eq!(m.matches("model files:").count(), 1, "prefix once: {m}");
     assert!(!m.contains('{'), "no debug text: {m}");
 }
 

@@ -88,9 +88,6 @@ fn side_by_side(parts: &[&RgbImage]) -> Result<RgbImage> {
 
 pub fn run(ctx: &GpuContext, mut m: Box<dyn Model>, a: &EvalArgs) -> Result<()> {
     let files = images(a.hr_dir)?;
-    if let Some(o) = a.out {
-        std::fs::create_dir_all(o).map_err(|e| Error::Io { path: o.display().to_string(), source: e })?;
-    }
     let s = m.scale();
     if let Some(want) = a.scale {
         if want != s {
@@ -117,6 +114,8 @@ pub fn run(ctx: &GpuContext, mut m: Box<dyn Model>, a: &EvalArgs) -> Result<()> 
             secs,
         };
         if let Some(o) = a.out {
+            // Created with the first result, so a run that fails early leaves no empty folder.
+            std::fs::create_dir_all(o).map_err(|e| Error::Io { path: o.display().to_string(), source: e })?;
             let stem = f.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let img = side_by_side(&[&bic, &sr, &hr])?;
             write_atomic(&o.join(format!("{stem}_bicubic_model_hr.png")), &img.encode_png()?)?;

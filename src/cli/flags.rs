@@ -12,6 +12,12 @@ use wgsr::{Error, Result};
 
 use super::SamplerArg;
 
+/// Temperatures above this are noise, not samples (HCFlow heat and PixelCNN
+/// softmax temperature are useful around 0..1).
+const MAX_TEMPERATURE: f32 = 10.0;
+/// PixelCNN samples per run: each is a whole sampling pass, drawn in one batch.
+pub const MAX_SAMPLES: usize = wgsr::models::pixelcnn::MAX_SAMPLES;
+
 /// The sampling flags `upscale` and `eval` share.
 pub struct SamplingFlags<'a> {
     pub temperature: Option<f32>,
@@ -44,8 +50,18 @@ impl SamplingFlags<'_> {
             return Err(Error::InvalidArgument(format!("{} do(es) not apply to {} models", refused.join(", "), fam.title)));
         }
         if let Some(t) = self.temperature {
-            if !(t.is_finite() && t >= 0.0) {
-                return Err(Error::InvalidArgument(format!("--temperature must be a finite number >= 0, got {t}")));
+            if !(0.0..=MAX_TEMPERATURE).contains(&t) {
+                return Err(Error::InvalidArgument(format!("--temperature must be in 0..={MAX_TEMPERATURE}, got {t}")));
+            }
+        }
+        if let Some(s) = self.samples {
+            if !(1..=MAX_SAMPLES).contains(&s) {
+                return Err(Error::InvalidArgument(format!("--samples must be in 1..={MAX_SAMPLES}, got {s}")));
+            }
+        }
+        if let Some(s) = self.steps {
+            if s == 0 {
+                return Err(Error::InvalidArgument("--steps must be at least 1".into()));
             }
         }
         let init_noise = match (self.init_noise, model.fixed_lr_size()) {

@@ -165,8 +165,27 @@ pub(crate) fn check_output(path: &Path) -> Result<()> {
         return Err(Error::InvalidArgument(format!("{}: output must end in .png (8-bit) or .npy (float32)", path.display())));
     }
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if parent.exists() && !parent.is_dir() {
+        return Err(Error::InvalidArgument(format!("{}: {} is a file, not a directory", path.display(), parent.display())));
+    }
     if !parent.is_dir() {
         return Err(Error::InvalidArgument(format!("{}: directory {} does not exist", path.display(), parent.display())));
+    }
+    if path.is_dir() {
+        return Err(Error::InvalidArgument(format!("{}: is a directory; give a file name", path.display())));
+    }
+    Ok(())
+}
+
+/// Refuse an output that is the input itself (a failed run must never
+/// destroy it, and a successful one would silently replace it).
+fn check_not_input(input: &Path, output: &Path) -> Result<()> {
+    let same = match (input.canonicalize(), output.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Err(Error::InvalidArgument(format!("{}: the output is the input file; write to another path", output.display())));
     }
     Ok(())
 }
@@ -209,6 +228,7 @@ fn numbered_path(out: &Path, i: usize, n: usize) -> PathBuf {
 
 fn upscale(cli: &Cli, a: &UpscaleArgs) -> Result<()> {
     check_output(&a.output)?;
+    check_not_input(&a.input, &a.output)?;
     let lr = RgbImage::load(&a.input)?;
     let (ctx, mut m) = load_model(cli, a.model.as_deref())?;
     let ctx = &ctx;
@@ -233,6 +253,7 @@ fn upscale(cli: &Cli, a: &UpscaleArgs) -> Result<()> {
 
 fn downscale(cli: &Cli, a: &DownscaleArgs) -> Result<()> {
     check_output(&a.output)?;
+    check_not_input(&a.input, &a.output)?;
     let hr = RgbImage::load(&a.input)?;
     let (ctx, mut m) = load_model(cli, Some(&a.model))?;
     let ctx = &ctx;

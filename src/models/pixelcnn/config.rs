@@ -87,7 +87,8 @@ impl PixelCnnConfig {
         }
         match v.get("version").and_then(Value::as_u64) {
             Some(1) => {}
-            other => return Err(bad(format!("version {other:?} is not supported (expected 1)"))),
+            Some(v) => return Err(bad(format!("version {v} is not supported (expected 1)"))),
+            None => return Err(bad("version is missing or not an integer (expected 1)".into())),
         }
         if v.get("weights_masked").and_then(Value::as_bool) != Some(true) {
             return Err(bad("\"weights_masked\" must be true (masks multiplied into the weights by the converter)".into()));
@@ -151,6 +152,19 @@ impl PixelCnnConfig {
         }
         if self.prior_blocks == 0 || self.cond_channels == 0 {
             return Err(bad("prior_blocks and cond_channels must be >= 1".into()));
+        }
+        // Bounds far above the paper's sizes, so a hostile config cannot
+        // make the graph builder allocate without limit.
+        for (name, v, max) in [
+            ("prior_blocks", self.prior_blocks, 256),
+            ("cond_res_per_stage", self.cond_res_per_stage, 256),
+            ("cond_channels", self.cond_channels, 4096),
+            ("prior_channels", self.prior_channels, 4096),
+            ("prior_hidden", self.prior_hidden, 65536),
+        ] {
+            if v > max {
+                return Err(bad(format!("{name} is {v}; at most {max} is supported")));
+            }
         }
         Ok(())
     }

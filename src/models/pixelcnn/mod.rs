@@ -28,6 +28,9 @@ use crate::ops::rng::host_uniform;
 use crate::weights::{ModelDir, WeightStore};
 use crate::{Error, GpuContext, Result, ResultExt};
 
+/// Most samples one `upscale` draws (they run as one batch).
+pub const MAX_SAMPLES: usize = 1024;
+
 /// Sampling options. `temperature` 0 is greedy (argmax; uniforms unused).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PixelCnnOptions {
@@ -184,8 +187,8 @@ impl PixelCnn {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Vec<RgbImage>> {
         let lrv = self.lr_values(lr)?;
-        if opts.samples == 0 {
-            return Err(Error::InvalidArgument("samples must be at least 1".into()));
+        if opts.samples == 0 || opts.samples > MAX_SAMPLES {
+            return Err(Error::InvalidArgument(format!("samples must be in 1..={MAX_SAMPLES}, got {}", opts.samples)));
         }
         let (h, w) = (self.cfg.hr_h(), self.cfg.hr_w());
         let u = host_uniform(opts.seed, 0, opts.samples * COLOURS * h * w);

@@ -129,6 +129,21 @@ impl Sr3Config {
     fn check(&self) -> Result<()> {
         let j = Fields::errors(WHAT);
         let u = &self.unet;
+        // Bounds well above the official models (inner 64, 5 levels, 3 blocks,
+        // 512 px), so a hostile config cannot size an unbounded graph.
+        for (field, v, max) in [
+            ("unet.inner_channel", u.inner_channel, 4096),
+            ("unet.res_blocks", u.res_blocks, 64),
+            ("unet.channel_multiplier", u.channel_multiplier.len(), 8),
+            ("hr_size", self.hr_size, 4096),
+        ] {
+            if v > max {
+                return Err(j.bad(field, format!("is {v}; at most {max} is supported")));
+            }
+        }
+        if let Some(m) = u.channel_multiplier.iter().find(|&&m| m > 64) {
+            return Err(j.bad("unet.channel_multiplier", format!("has {m}; multipliers above 64 are not supported")));
+        }
         if self.channels != 3 {
             return Err(j.bad("channels", format!("is {}; SR3 works on RGB (3)", self.channels)));
         }
