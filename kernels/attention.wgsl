@@ -1,3 +1,5 @@
+#import prelude
+
 // Row softmax for self-attention scores, in place: s[r, :] = softmax(s[r, :]).
 // The scores come scaled from the QK^T matmul (matmul.wgsl); attention.rs
 // chains matmul -> softmax_rows -> matmul.
@@ -6,8 +8,6 @@
 // a sum-of-exp pass and a write pass, each a strided loop plus a fixed-order
 // tree reduction in shared memory (the prelude's wg_max / wg_sum), so
 // results are deterministic.
-
-#import prelude
 
 struct SoftmaxParams {
     rows: u32,

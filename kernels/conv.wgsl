@@ -1,3 +1,5 @@
+#import prelude
+
 // 2-D convolution (and transposed convolution) as an implicit GEMM.
 //
 //   out[g*Mg + m, n] = sum_k A[g][k][m] * B[g][k][n]
@@ -24,8 +26,6 @@
 // CPU adapters use the entry point conv2d_rows instead (end of this file).
 //
 // Epilogue per output element: out = alpha * act((acc + bias[c]) * scale[c]) + beta * res.
-
-#import prelude
 
 struct Params {
     cin: u32,       // total input channels

@@ -1,9 +1,9 @@
+#import prelude
+
 // Elementwise ops on flat f32 arrays. One thread per element; the grid is
 // split over x and y (see grid_1d), so every entry bounds-checks.
 // The output comes first (binding 1) so fill / unary / binary entries share
 // one file: each binds only a prefix of the storage buffers.
-
-#import prelude
 
 struct Params {
     n: u32,

@@ -1,3 +1,5 @@
+#import prelude
+
 // Normalizing-flow layers of HCFlow: ActNorm, invertible 1x1 convolution,
 // affine / additive couplings and the split-off conditional Gaussian.
 // Tensors are NCHW f32; "hw" is H*W. Channel layouts follow the official
@@ -11,8 +13,6 @@
 // In-place variants (INPLACE) read the input from `dst` itself: a buffer may
 // not be bound read-only and read-write in one dispatch, so the wrapper then
 // binds some other read-only tensor at binding 1.
-
-#import prelude
 
 struct Params {
     n: u32,      // samples

@@ -1,3 +1,5 @@
+#import prelude
+
 // Strided batched GEMM: C[b] = alpha * op(A[b]) * op(B[b]) (+ bias).
 //
 // Every operand is a row-major matrix inside a flat buffer, addressed by a
@@ -11,8 +13,6 @@
 // conflicts) and neighbouring C columns (coalesced stores). K is consumed in
 // chunks of 16 staged through shared memory. Elements outside M/N/K are
 // loaded as zero and never stored, so any size works.
-
-#import prelude
 
 struct GemmParams {
     m: u32,

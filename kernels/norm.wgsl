@@ -1,3 +1,5 @@
+#import prelude
+
 // GroupNorm over NCHW, optionally followed by Swish (x * sigmoid(x)).
 //
 // The channels of one (sample, group) pair are contiguous, so each group is a
@@ -16,8 +18,6 @@
 // small when the data has a large mean (e.g. 100 +- 0.1), where a plain
 // E[x^2] - E[x]^2 or even an f32 mean of the raw values would lose digits.
 // No atomics anywhere, so results are deterministic.
-
-#import prelude
 
 struct NormParams {
     total: u32,     // number of (group, chunk) work items = N*G*nchunks

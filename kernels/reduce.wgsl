@@ -1,3 +1,5 @@
+#import prelude
+
 // Deterministic per-sample reductions and small in-place updates.
 //
 // A per-sample sum runs in two passes with a fixed summation order (no float
@@ -9,8 +11,6 @@
 //                (or adds, times alpha) the sample's total.
 // Grids are split over x and y (grid_1d); every entry bounds-checks.
 // WG, PER_THREAD, CHUNK (= WG * PER_THREAD) and wg_sum come from the prelude.
-
-#import prelude
 
 struct Params {
     n: u32,           // samples

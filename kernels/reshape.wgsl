@@ -1,3 +1,5 @@
+#import prelude
+
 // Layout ops on NCHW f32 tensors: space<->depth (HCFlow squeeze / torch
 // pixel_unshuffle and their inverses), the Haar wavelet down/up sampling of
 // HCFlow's rescaling flow, and a strided channel copy that also does nearest
@@ -6,8 +8,6 @@
 // One thread per element of work; the grid is split over x and y (grid_1d),
 // so every entry recovers the linear id and bounds-checks it.
 // All entries share one parameter block; each documents the fields it reads.
-
-#import prelude
 
 struct Params {
     n: u32,          // threads to run

@@ -1,3 +1,5 @@
+#import prelude
+
 // Counter-based random numbers: Philox 4x32-10 (Salmon et al., SC'11), the
 // Random123 variant, so the stream is reproducible on the host
 // (src/ops/rng.rs has the bit-exact twin and documents the stream).
@@ -8,8 +10,6 @@
 //
 // Outputs are declared array<u32>: a uniform/normal is stored through
 // bitcast, so the bits the host reads back are exactly the f32 computed here.
-
-#import prelude
 
 struct Params {
     n: u32,       // elements to write

@@ -1,3 +1,5 @@
+#import prelude
+
 // Softmax family over the channel axis of [N, C, H, W], C = G * K: each
 // (n, g, pixel) row of K channels (channel = g * K + k, stride H*W apart in
 // memory) is normalised on its own.
@@ -11,8 +13,6 @@
 // Temperature is a uniform (rewritten between replays): logits are scaled by
 // inv = 1/T, with inv clamped to the largest f32 so T -> 0 degrades to a
 // one-hot (ties share the mass) instead of producing inf * 0.
-
-#import prelude
 
 struct Params {
     hw: u32,     // H * W

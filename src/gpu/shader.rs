@@ -8,7 +8,7 @@
 
 use std::hash::{Hash, Hasher};
 
-use crate::gpu::codes::{CODE_TABLES, PRELUDE_CONSTS};
+use crate::gpu::codes::{CODE_TABLES, PRELUDE_CONSTS, WG};
 use crate::gpu::ParamsLayout;
 use crate::{Error, Result};
 
@@ -33,6 +33,17 @@ impl EntryPoint {
     pub const fn x(name: &'static str, threads: u32) -> Self {
         EntryPoint { name, workgroup_size: [threads, 1, 1] }
     }
+}
+
+/// The common case: every entry named is 1-D with [`WG`] threads.
+pub const fn wg_entries<const N: usize>(names: [&'static str; N]) -> [EntryPoint; N] {
+    let mut out = [EntryPoint::x("", WG as u32); N];
+    let mut i = 0;
+    while i < N {
+        out[i] = EntryPoint::x(names[i], WG as u32);
+        i += 1;
+    }
+    out
 }
 
 /// A WGSL file compiled into the binary, with what its Rust side assumes

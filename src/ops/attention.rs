@@ -15,13 +15,14 @@
 
 use std::sync::Arc;
 
-use crate::gpu::{grid_1d, to_u32, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, WG};
+use crate::gpu::{grid_1d, to_u32, wg_entries, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource};
 use crate::ops::matmul::{gemm, Bias, Gemm, MatView};
 use crate::{Error, Result, Shape, Tensor};
 
+const ENTRIES: [EntryPoint; 1] = wg_entries(["softmax_rows"]);
 pub(crate) const SHADER: ShaderSource = ShaderSource::new("attention", include_str!("../../kernels/attention.wgsl"))
     .params(&[AttentionUniform::LAYOUT])
-    .entries(&[EntryPoint::x("softmax_rows", WG as u32)]);
+    .entries(&ENTRIES);
 
 crate::kernel_params! {
     /// Uniform block of kernels/attention.wgsl (the score-row softmax).

@@ -1,21 +1,14 @@
 //! Elementwise arithmetic: fill, y = alpha*a + beta*b, y = alpha*a*b, affine, clamp,
 //! and a per-(sample, channel) bias broadcast over H x W.
 
-use crate::gpu::{grid_1d, to_u32, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, WG};
+use crate::gpu::{grid_1d, to_u32, wg_entries, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, WG};
 use crate::ops::same_shape;
 use crate::{Result, Tensor};
 
+const ENTRIES: [EntryPoint; 7] = wg_entries(["axpby", "mul", "fill", "affine", "clamp_range", "add_channel_bias", "gate"]);
 pub(crate) const SHADER: ShaderSource = ShaderSource::new("elementwise", include_str!("../../kernels/elementwise.wgsl"))
     .params(&[ElementwiseUniform::LAYOUT])
-    .entries(&[
-        EntryPoint::x("axpby", WG as u32),
-        EntryPoint::x("mul", WG as u32),
-        EntryPoint::x("fill", WG as u32),
-        EntryPoint::x("affine", WG as u32),
-        EntryPoint::x("clamp_range", WG as u32),
-        EntryPoint::x("add_channel_bias", WG as u32),
-        EntryPoint::x("gate", WG as u32),
-    ]);
+    .entries(&ENTRIES);
 
 crate::kernel_params! {
     /// Uniform block of kernels/elementwise.wgsl. A graph rewrites `alpha` /

@@ -3,20 +3,13 @@
 
 use std::sync::Arc;
 
-use crate::gpu::{to_u32, BufArg, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, WG};
+use crate::gpu::{to_u32, wg_entries, BufArg, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource};
 use crate::{Error, Result, Tensor};
 
+const ENTRIES: [EntryPoint; 7] = wg_entries(["actnorm", "invconv", "affine", "additive", "gaussian_sample", "gaussian_normalize", "gaussian_logp"]);
 pub(crate) const SHADER: ShaderSource = ShaderSource::new("flow", include_str!("../../kernels/flow.wgsl"))
     .params(&[FlowUniform::LAYOUT])
-    .entries(&[
-        EntryPoint::x("actnorm", WG as u32),
-        EntryPoint::x("invconv", WG as u32),
-        EntryPoint::x("affine", WG as u32),
-        EntryPoint::x("additive", WG as u32),
-        EntryPoint::x("gaussian_sample", WG as u32),
-        EntryPoint::x("gaussian_normalize", WG as u32),
-        EntryPoint::x("gaussian_logp", WG as u32),
-    ]);
+    .entries(&ENTRIES);
 
 crate::kernel_params! {
     /// Uniform block of kernels/flow.wgsl (see its field comments); `a` is

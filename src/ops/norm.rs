@@ -7,12 +7,13 @@
 
 use std::sync::Arc;
 
-use crate::gpu::{grid_1d, to_u32, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, WG};
+use crate::gpu::{grid_1d, to_u32, wg_entries, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, WG};
 use crate::{Error, Result, Shape, Tensor};
 
+const ENTRIES: [EntryPoint; 2] = wg_entries(["group_stats", "group_normalize"]);
 pub(crate) const SHADER: ShaderSource = ShaderSource::new("norm", include_str!("../../kernels/norm.wgsl"))
     .params(&[NormUniform::LAYOUT])
-    .entries(&[EntryPoint::x("group_stats", WG as u32), EntryPoint::x("group_normalize", WG as u32)]);
+    .entries(&ENTRIES);
 
 crate::kernel_params! {
     /// Uniform block of kernels/norm.wgsl.

@@ -8,16 +8,13 @@
 //! reduce (coupling logdet, Gaussian log-likelihood) write partials in the
 //! same layout and reuse `finish_partials`.
 
-use crate::gpu::{grid_1d, to_u32, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, WG};
+use crate::gpu::{grid_1d, to_u32, wg_entries, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, WG};
 use crate::{Error, Result, Shape, Tensor};
 
+const ENTRIES: [EntryPoint; 3] = wg_entries(["partial_sum", "finish", "add_scalar"]);
 pub(crate) const SHADER: ShaderSource = ShaderSource::new("reduce", include_str!("../../kernels/reduce.wgsl"))
     .params(&[ReduceUniform::LAYOUT])
-    .entries(&[
-        EntryPoint::x("partial_sum", WG as u32),
-        EntryPoint::x("finish", WG as u32),
-        EntryPoint::x("add_scalar", WG as u32),
-    ]);
+    .entries(&ENTRIES);
 
 crate::kernel_params! {
     /// Uniform block of kernels/reduce.wgsl.

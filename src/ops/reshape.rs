@@ -16,19 +16,13 @@
 
 use std::sync::Arc;
 
-use crate::gpu::{grid_1d, to_u32, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, WG};
+use crate::gpu::{grid_1d, to_u32, wg_entries, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, WG};
 use crate::{Error, Result, Shape, Tensor};
 
+const ENTRIES: [EntryPoint; 6] = wg_entries(["space_to_depth", "depth_to_space", "haar_down", "haar_up", "copy_channels", "copy_block"]);
 pub(crate) const SHADER: ShaderSource = ShaderSource::new("reshape", include_str!("../../kernels/reshape.wgsl"))
     .params(&[ReshapeUniform::LAYOUT])
-    .entries(&[
-        EntryPoint::x("space_to_depth", WG as u32),
-        EntryPoint::x("depth_to_space", WG as u32),
-        EntryPoint::x("haar_down", WG as u32),
-        EntryPoint::x("haar_up", WG as u32),
-        EntryPoint::x("copy_channels", WG as u32),
-        EntryPoint::x("copy_block", WG as u32),
-    ]);
+    .entries(&ENTRIES);
 
 crate::kernel_params! {
     /// Uniform block shared by every entry of kernels/reshape.wgsl (copy_block

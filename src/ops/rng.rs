@@ -38,16 +38,13 @@
 //! absolute error, ~1e-6 to 5e-4) and evaluates `ln u` for u > 1/2 and the
 //! angle by short series instead.
 
-use crate::gpu::{grid_1d, to_u32, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, WG};
+use crate::gpu::{grid_1d, to_u32, wg_entries, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, WG};
 use crate::{Error, Result, Tensor};
 
+const ENTRIES: [EntryPoint; 3] = wg_entries(["rng_uniform", "rng_normal", "philox_blocks"]);
 pub(crate) const SHADER: ShaderSource = ShaderSource::new("rng", include_str!("../../kernels/rng.wgsl"))
     .params(&[RngUniform::LAYOUT])
-    .entries(&[
-        EntryPoint::x("rng_uniform", WG as u32),
-        EntryPoint::x("rng_normal", WG as u32),
-        EntryPoint::x("philox_blocks", WG as u32),
-    ]);
+    .entries(&ENTRIES);
 
 crate::kernel_params! {
     /// Uniform block of kernels/rng.wgsl: the stream `(seed, offset)` as

@@ -9,16 +9,13 @@
 //! temperature lives in the uniform block; [`set_temperature`] rewrites it in a
 //! prepared dispatch before a replay.
 
-use crate::gpu::{grid_1d, to_u32, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, SoftmaxMode, WG};
+use crate::gpu::{grid_1d, to_u32, wg_entries, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, SoftmaxMode, WG};
 use crate::{Error, Result, Shape, Tensor};
 
+const ENTRIES: [EntryPoint; 3] = wg_entries(["softmax_rows", "argmax_rows", "sample_rows"]);
 pub(crate) const SHADER: ShaderSource = ShaderSource::new("softmax", include_str!("../../kernels/softmax.wgsl"))
     .params(&[SoftmaxUniform::LAYOUT])
-    .entries(&[
-        EntryPoint::x("softmax_rows", WG as u32),
-        EntryPoint::x("argmax_rows", WG as u32),
-        EntryPoint::x("sample_rows", WG as u32),
-    ]);
+    .entries(&ENTRIES);
 
 crate::kernel_params! {
     /// Uniform block of kernels/softmax.wgsl; `temp` is the runtime parameter.
