@@ -1,10 +1,13 @@
+#import prelude
+
 // Row softmax for self-attention scores, in place: s[r, :] = softmax(s[r, :]).
 // The scores come scaled from the QK^T matmul (matmul.wgsl); attention.rs
 // chains matmul -> softmax_rows -> matmul.
 //
 // One workgroup per row (grid split over x and y, see grid_1d): a max pass,
 // a sum-of-exp pass and a write pass, each a strided loop plus a fixed-order
-// tree reduction in shared memory, so results are deterministic.
+// tree reduction in shared memory (the prelude's wg_max / wg_sum), so
+// results are deterministic.
 
 struct SoftmaxParams {
     rows: u32,
@@ -16,13 +19,10 @@ struct SoftmaxParams {
 @group(0) @binding(0) var<uniform> p: SoftmaxParams;
 @group(0) @binding(1) var<storage, read_write> s: array<f32>;
 
-const WG: u32 = 256u;
-var<workgroup> red: array<f32, 256>;
-
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn softmax_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
-    let row = wid.x + wid.y * nwg.x;
+    let row = wg_index(wid, nwg);
     // Workgroup-uniform exit, so the barriers below stay in uniform control flow.
     if (row >= p.rows) {
         return;
@@ -33,31 +33,14 @@ fn softmax_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     for (var j = lid; j < p.cols; j += WG) {
         m = max(m, s[base + j]);
     }
-    red[lid] = m;
-    workgroupBarrier();
-    for (var st = WG / 2u; st > 0u; st >>= 1u) {
-        if (lid < st) {
-            red[lid] = max(red[lid], red[lid + st]);
-        }
-        workgroupBarrier();
-    }
-    let row_max = red[0];
-    workgroupBarrier();
+    let row_max = wg_max(lid, m);
 
     var sum = 0.0;
     for (var j = lid; j < p.cols; j += WG) {
         sum += exp(s[base + j] - row_max);
     }
-    red[lid] = sum;
-    workgroupBarrier();
-    for (var st = WG / 2u; st > 0u; st >>= 1u) {
-        if (lid < st) {
-            red[lid] += red[lid + st];
-        }
-        workgroupBarrier();
-    }
     // The max element contributes exp(0) = 1, so the sum is >= 1.
-    let inv = 1.0 / red[0];
+    let inv = 1.0 / wg_sum(lid, sum);
 
     for (var j = lid; j < p.cols; j += WG) {
         s[base + j] = exp(s[base + j] - row_max) * inv;

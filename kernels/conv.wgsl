@@ -1,3 +1,5 @@
+#import prelude
+
 // 2-D convolution (and transposed convolution) as an implicit GEMM.
 //
 //   out[g*Mg + m, n] = sum_k A[g][k][m] * B[g][k][n]
@@ -15,11 +17,12 @@
 // Accumulation is a plain multiply-add in k order (no fma(): lavapipe lowers
 // WGSL fma() to a slow exact-fma call).
 //
-// Variants (override constants): MODE 0 = general conv (per-k tap table),
-// 1 = pointwise 1x1/stride 1/pad 0 (plain GEMM, no index math), 2 = transposed
-// conv (gather form: tap valid when (o + pad - k*dil) is divisible by the
-// stride, which is the override TSY/TSX so the division is a constant one).
-// ACT selects the activation; HAS_RES adds beta * residual.
+// Variants (override constants): MODE CONV_GENERAL = general conv (per-k tap
+// table), CONV_POINTWISE = 1x1/stride 1/pad 0 (plain GEMM, no index math),
+// CONV_TRANSPOSED = transposed conv (gather form: tap valid when
+// (o + pad - k*dil) is divisible by the stride, which is the override TSY/TSX
+// so the division is a constant one). ACT selects the activation (an ACT_*
+// code, applied by the prelude's apply_act); HAS_RES adds beta * residual.
 // CPU adapters use the entry point conv2d_rows instead (end of this file).
 //
 // Epilogue per output element: out = alpha * act((acc + bias[c]) * scale[c]) + beta * res.
@@ -62,8 +65,8 @@ struct Params {
 @group(0) @binding(5) var<storage, read> res: array<f32>;
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
 
-override MODE: u32 = 0u;
-override ACT: u32 = 0u;
+override MODE: u32 = CONV_GENERAL;
+override ACT: u32 = ACT_NONE;
 override HAS_RES: bool = false;
 // cout_g % 4 == 0: weight rows load as aligned vec4s.
 override A_VEC: bool = false;
@@ -94,21 +97,6 @@ const BIG_NEG: i32 = -1073741824;
 var<workgroup> As: array<vec4<f32>, 256>; // BK * VA
 var<workgroup> Bs: array<vec4<f32>, 512>; // BK * VB
 
-fn activate(v: f32) -> f32 {
-    switch ACT {
-        case 1u: { return max(v, 0.0); }
-        case 2u: { return select(v * p.slope, v, v >= 0.0); }
-        case 3u: { return v / (1.0 + exp(-v)); }
-        case 4u: {
-            // tanh via exp(-2|v|) so large |v| cannot overflow to inf/inf.
-            let e = exp(-2.0 * abs(v));
-            return sign(v) * (1.0 - e) / (1.0 + e);
-        }
-        case 5u: { return 1.0 / (1.0 + exp(-v)); }
-        default: { return v; }
-    }
-}
-
 // Output column n -> (batch, pixel) and the input origin of its receptive field.
 struct Col {
     ok: bool,
@@ -128,10 +116,10 @@ fn column(n: u32, g: u32) -> Col {
     let ox = pix - oy * p.wo;
     c.obase = b * p.cout * p.howo + pix;
     c.xbase = (b * p.cin + g * p.cin_g) * p.hw;
-    if (MODE == 1u) {
+    if (MODE == CONV_POINTWISE) {
         c.xbase += pix;
     }
-    if (MODE == 2u) {
+    if (MODE == CONV_TRANSPOSED) {
         c.iy0 = select(BIG_NEG, i32(oy) + p.py, c.ok);
         c.ix0 = i32(ox) + p.px;
     } else {
@@ -144,7 +132,7 @@ fn column(n: u32, g: u32) -> Col {
 fn store(c: Col, co: u32, acc: f32, bias: f32, scale: f32) {
     if (!c.ok) { return; }
     let idx = c.obase + co * p.howo;
-    var v = p.alpha * activate((acc + bias) * scale);
+    var v = p.alpha * apply_act(ACT, (acc + bias) * scale, p.slope);
     if (HAS_RES) {
         v += p.beta * res[idx];
     }
@@ -167,7 +155,7 @@ fn store_row(cols: ptr<function, array<Col, 8>>, g: u32, mg: u32, acc: array<vec
 @compute @workgroup_size(64)
 fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
-    let n0 = (wid.x + wid.y * nwg.x) * BN;
+    let n0 = wg_index(wid, nwg) * BN;
     if (n0 >= p.ntot) { return; }
     let g = wid.z / p.m_tiles;
     let m0 = (wid.z % p.m_tiles) * select(BM, BM / 2u, HALF_M);
@@ -353,7 +341,7 @@ struct Tap {
 
 fn tap_of(k: u32) -> Tap {
     var t: Tap;
-    if (MODE == 1u) {
+    if (MODE == CONV_POINTWISE) {
         t.coff = k * p.hw;
         return t;
     }
@@ -366,10 +354,10 @@ fn tap_of(k: u32) -> Tap {
 
 // The input value of column c for tap t (0 outside the image / past N).
 fn gather(c: Col, t: Tap) -> f32 {
-    if (MODE == 1u) {
+    if (MODE == CONV_POINTWISE) {
         return select(0.0, x[select(0u, c.xbase + t.coff, c.ok)], c.ok);
     }
-    if (MODE == 2u) {
+    if (MODE == CONV_TRANSPOSED) {
         let ty = c.iy0 - t.oy;
         let tx = c.ix0 - t.ox;
         let iy = u32(ty) / TSY;
@@ -419,7 +407,7 @@ fn store_cols(c0: Col, c1: Col, c2: Col, c3: Col, c4: Col, c5: Col, c6: Col, c7:
 @compute @workgroup_size(64)
 fn conv2d_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-    let n0 = (wid.x + wid.y * nwg.x) * RWG * RJ;
+    let n0 = wg_index(wid, nwg) * RWG * RJ;
     if (n0 >= p.ntot) { return; }
     let g = wid.z / p.m_tiles;
     let m0 = (wid.z % p.m_tiles) * 4u * RQ;

@@ -1,3 +1,5 @@
+#import prelude
+
 // Elementwise ops on flat f32 arrays. One thread per element; the grid is
 // split over x and y (see grid_1d), so every entry bounds-checks.
 // The output comes first (binding 1) so fill / unary / binary entries share
@@ -7,7 +9,7 @@ struct Params {
     n: u32,
     alpha: f32,
     beta: f32,
-    gamma: f32,
+    span: u32,   // add_channel_bias: H*W; gate: C*H*W; else unused
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -15,14 +17,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read> a: array<f32>;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 
-const WG: u32 = 256u;
-
-fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.x + wid.y * nwg.x) * WG + lid;
-}
-
 // y = alpha * a + beta * b
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn axpby(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
@@ -31,7 +27,7 @@ fn axpby(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
 }
 
 // y = alpha * a * b
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn mul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
        @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
@@ -40,7 +36,7 @@ fn mul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 }
 
 // y = alpha (fill; binds only y)
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
@@ -51,7 +47,7 @@ fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 // Unary ops read only `a`.
 
 // y = alpha * a + beta
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn affine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
@@ -60,7 +56,7 @@ fn affine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 }
 
 // y = clamp(a, alpha, beta)
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn clamp_range(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
@@ -70,29 +66,25 @@ fn clamp_range(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 
 // y = a + alpha * b[i / hw]: `b` holds one value per (sample, channel) row of
 // a's NCHW layout (SR3's FeatureWiseAffine noise bias, broadcast over H x W).
-// hw arrives as the u32 bit pattern of the fourth parameter word.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn add_channel_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
     if (i >= p.n) { return; }
-    let hw = bitcast<u32>(p.gamma);
-    y[i] = a[i] + p.alpha * b[i / hw];
+    y[i] = a[i] + p.alpha * b[i / p.span];
 }
 
 // Gated activation (PixelCNN): y[n, c] = tanh(a[n, c]) * sigmoid(a[n, c + C])
-// for y [N, C, H, W] and a [N, 2C, H, W]. C*H*W arrives as the u32 bit
-// pattern of the `gamma` word. tanh and sigmoid as conv.wgsl's epilogue
-// (tanh via exp(-2|v|) so large |v| cannot overflow to inf/inf).
-@compute @workgroup_size(256)
+// for y [N, C, H, W] and a [N, 2C, H, W]; p.span = C*H*W. tanh and sigmoid
+// are the prelude's (the conv epilogue's).
+@compute @workgroup_size(WG)
 fn gate(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
     if (i >= p.n) { return; }
-    let chw = bitcast<u32>(p.gamma);
+    let chw = p.span;
     let s = i / chw;
     let t = a[i + s * chw];
     let g = a[i + (s + 1u) * chw];
-    let e = exp(-2.0 * abs(t));
-    y[i] = (sign(t) * (1.0 - e) / (1.0 + e)) * (1.0 / (1.0 + exp(-g)));
+    y[i] = act_tanh(t) * act_sigmoid(g);
 }

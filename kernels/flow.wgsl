@@ -1,3 +1,5 @@
+#import prelude
+
 // Normalizing-flow layers of HCFlow: ActNorm, invertible 1x1 convolution,
 // affine / additive couplings and the split-off conditional Gaussian.
 // Tensors are NCHW f32; "hw" is H*W. Channel layouts follow the official
@@ -20,7 +22,7 @@ struct Params {
     parts: u32,  // reducing entries: partial sums per sample; invconv: pixel chunks
     total: u32,  // n * c * hw
     a: f32,      // gaussian_sample: heat
-    b: f32,      // unused padding
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -35,28 +37,8 @@ override INPLACE: bool = false;
 // true = log(sigma) = 0.318 * atan(2 * scale) (rescaling model).
 override RESCALE: bool = false;
 
-const WG: u32 = 256u;
-const PER_THREAD: u32 = 4u;
-const CHUNK: u32 = 1024u; // WG * PER_THREAD, must match reduce.wgsl
+// WG, PER_THREAD, CHUNK (shared with reduce.wgsl), flat and wg_sum come from the prelude.
 const LOG_2PI: f32 = 1.8378770664093453;
-
-var<workgroup> red: array<f32, 256>;
-
-fn wg_sum(lid: u32, v: f32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        if (lid < s) {
-            red[lid] = red[lid] + red[lid + s];
-        }
-        workgroupBarrier();
-    }
-    return red[0];
-}
-
-fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.x + wid.y * nwg.x) * WG + lid;
-}
 
 fn load_in(i: u32) -> f32 {
     if (INPLACE) {
@@ -93,7 +75,7 @@ fn logscale(s: f32) -> f32 {
 // ---------------------------------------------------------------- ActNorm
 // aux = [bias (c), exp(logs) (c), exp(-logs) (c)], exponentials from the host.
 // forward: (x + bias) * exp(logs); reverse: x * exp(-logs) - bias.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn actnorm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
@@ -112,10 +94,10 @@ fn actnorm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 // input-major with the output index padded to a multiple of 4:
 // aux[k + i * cp + o]. One invocation computes 4 output channels of one
 // pixel; the workgroup shares the output block, so the W loads are uniform.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn invconv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    let g = wid.x + wid.y * nwg.x;
+    let g = wg_index(wid, nwg);
     let nob = (p.c + 3u) / 4u;
     let chunk = g % p.parts;
     let rest = g / p.parts;
@@ -148,10 +130,10 @@ fn invconv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 // forward: (z2 + shift) * exp(ls); reverse: z2 * exp(-ls) - shift, with
 // ls = 0.318 * atan(2 * scale). Workgroup g covers CHUNK elements of sample
 // g / parts and writes the sum of its ls to part[g].
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn affine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
-    let g = wid.x + wid.y * nwg.x;
+    let g = wg_index(wid, nwg);
     if (g >= p.n * p.parts) { return; }
     let n = g / p.parts;
     let chunk = g - n * p.parts;
@@ -191,7 +173,7 @@ fn affine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 // ------------------------------------------------------ additive coupling
 // The odd steps of the rescaling model's Affine3shift: the first k channels
 // get z[ch] +/- shift[ch] (shift: [n, k, hw]); the rest pass through.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn additive(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
@@ -227,7 +209,7 @@ fn gauss_logs(v: f32) -> f32 {
 }
 
 // dst = mean + exp(logs) * eps * heat, eps (standard normal) in src.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn gaussian_sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
@@ -243,7 +225,7 @@ fn gaussian_sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
 }
 
 // dst = (x - mean) * exp(-logs): the rescaling model's forward split-off.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn gaussian_normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                       @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
@@ -261,10 +243,10 @@ fn gaussian_normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
 // Partial sums of the diagonal-Gaussian log-density
 // -0.5 * (2 logs + (x - mean)^2 / exp(2 logs) + log(2 pi)); written to dst[g]
 // (dst is the partials buffer here), finished by reduce.wgsl.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn gaussian_logp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
-    let g = wid.x + wid.y * nwg.x;
+    let g = wg_index(wid, nwg);
     if (g >= p.n * p.parts) { return; }
     let n = g / p.parts;
     let chunk = g - n * p.parts;

@@ -1,3 +1,5 @@
+#import prelude
+
 // Strided batched GEMM: C[b] = alpha * op(A[b]) * op(B[b]) (+ bias).
 //
 // Every operand is a row-major matrix inside a flat buffer, addressed by a
@@ -41,8 +43,9 @@ struct GemmParams {
 override TRANS_A: bool = false;
 // B is stored [N, K] instead of [K, N].
 override TRANS_B: bool = false;
-// 0: no bias, 1: bias[n] added to every row, 2: bias[m] added to every column.
-override BIAS_MODE: u32 = 0u;
+// BIAS_NONE, BIAS_PER_COLUMN (bias[n] added to every row) or BIAS_PER_ROW
+// (bias[m] added to every column).
+override BIAS_MODE: u32 = BIAS_NONE;
 
 const TM: u32 = 64u;
 const TN: u32 = 64u;
@@ -145,9 +148,9 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>,
                 continue;
             }
             var v = p.alpha * acc[i][j];
-            if (BIAS_MODE == 1u) {
+            if (BIAS_MODE == BIAS_PER_COLUMN) {
                 v += bias[p.bias_off + gn];
-            } else if (BIAS_MODE == 2u) {
+            } else if (BIAS_MODE == BIAS_PER_ROW) {
                 v += bias[p.bias_off + gm];
             }
             C[c_base + gm * p.ldc + gn] = v;

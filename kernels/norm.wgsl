@@ -1,3 +1,5 @@
+#import prelude
+
 // GroupNorm over NCHW, optionally followed by Swish (x * sigmoid(x)).
 //
 // The channels of one (sample, group) pair are contiguous, so each group is a
@@ -40,32 +42,20 @@ struct NormParams {
 
 override SWISH: bool = false;
 
-const WG: u32 = 256u;
-var<workgroup> r_n: array<f32, 256>;
-var<workgroup> r_mean: array<f32, 256>;
-var<workgroup> r_m2: array<f32, 256>;
-
-// Fixed-order tree sum of r_mean (used as a plain scratch array).
-fn tree_sum(lid: u32) -> f32 {
-    for (var st = WG / 2u; st > 0u; st >>= 1u) {
-        if (lid < st) {
-            r_mean[lid] += r_mean[lid + st];
-        }
-        workgroupBarrier();
-    }
-    let v = r_mean[0];
-    workgroupBarrier();
-    return v;
-}
+// group_normalize's merge of (count, mean, M2) partials; group_stats sums
+// with the prelude's wg_sum.
+var<workgroup> r_n: array<f32, WG>;
+var<workgroup> r_mean: array<f32, WG>;
+var<workgroup> r_m2: array<f32, WG>;
 
 fn chunk_len(c: u32) -> u32 {
     return min(p.chunk, p.group_len - c * p.chunk);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn group_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-    let item = wid.x + wid.y * nwg.x;
+    let item = wg_index(wid, nwg);
     if (item >= p.total) {
         return; // workgroup-uniform
     }
@@ -80,18 +70,14 @@ fn group_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     for (var i = lid; i < cnt; i += WG) {
         s += x[start + i] - shift;
     }
-    r_mean[lid] = s;
-    workgroupBarrier();
-    let mean = tree_sum(lid) / f32(cnt);
+    let mean = wg_sum(lid, s) / f32(cnt);
 
     var q = 0.0;
     for (var i = lid; i < cnt; i += WG) {
         let d = (x[start + i] - shift) - mean;
         q = fma(d, d, q);
     }
-    r_mean[lid] = q;
-    workgroupBarrier();
-    let m2 = tree_sum(lid);
+    let m2 = wg_sum(lid, q);
 
     if (lid == 0u) {
         part_out[2u * item] = mean;
@@ -99,10 +85,10 @@ fn group_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn group_normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
-    let item = wid.x + wid.y * nwg.x;
+    let item = wg_index(wid, nwg);
     if (item >= p.total) {
         return; // workgroup-uniform
     }

@@ -1,3 +1,5 @@
+#import prelude
+
 // Deterministic per-sample reductions and small in-place updates.
 //
 // A per-sample sum runs in two passes with a fixed summation order (no float
@@ -8,6 +10,7 @@
 //   finish:      one workgroup per sample sums its `parts` partials and writes
 //                (or adds, times alpha) the sample's total.
 // Grids are split over x and y (grid_1d); every entry bounds-checks.
+// WG, PER_THREAD, CHUNK (= WG * PER_THREAD) and wg_sum come from the prelude.
 
 struct Params {
     n: u32,           // samples
@@ -24,29 +27,10 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(2) var<storage, read> src: array<f32>;
 
-const WG: u32 = 256u;
-const PER_THREAD: u32 = 4u;
-const CHUNK: u32 = 1024u; // WG * PER_THREAD
-
-var<workgroup> red: array<f32, 256>;
-
-// Tree sum over the workgroup; every invocation must call it (uniform flow).
-fn wg_sum(lid: u32, v: f32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        if (lid < s) {
-            red[lid] = red[lid] + red[lid + s];
-        }
-        workgroupBarrier();
-    }
-    return red[0];
-}
-
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn partial_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-    let g = wid.x + wid.y * nwg.x;
+    let g = wg_index(wid, nwg);
     if (g >= p.n * p.parts) { return; }
     let n = g / p.parts;
     let chunk = g - n * p.parts;
@@ -64,10 +48,10 @@ fn partial_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
-    let n = wid.x + wid.y * nwg.x;
+    let n = wg_index(wid, nwg);
     if (n >= p.n) { return; }
     var acc = 0.0;
     for (var j = lid; j < p.parts; j += WG) {
@@ -84,10 +68,10 @@ fn finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 }
 
 // dst[i] += value, in place.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn add_scalar(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    let i = flat(wid, nwg, lid);
     if (i >= p.m) { return; }
     dst[i] = dst[i] + p.value;
 }

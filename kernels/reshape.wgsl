@@ -1,3 +1,5 @@
+#import prelude
+
 // Layout ops on NCHW f32 tensors: space<->depth (HCFlow squeeze / torch
 // pixel_unshuffle and their inverses), the Haar wavelet down/up sampling of
 // HCFlow's rescaling flow, and a strided channel copy that also does nearest
@@ -27,16 +29,10 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
-const WG: u32 = 256u;
-
-fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.x + wid.y * nwg.x) * WG + lid;
-}
-
 // out (B, C*f*f, H/f, W/f), out channel = c*f*f + dy*f + dx:
 // out[b, c*f*f + dy*f + dx, i, j] = in[b, c, i*f + dy, j*f + dx].
 // One thread per output element (coalesced writes).
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn space_to_depth(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
@@ -57,7 +53,7 @@ fn space_to_depth(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
 
 // Inverse of space_to_depth: out (B, C/(f*f), H*f, W*f),
 // out[b, c, i*f + dy, j*f + dx] = in[b, c*f*f + dy*f + dx, i, j].
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn depth_to_space(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
@@ -78,7 +74,7 @@ fn depth_to_space(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
 // haar_weights: 0: [[1,1],[1,1]], 1: [[1,-1],[1,-1]], 2: [[1,1],[-1,-1]],
 // 3: [[1,-1],[-1,1]]. One thread per (b, c, i, j): reads 4, writes 4.
 // n = B * c_in * h_out * w_out.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn haar_down(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
@@ -107,7 +103,7 @@ fn haar_down(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 // scaling; the /4 of the forward makes it the exact inverse). Input channel
 // band*C + c. One thread per (b, c, i, j) of the input plane.
 // n = B * c_out * h_in * w_in.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn haar_up(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
@@ -136,7 +132,7 @@ fn haar_up(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 // for k < count, yy < h_out = h_in*f, xx < w_out = w_in*f. Covers channel
 // slicing, concatenation into a slice, and nearest upsampling.
 // n = B * count * h_out * w_out.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn copy_channels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
@@ -161,7 +157,7 @@ fn copy_channels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 // VEC = 4 when the block length is a multiple of 4.
 override VEC: u32 = 1u;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn copy_block(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
     let t = flat(wid, nwg, lid);

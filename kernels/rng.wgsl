@@ -1,3 +1,5 @@
+#import prelude
+
 // Counter-based random numbers: Philox 4x32-10 (Salmon et al., SC'11), the
 // Random123 variant, so the stream is reproducible on the host
 // (src/ops/rng.rs has the bit-exact twin and documents the stream).
@@ -25,7 +27,6 @@ struct Params {
 // philox_blocks only: rows of (ctr0, ctr1, ctr2, ctr3, key0, key1).
 @group(0) @binding(2) var<storage, read> kat_in: array<u32>;
 
-const WG: u32 = 256u;
 const M0: u32 = 0xD2511F53u;
 const M1: u32 = 0xCD9E8D57u;
 const W0: u32 = 0x9E3779B9u;
@@ -87,10 +88,6 @@ fn ln_uniform(u: f32) -> f32 {
     return -2.0 * s * acc;
 }
 
-fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.x + wid.y * nwg.x) * WG + lid;
-}
-
 fn block_bits(q: u32) -> vec4<u32> {
     // 64-bit block index offset + q with carry.
     let lo = p.off_lo + q;
@@ -98,10 +95,10 @@ fn block_bits(q: u32) -> vec4<u32> {
     return philox4x32_10(vec4<u32>(lo, hi, 0u, 0u), vec2<u32>(p.seed_lo, p.seed_hi));
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn rng_uniform(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    let q = linear_id(wid, nwg, lid);
+    let q = flat(wid, nwg, lid);
     if (q >= (p.n + 3u) / 4u) { return; }
     let r = block_bits(q);
     let u = vec4<f32>(to_uniform(r.x), to_uniform(r.y), to_uniform(r.z), to_uniform(r.w));
@@ -134,10 +131,10 @@ fn cos_sin_2pi(u: f32) -> vec2<f32> {
 // Box-Muller on word pairs (0,1) and (2,3) of each block:
 //   z0 = r(u0) cos(2 pi u1), z1 = r(u0) sin(2 pi u1), r(u) = sqrt(-2 ln u),
 // likewise z2, z3 from (u2, u3).
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn rng_normal(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
-    let q = linear_id(wid, nwg, lid);
+    let q = flat(wid, nwg, lid);
     if (q >= (p.n + 3u) / 4u) { return; }
     let r = block_bits(q);
     let ra = sqrt(-2.0 * ln_uniform(to_uniform(r.x)));
@@ -153,10 +150,10 @@ fn rng_normal(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 
 // Raw Philox on caller-given (counter, key) rows, for known-answer tests.
 // p.n = number of rows; out gets 4 words per row.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn philox_blocks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
-    let row = linear_id(wid, nwg, lid);
+    let row = flat(wid, nwg, lid);
     if (row >= p.n) { return; }
     let b = row * 6u;
     let c = vec4<u32>(kat_in[b], kat_in[b + 1u], kat_in[b + 2u], kat_in[b + 3u]);

@@ -1,3 +1,5 @@
+#import prelude
+
 // Softmax family over the channel axis of [N, C, H, W], C = G * K: each
 // (n, g, pixel) row of K channels (channel = g * K + k, stride H*W apart in
 // memory) is normalised on its own.
@@ -27,11 +29,10 @@ struct Params {
 // sample_categorical only: one uniform in (0, 1) per (n, g, pixel).
 @group(0) @binding(3) var<storage, read> u: array<f32>;
 
-const WG: u32 = 256u;
 // Threads per row, a power of two dividing WG (chosen by the wrapper from K).
 override TPR: u32 = 16u;
-// 0: softmax(x / T), 1: log_softmax(x).
-override MODE: u32 = 0u;
+// softmax_rows: SOFTMAX_PLAIN = softmax(x / T), SOFTMAX_LOG = log_softmax(x).
+override MODE: u32 = SOFTMAX_PLAIN;
 
 const FMAX: f32 = 3.4028234663852886e38;
 // exp(-87) is still a normal f32; below it exp may hit (flushed) denormals.
@@ -54,7 +55,7 @@ struct Row {
 
 fn row_of(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Row {
     let P = WG / TPR;
-    let wg = wid.x + wid.y * nwg.x;
+    let wg = wg_index(wid, nwg);
     let ng = wg / p.tiles;
     let tile = wg % p.tiles;
     let lane = lid % P;
@@ -117,14 +118,14 @@ fn chunk_sum(r: Row, m: f32, inv: f32) -> f32 {
     return s;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn softmax_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
-    let wg = wid.x + wid.y * nwg.x;
+    let wg = wg_index(wid, nwg);
     if (wg >= p.total) { return; } // uniform across the workgroup
     let P = WG / TPR;
     let r = row_of(wid, nwg, lid);
-    let inv = select(inv_temp(), 1.0, MODE == 1u);
+    let inv = select(inv_temp(), 1.0, MODE == SOFTMAX_LOG);
     let m = row_max(r, lid);
     sm_s[lid] = chunk_sum(r, m, inv);
     workgroupBarrier();
@@ -135,7 +136,7 @@ fn softmax_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         workgroupBarrier();
     }
     let total = sm_s[r.lane];
-    if (MODE == 1u) {
+    if (MODE == SOFTMAX_LOG) {
         let ls = log(total);
         for (var k = r.k0; k < r.k1; k++) {
             let i = r.base + k * p.hw;
@@ -179,10 +180,10 @@ fn row_argmax(r: Row, lid: u32) -> u32 {
     return sm_i[lid];
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn argmax_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-    let wg = wid.x + wid.y * nwg.x;
+    let wg = wg_index(wid, nwg);
     if (wg >= p.total) { return; }
     let r = row_of(wid, nwg, lid);
     let idx = row_argmax(r, lid);
@@ -193,10 +194,10 @@ fn argmax_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 
 // Inverse-CDF sampling: the smallest k with cumsum(e)[k] > u * sum(e), where
 // e = exp((x - max) / T). T == 0 is greedy argmax.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn sample_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-    let wg = wid.x + wid.y * nwg.x;
+    let wg = wg_index(wid, nwg);
     if (wg >= p.total) { return; }
     let P = WG / TPR;
     let r = row_of(wid, nwg, lid);

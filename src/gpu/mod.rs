@@ -1,10 +1,17 @@
-//! GPU side: device selection, pipeline cache, dispatch records.
+//! GPU side: device selection, pipeline cache, dispatch records, typed
+//! uniform blocks and WGSL composition.
 
+pub mod codes;
 mod context;
 mod memory;
+mod params;
 mod pipelines;
+mod shader;
 mod timing;
 
+pub use codes::{ActCode, BiasMode, ConvMode, SoftmaxMode, CHUNK, WG};
 pub use context::{list_adapters, ContextOptions, DeviceInfo, GpuContext, SharedContext};
-pub use pipelines::{grid_1d, BufArg, Dispatch, KernelCall, Params, ShaderSource};
+pub use params::{to_i32, to_u32, KernelParams, ParamField, ParamsBlock, ParamsLayout, ScalarKind, WgslScalar};
+pub use pipelines::{grid_1d, BufArg, Dispatch, KernelCall};
+pub use shader::{compose, prelude_text, wg_entries, Composed, EntryPoint, ShaderSource, PRELUDE, PRELUDE_NAME};
 pub use timing::TimingSource;

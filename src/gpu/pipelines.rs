@@ -7,25 +7,13 @@
 //! ignores a binding still validates, and pipelines with the same signature
 //! share one bind-group layout.
 
+use std::any::TypeId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::gpu::GpuContext;
+use crate::gpu::shader::{compose, Composed, ShaderSource};
+use crate::gpu::{GpuContext, KernelParams, ParamsBlock, ParamsLayout};
 use crate::{Error, Result};
-
-/// A WGSL file compiled into the binary. Each op family declares one:
-/// `const SHADER: ShaderSource = ShaderSource::new("conv", include_str!("../../kernels/conv.wgsl"));`
-#[derive(Clone, Copy, Debug)]
-pub struct ShaderSource {
-    pub name: &'static str,
-    pub source: &'static str,
-}
-
-impl ShaderSource {
-    pub const fn new(name: &'static str, source: &'static str) -> Self {
-        ShaderSource { name, source }
-    }
-}
 
 /// One storage-buffer binding: a buffer range and whether the shader only reads it.
 #[derive(Clone, Copy)]
@@ -42,9 +30,16 @@ struct LayoutKey {
     read_only: Vec<bool>,
 }
 
+/// A composed module: its name and the hash of its composed text.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+struct ModuleKey {
+    name: &'static str,
+    hash: u64,
+}
+
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 struct PipelineKey {
-    shader: &'static str,
+    module: ModuleKey,
     entry: String,
     constants: Vec<(String, u64)>,
     layout: LayoutKey,
@@ -52,7 +47,10 @@ struct PipelineKey {
 
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
+    /// Composition memo, keyed by the identity of the static source text
+    /// (name, address, length): composing is deterministic per source.
+    composed: Mutex<HashMap<(&'static str, usize, usize), Arc<Composed>>>,
+    modules: Mutex<HashMap<ModuleKey, Arc<wgpu::ShaderModule>>>,
     layouts: Mutex<HashMap<LayoutKey, (Arc<wgpu::BindGroupLayout>, Arc<wgpu::PipelineLayout>)>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
 }
@@ -63,38 +61,22 @@ impl PipelineCache {
     }
 }
 
-/// Uniform parameter block builder: 32-bit words, padded to 16 bytes.
-/// Push fields in the order of the WGSL struct (all u32/i32/f32 scalars).
-#[derive(Clone, Debug, Default)]
-pub struct Params(Vec<u32>);
+/// The uniform block of a prepared dispatch: its buffer, the type it was
+/// built from, and a host copy so updates are typed field writes.
+struct UniformBlock {
+    buffer: Arc<wgpu::Buffer>,
+    layout: &'static ParamsLayout,
+    ty: TypeId,
+    /// The bytes last written (padded to 16 like the buffer).
+    host: Mutex<Vec<u8>>,
+}
 
-impl Params {
-    pub fn new() -> Self {
-        Params(Vec::new())
-    }
-    pub fn u(mut self, v: usize) -> Self {
-        self.0.push(u32::try_from(v).expect("kernel parameter does not fit in u32"));
-        self
-    }
-    pub fn i(mut self, v: i64) -> Self {
-        self.0.push(i32::try_from(v).expect("kernel parameter does not fit in i32") as u32);
-        self
-    }
-    pub fn f(mut self, v: f32) -> Self {
-        self.0.push(v.to_bits());
-        self
-    }
-    pub fn words(&self) -> &[u32] {
-        &self.0
-    }
-    /// Bytes padded to a multiple of 16 (uniform buffer rule).
-    pub fn bytes(&self) -> Vec<u8> {
-        let mut w = self.0.clone();
-        while w.is_empty() || w.len() % 4 != 0 {
-            w.push(0);
-        }
-        bytemuck::cast_slice(&w).to_vec()
-    }
+/// Uniform bytes padded to a multiple of 16 (and at least 16): the uniform
+/// binding rule, and what the buffer holds.
+fn padded(bytes: &[u8]) -> Vec<u8> {
+    let mut v = bytes.to_vec();
+    v.resize(bytes.len().max(1).next_multiple_of(16), 0);
+    v
 }
 
 /// A recorded kernel launch: pipeline, prebuilt bind group and grid. Produced
@@ -103,8 +85,8 @@ pub struct Dispatch {
     pub(crate) pipeline: Arc<wgpu::ComputePipeline>,
     pub(crate) bind_group: wgpu::BindGroup,
     pub(crate) workgroups: [u32; 3],
-    /// The uniform buffer, kept so a graph can rewrite parameters before replay.
-    pub(crate) params: Option<Arc<wgpu::Buffer>>,
+    /// The uniform block, kept so a graph can rewrite parameters before replay.
+    params: Option<UniformBlock>,
     pub label: &'static str,
     /// Floating-point operations of this launch (for profiles); 0 if not counted.
     pub flops: f64,
@@ -122,23 +104,42 @@ impl Dispatch {
     pub fn workgroups(&self) -> [u32; 3] {
         self.workgroups
     }
-    pub fn params_buffer(&self) -> Option<&Arc<wgpu::Buffer>> {
-        self.params.as_ref()
-    }
     pub fn with_cost(mut self, flops: f64, bytes: f64) -> Self {
         self.flops = flops;
         self.bytes = bytes;
         self
     }
-    /// Rewrite this dispatch's uniform block (same layout, new values).
-    pub fn write_params(&self, ctx: &GpuContext, params: &Params) -> Result<()> {
-        let buf = self.params.as_ref().ok_or_else(|| Error::Kernel(format!("{} has no uniform parameters", self.label)))?;
-        let bytes = params.bytes();
-        if bytes.len() as u64 != buf.size() {
-            return Err(Error::Kernel(format!("{}: parameter block is {} bytes, expected {}", self.label, bytes.len(), buf.size())));
+    /// Rewrite fields of this dispatch's uniform block before a replay: `P`
+    /// must be the type it was prepared with (else an error, nothing written);
+    /// `f` edits a copy of the current values by field name. The one way to
+    /// change a runtime parameter, e.g.
+    /// `d.update(ctx, |p: &mut SoftmaxUniform| p.temp = t)`.
+    pub fn update<P: KernelParams>(&self, ctx: &GpuContext, f: impl FnOnce(&mut P)) -> Result<()> {
+        let block = self
+            .params
+            .as_ref()
+            .ok_or_else(|| Error::InvalidArgument(format!("{self:?} has no uniform parameters to set")))?;
+        if block.ty != TypeId::of::<P>() {
+            return Err(Error::InvalidArgument(format!(
+                "{self:?} carries {} ({}::{}), not {}",
+                block.layout.rust_type,
+                block.layout.module,
+                block.layout.wgsl_struct,
+                P::LAYOUT.rust_type
+            )));
         }
-        ctx.queue.write_buffer(buf, 0, &bytes);
+        let mut host = block.host.lock().unwrap();
+        let mut p: P = bytemuck::pod_read_unaligned(&host[..std::mem::size_of::<P>()]);
+        f(&mut p);
+        host[..std::mem::size_of::<P>()].copy_from_slice(bytemuck::bytes_of(&p));
+        ctx.queue.write_buffer(&block.buffer, 0, &host);
         Ok(())
+    }
+
+    /// The current uniform values, if this dispatch carries a `P`.
+    pub fn uniform<P: KernelParams>(&self) -> Option<P> {
+        let block = self.params.as_ref().filter(|b| b.ty == TypeId::of::<P>())?;
+        Some(bytemuck::pod_read_unaligned(&block.host.lock().unwrap()[..std::mem::size_of::<P>()]))
     }
 
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
@@ -154,29 +155,44 @@ pub struct KernelCall<'a> {
     pub entry: &'a str,
     /// WGSL `override` constants (workgroup sizes, tile sizes, modes).
     pub constants: &'a [(&'a str, f64)],
-    pub params: Option<&'a Params>,
+    /// The uniform block at binding 0: a [`kernel_params!`](crate::kernel_params) twin.
+    pub params: Option<&'a dyn ParamsBlock>,
     pub buffers: &'a [BufArg<'a>],
     pub workgroups: [u32; 3],
 }
 
 impl GpuContext {
-    fn module(&self, shader: &ShaderSource) -> Result<Arc<wgpu::ShaderModule>> {
+    /// The composed source of a shader (composed once per source text).
+    fn composed(&self, shader: &ShaderSource) -> Result<Arc<Composed>> {
+        let id = (shader.name, shader.source.as_ptr() as usize, shader.source.len());
+        let mut c = self.pipelines.composed.lock().unwrap();
+        if let Some(v) = c.get(&id) {
+            return Ok(v.clone());
+        }
+        let v = Arc::new(compose(shader)?);
+        c.insert(id, v.clone());
+        Ok(v)
+    }
+
+    fn module(&self, name: &'static str, composed: &Composed) -> Result<Arc<wgpu::ShaderModule>> {
+        let key = ModuleKey { name, hash: composed.hash };
         let mut m = self.pipelines.modules.lock().unwrap();
-        if let Some(module) = m.get(shader.name) {
+        if let Some(module) = m.get(&key) {
             return Ok(module.clone());
         }
         // Validate with naga first so a broken kernel is an error, not a panic
         // inside wgpu's error handler.
-        let parsed = naga::front::wgsl::parse_str(shader.source)
-            .map_err(|e| Error::Kernel(format!("kernels/{}.wgsl: {}", shader.name, e.emit_to_string(shader.source))))?;
+        let src = composed.text.as_str();
+        let parsed = naga::front::wgsl::parse_str(src)
+            .map_err(|e| Error::Kernel(format!("kernels/{name}.wgsl (composed): {}", e.emit_to_string(src))))?;
         naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
             .validate(&parsed)
-            .map_err(|e| Error::Kernel(format!("kernels/{}.wgsl: {}", shader.name, e.emit_to_string(shader.source))))?;
+            .map_err(|e| Error::Kernel(format!("kernels/{name}.wgsl (composed): {}", e.emit_to_string(src))))?;
         let module = Arc::new(self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(shader.name),
-            source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(src.into()),
         }));
-        m.insert(shader.name, module.clone());
+        m.insert(key, module.clone());
         Ok(module)
     }
 
@@ -232,8 +248,9 @@ impl GpuContext {
         constants: &[(&str, f64)],
         layout: &LayoutKey,
     ) -> Result<(Arc<wgpu::ComputePipeline>, Arc<wgpu::BindGroupLayout>)> {
+        let composed = self.composed(shader)?;
         let key = PipelineKey {
-            shader: shader.name,
+            module: ModuleKey { name: shader.name, hash: composed.hash },
             entry: entry.to_string(),
             constants: constants.iter().map(|(k, v)| (k.to_string(), v.to_bits())).collect(),
             layout: layout.clone(),
@@ -242,7 +259,7 @@ impl GpuContext {
         if let Some(p) = self.pipelines.pipelines.lock().unwrap().get(&key) {
             return Ok((p.clone(), bgl));
         }
-        let module = self.module(shader)?;
+        let module = self.module(shader.name, &composed)?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(entry),
@@ -282,19 +299,30 @@ impl GpuContext {
                 )));
             }
         }
+        if let Some(p) = call.params {
+            let l = p.layout();
+            if l.module != call.shader.name {
+                return Err(Error::Kernel(format!(
+                    "{}::{} was given {} (the uniform block of kernels/{}.wgsl)",
+                    call.shader.name, call.entry, l.rust_type, l.module
+                )));
+            }
+        }
         let layout = LayoutKey { uniform: call.params.is_some(), read_only: call.buffers.iter().map(|b| b.read_only).collect() };
         let (pipeline, bgl) = self.pipeline(call.shader, call.entry, call.constants, &layout)?;
         let params = call.params.map(|p| {
             use wgpu::util::DeviceExt;
-            Arc::new(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            let host = padded(p.bytes());
+            let buffer = Arc::new(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("wgsr params"),
-                contents: &p.bytes(),
+                contents: &host,
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            }))
+            }));
+            UniformBlock { buffer, layout: p.layout(), ty: p.params_type(), host: Mutex::new(host) }
         });
         let mut entries = Vec::with_capacity(call.buffers.len() + 1);
         if let Some(p) = &params {
-            entries.push(wgpu::BindGroupEntry { binding: 0, resource: p.as_entire_binding() });
+            entries.push(wgpu::BindGroupEntry { binding: 0, resource: p.buffer.as_entire_binding() });
         }
         for (i, b) in call.buffers.iter().enumerate() {
             entries.push(wgpu::BindGroupEntry {

@@ -2,7 +2,7 @@
 //! forward `y = (x + bias) * exp(logs)` per channel, `logdet += sum(logs) * H * W`;
 //! reverse `x = y * exp(-logs) - bias`, `logdet -= sum(logs) * H * W`.
 
-use crate::gpu::{grid_1d, Dispatch, GpuContext};
+use crate::gpu::{grid_1d, Dispatch, GpuContext, WG};
 use crate::ops::flow::{self, FlowParams};
 use crate::ops::reduce;
 use crate::{Error, Result, Shape, Tensor};
@@ -88,7 +88,7 @@ impl ActNorm {
             &[("REVERSE", flow::flag(reverse)), ("INPLACE", flow::flag(inplace))],
             &p,
             &[input, self.params.arg(), out.arg_mut()],
-            grid_1d(total.div_ceil(256)),
+            grid_1d(total.div_ceil(WG)),
         )?
         .with_cost(2.0 * total as f64, 8.0 * total as f64);
         let mut ds = vec![d];

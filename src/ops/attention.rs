@@ -16,11 +16,24 @@
 
 use std::sync::Arc;
 
-use crate::gpu::{grid_1d, Dispatch, GpuContext, KernelCall, Params, ShaderSource};
+use crate::gpu::{grid_1d, to_u32, wg_entries, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource};
 use crate::ops::matmul::{gemm, Bias, Gemm, MatView};
 use crate::{Error, Result, Shape, Tensor};
 
-const SHADER: ShaderSource = ShaderSource::new("attention", include_str!("../../kernels/attention.wgsl"));
+const ENTRIES: [EntryPoint; 1] = wg_entries(["softmax_rows"]);
+pub(crate) const SHADER: ShaderSource = ShaderSource::new("attention", include_str!("../../kernels/attention.wgsl"))
+    .params(&[AttentionUniform::LAYOUT])
+    .entries(&ENTRIES);
+
+crate::kernel_params! {
+    /// Uniform block of kernels/attention.wgsl (the score-row softmax).
+    pub struct AttentionUniform = "attention"::"SoftmaxParams" {
+        rows: u32,
+        cols: u32,
+        _pad0: u32,
+        _pad1: u32,
+    }
+}
 
 /// Attention for one feature-map shape.
 pub struct Attention {
@@ -120,7 +133,7 @@ impl Attention {
         )?;
 
         let rows = heads * hw;
-        let params = Params::new().u(rows).u(hw).u(0).u(0);
+        let params = AttentionUniform { rows: to_u32(rows), cols: to_u32(hw), ..Default::default() };
         let softmax = ctx
             .dispatch(KernelCall {
                 shader: &SHADER,

@@ -10,14 +10,49 @@
 
 use std::sync::Arc;
 
-use crate::gpu::{grid_1d, BufArg, Dispatch, GpuContext, KernelCall, Params, ShaderSource};
+use crate::gpu::{grid_1d, to_i32, to_u32, ActCode, BufArg, ConvMode, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource};
 use crate::{Error, Result, Shape, Tensor};
 
-const SHADER: ShaderSource = ShaderSource::new("conv", include_str!("../../kernels/conv.wgsl"));
-
-/// Output-tile size of the kernel (must match BM/BN in conv.wgsl).
+/// Output-tile size of the tiled kernel (BM/BN in conv.wgsl, checked by the reflection test).
 const TILE_M: usize = 64;
 const TILE_N: usize = 128;
+/// Threads of both entries; conv2d_rows covers RWG * RJ columns per workgroup.
+const THREADS: u32 = 64;
+
+pub(crate) const SHADER: ShaderSource = ShaderSource::new("conv", include_str!("../../kernels/conv.wgsl"))
+    .params(&[ConvUniform::LAYOUT])
+    .entries(&[EntryPoint::x("conv2d", THREADS), EntryPoint::x("conv2d_rows", THREADS)])
+    .consts(&[("BM", TILE_M as u32), ("BN", TILE_N as u32), ("RWG", THREADS)]);
+
+crate::kernel_params! {
+    /// Uniform block of kernels/conv.wgsl (see its field comments).
+    pub struct ConvUniform = "conv"::"Params" {
+        cin: u32,
+        h: u32,
+        w: u32,
+        hw: u32,
+        cout: u32,
+        ho: u32,
+        wo: u32,
+        howo: u32,
+        cin_g: u32,
+        cout_g: u32,
+        k: u32,
+        ntot: u32,
+        sy: i32,
+        sx: i32,
+        py: i32,
+        px: i32,
+        dy: i32,
+        dx: i32,
+        a_kstride: u32,
+        a_gstride: u32,
+        m_tiles: u32,
+        alpha: f32,
+        beta: f32,
+        slope: f32,
+    }
+}
 
 /// Stride, padding, dilation and groups of a convolution. Default: 1, 0, 1, 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,14 +124,15 @@ pub enum Activation {
 }
 
 impl Activation {
-    fn code(self) -> (f64, f32) {
+    /// The kernel's ACT code and LeakyReLU slope (0 for the others).
+    fn code(self) -> (ActCode, f32) {
         match self {
-            Activation::None => (0.0, 0.0),
-            Activation::Relu => (1.0, 0.0),
-            Activation::LeakyRelu(s) => (2.0, s),
-            Activation::Swish => (3.0, 0.0),
-            Activation::Tanh => (4.0, 0.0),
-            Activation::Sigmoid => (5.0, 0.0),
+            Activation::None => (ActCode::None, 0.0),
+            Activation::Relu => (ActCode::Relu, 0.0),
+            Activation::LeakyRelu(s) => (ActCode::LeakyRelu, s),
+            Activation::Swish => (ActCode::Swish, 0.0),
+            Activation::Tanh => (ActCode::Tanh, 0.0),
+            Activation::Sigmoid => (ActCode::Sigmoid, 0.0),
         }
     }
 }
@@ -450,7 +486,7 @@ pub fn conv2d(
     let geo = conv_geometry(x.shape(), w, p)?;
     let [_, _, kh, kw] = w.shape;
     let pointwise = kh == 1 && kw == 1 && p.stride == [1, 1] && p.padding == [0, 0];
-    launch(ctx, "conv2d", &geo, w, if pointwise { 1 } else { 0 }, x, epi, residual, out)
+    launch(ctx, "conv2d", &geo, w, if pointwise { ConvMode::Pointwise } else { ConvMode::General }, x, epi, residual, out)
 }
 
 /// torch `ConvTranspose2d` into `out` (shape from [`conv_transpose2d_out_shape`])
@@ -465,7 +501,7 @@ pub fn conv_transpose2d(
     out: &Tensor,
 ) -> Result<Dispatch> {
     let geo = transposed_geometry(x.shape(), w, p)?;
-    launch(ctx, "conv_transpose2d", &geo, w, 2, x, epi, residual, out)
+    launch(ctx, "conv_transpose2d", &geo, w, ConvMode::Transposed, x, epi, residual, out)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -474,7 +510,7 @@ fn launch(
     op: &str,
     geo: &Geometry,
     w: &Conv2dWeights,
-    mode: u32,
+    mode: ConvMode,
     x: &Tensor,
     epi: &Epilogue,
     residual: Option<&Tensor>,
@@ -527,42 +563,43 @@ fn launch(
         Kind::Conv => (w.cout, geo.cout_g),
         Kind::Transposed { .. } => (geo.cout_g, k * geo.cout_g),
     };
-    let params = Params::new()
-        .u(xs.c())
-        .u(xs.h())
-        .u(xs.w())
-        .u(xs.hw())
-        .u(os.c())
-        .u(os.h())
-        .u(os.w())
-        .u(os.hw())
-        .u(geo.cin_g)
-        .u(geo.cout_g)
-        .u(k)
-        .u(ntot)
-        .i(geo.stride[0] as i64)
-        .i(geo.stride[1] as i64)
-        .i(geo.padding[0] as i64)
-        .i(geo.padding[1] as i64)
-        .i(geo.dilation[0] as i64)
-        .i(geo.dilation[1] as i64)
-        .u(a_kstride)
-        .u(a_gstride)
-        .u(m_tiles)
-        .f(epi.alpha)
-        .f(epi.beta)
-        .f(slope);
-    let tile_n = if rows { 64 * rj } else { TILE_N };
+    let params = ConvUniform {
+        cin: to_u32(xs.c()),
+        h: to_u32(xs.h()),
+        w: to_u32(xs.w()),
+        hw: to_u32(xs.hw()),
+        cout: to_u32(os.c()),
+        ho: to_u32(os.h()),
+        wo: to_u32(os.w()),
+        howo: to_u32(os.hw()),
+        cin_g: to_u32(geo.cin_g),
+        cout_g: to_u32(geo.cout_g),
+        k: to_u32(k),
+        ntot: to_u32(ntot),
+        sy: to_i32(geo.stride[0]),
+        sx: to_i32(geo.stride[1]),
+        py: to_i32(geo.padding[0]),
+        px: to_i32(geo.padding[1]),
+        dy: to_i32(geo.dilation[0]),
+        dx: to_i32(geo.dilation[1]),
+        a_kstride: to_u32(a_kstride),
+        a_gstride: to_u32(a_gstride),
+        m_tiles: to_u32(m_tiles),
+        alpha: epi.alpha,
+        beta: epi.beta,
+        slope,
+    };
+    let tile_n = if rows { THREADS as usize * rj } else { TILE_N };
     let mut grid = grid_1d(ntot.div_ceil(tile_n));
     let z = geo.groups * m_tiles;
     if z > u32::MAX as usize {
         return Err(Error::TooLarge(format!("{op}: {z} channel tiles")));
     }
     grid[2] = z as u32;
-    let (tsy, tsx) = if mode == 2 { (geo.stride[0] as f64, geo.stride[1] as f64) } else { (1.0, 1.0) };
+    let (tsy, tsx) = if mode == ConvMode::Transposed { (geo.stride[0] as f64, geo.stride[1] as f64) } else { (1.0, 1.0) };
     let constants = [
-        ("MODE", mode as f64),
-        ("ACT", act),
+        ("MODE", mode.constant()),
+        ("ACT", act.constant()),
         ("HAS_RES", if residual.is_some() { 1.0 } else { 0.0 }),
         ("A_VEC", if geo.cout_g % 4 == 0 { 1.0 } else { 0.0 }),
         ("TSY", tsy),

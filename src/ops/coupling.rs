@@ -15,8 +15,8 @@
 //!   is `logs` (SR) or `scale` with `logs = 0.318 * atan(2 * scale)`
 //!   (rescaling); see [`GaussianScale`].
 
-use crate::gpu::{grid_1d, Dispatch, GpuContext};
-use crate::ops::flow::{self, FlowParams};
+use crate::gpu::{grid_1d, Dispatch, GpuContext, WG};
+use crate::ops::flow::{self, FlowParams, FlowUniform};
 use crate::ops::reduce;
 use crate::{Error, Result, Tensor};
 
@@ -135,7 +135,7 @@ fn additive(ctx: &GpuContext, op: &str, reverse: bool, z: &Tensor, shift: &Tenso
         &[("REVERSE", flow::flag(reverse)), ("INPLACE", flow::flag(inplace))],
         &p,
         &[input, shift.arg(), out.arg_mut()],
-        grid_1d(total.div_ceil(256)),
+        grid_1d(total.div_ceil(WG)),
     )?
     .with_cost(shift.numel() as f64, 4.0 * (2 * total + shift.numel()) as f64))
 }
@@ -222,7 +222,7 @@ fn gaussian_map(
         &[("RESCALE", scale.constant())],
         &p,
         &[input.arg(), h.arg(), out.arg_mut()],
-        grid_1d(total.div_ceil(256)),
+        grid_1d(total.div_ceil(WG)),
     )?
     .with_cost(4.0 * total as f64, 16.0 * total as f64))
 }
@@ -262,6 +262,11 @@ pub fn set_heat(ctx: &GpuContext, d: &Dispatch, out: crate::Shape, heat: f32) ->
     if !heat.is_finite() {
         return Err(Error::InvalidArgument(format!("heat {heat} is not finite")));
     }
-    let p = FlowParams { n: out.n(), c: out.c(), hw: out.hw(), k: 0, parts: 0, a: heat };
-    d.write_params(ctx, &p.params())
+    let want = FlowParams { n: out.n(), c: out.c(), hw: out.hw(), k: 0, parts: 0, a: heat }.uniform();
+    if let Some(p) = d.uniform::<FlowUniform>() {
+        if (p.n, p.c, p.hw) != (want.n, want.c, want.hw) {
+            return Err(Error::InvalidArgument(format!("set_heat: {d:?} was prepared for another output than {out}")));
+        }
+    }
+    d.update(ctx, |p: &mut FlowUniform| p.a = heat)
 }

@@ -1,15 +1,30 @@
 //! Elementwise arithmetic: fill, y = alpha*a + beta*b, y = alpha*a*b, affine, clamp,
 //! and a per-(sample, channel) bias broadcast over H x W.
 
-use crate::gpu::{grid_1d, Dispatch, GpuContext, KernelCall, Params, ShaderSource};
+use crate::gpu::{grid_1d, to_u32, wg_entries, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, WG};
 use crate::ops::same_shape;
 use crate::{Result, Tensor};
 
-const SHADER: ShaderSource = ShaderSource::new("elementwise", include_str!("../../kernels/elementwise.wgsl"));
+const ENTRIES: [EntryPoint; 7] = wg_entries(["axpby", "mul", "fill", "affine", "clamp_range", "add_channel_bias", "gate"]);
+pub(crate) const SHADER: ShaderSource = ShaderSource::new("elementwise", include_str!("../../kernels/elementwise.wgsl"))
+    .params(&[ElementwiseUniform::LAYOUT])
+    .entries(&ENTRIES);
 
-/// The uniform block every elementwise entry reads: (n, alpha, beta, 0).
-pub fn scalar_params(n: usize, alpha: f32, beta: f32) -> Params {
-    Params::new().u(n).f(alpha).f(beta).f(0.0)
+crate::kernel_params! {
+    /// Uniform block of kernels/elementwise.wgsl. A graph rewrites `alpha` /
+    /// `beta` (the runtime scalars) with `Dispatch::update`.
+    pub struct ElementwiseUniform = "elementwise"::"Params" {
+        n: u32,
+        alpha: f32,
+        beta: f32,
+        /// add_channel_bias: H*W; gate: C*H*W; 0 for the others.
+        span: u32,
+    }
+}
+
+/// The block of the scalar entries: n elements, alpha, beta.
+fn scalar_params(n: usize, alpha: f32, beta: f32) -> ElementwiseUniform {
+    ElementwiseUniform { n: to_u32(n), alpha, beta, span: 0 }
 }
 
 fn binary(ctx: &GpuContext, entry: &str, a: &Tensor, b: &Tensor, out: &Tensor, alpha: f32, beta: f32) -> Result<Dispatch> {
@@ -23,7 +38,7 @@ fn binary(ctx: &GpuContext, entry: &str, a: &Tensor, b: &Tensor, out: &Tensor, a
             constants: &[],
             params: Some(&params),
             buffers: &[out.arg_mut(), a.arg(), b.arg()],
-            workgroups: grid_1d(n.div_ceil(256)),
+            workgroups: grid_1d(n.div_ceil(WG)),
         })?
         .with_cost(2.0 * n as f64, 12.0 * n as f64))
 }
@@ -39,7 +54,7 @@ fn unary(ctx: &GpuContext, entry: &str, x: &Tensor, out: &Tensor, alpha: f32, be
             constants: &[],
             params: Some(&params),
             buffers: &[out.arg_mut(), x.arg()],
-            workgroups: grid_1d(n.div_ceil(256)),
+            workgroups: grid_1d(n.div_ceil(WG)),
         })?
         .with_cost(2.0 * n as f64, 8.0 * n as f64))
 }
@@ -83,7 +98,7 @@ pub fn fill(ctx: &GpuContext, out: &Tensor, value: f32) -> Result<Dispatch> {
             constants: &[],
             params: Some(&params),
             buffers: &[out.arg_mut()],
-            workgroups: grid_1d(n.div_ceil(256)),
+            workgroups: grid_1d(n.div_ceil(WG)),
         })?
         .with_cost(0.0, 4.0 * n as f64))
 }
@@ -102,8 +117,7 @@ pub fn add_channel_bias(ctx: &GpuContext, x: &Tensor, bias: &Tensor, out: &Tenso
         )));
     }
     let n = out.numel();
-    // hw goes into the f32 slot `gamma` as raw bits (the shader bitcasts it back).
-    let params = Params::new().u(n).f(alpha).f(0.0).u(s.hw());
+    let params = ElementwiseUniform { n: to_u32(n), alpha, beta: 0.0, span: to_u32(s.hw()) };
     Ok(ctx
         .dispatch(KernelCall {
             shader: &SHADER,
@@ -111,7 +125,7 @@ pub fn add_channel_bias(ctx: &GpuContext, x: &Tensor, bias: &Tensor, out: &Tenso
             constants: &[],
             params: Some(&params),
             buffers: &[out.arg_mut(), x.arg(), bias.arg()],
-            workgroups: grid_1d(n.div_ceil(256)),
+            workgroups: grid_1d(n.div_ceil(WG)),
         })?
         .with_cost(2.0 * n as f64, 8.0 * n as f64 + 4.0 * bias.numel() as f64))
 }
@@ -128,8 +142,7 @@ pub fn gate(ctx: &GpuContext, x: &Tensor, out: &Tensor) -> Result<Dispatch> {
     if chw > u32::MAX as usize {
         return Err(crate::Error::TooLarge(format!("gate: {o} has too many elements per sample")));
     }
-    // C*H*W goes into the f32 slot `gamma` as raw bits (the shader bitcasts it back).
-    let params = Params::new().u(n).f(0.0).f(0.0).u(chw);
+    let params = ElementwiseUniform { n: to_u32(n), alpha: 0.0, beta: 0.0, span: to_u32(chw) };
     Ok(ctx
         .dispatch(KernelCall {
             shader: &SHADER,
@@ -137,7 +150,7 @@ pub fn gate(ctx: &GpuContext, x: &Tensor, out: &Tensor) -> Result<Dispatch> {
             constants: &[],
             params: Some(&params),
             buffers: &[out.arg_mut(), x.arg()],
-            workgroups: grid_1d(n.div_ceil(256)),
+            workgroups: grid_1d(n.div_ceil(WG)),
         })?
         .with_cost(30.0 * n as f64, 12.0 * n as f64))
 }

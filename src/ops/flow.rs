@@ -3,12 +3,31 @@
 
 use std::sync::Arc;
 
-use crate::gpu::{BufArg, Dispatch, GpuContext, KernelCall, Params, ShaderSource};
+use crate::gpu::{to_u32, wg_entries, BufArg, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource};
 use crate::{Error, Result, Tensor};
 
-pub(crate) const SHADER: ShaderSource = ShaderSource::new("flow", include_str!("../../kernels/flow.wgsl"));
+const ENTRIES: [EntryPoint; 7] = wg_entries(["actnorm", "invconv", "affine", "additive", "gaussian_sample", "gaussian_normalize", "gaussian_logp"]);
+pub(crate) const SHADER: ShaderSource = ShaderSource::new("flow", include_str!("../../kernels/flow.wgsl"))
+    .params(&[FlowUniform::LAYOUT])
+    .entries(&ENTRIES);
 
-/// Uniform block of kernels/flow.wgsl, in field order.
+crate::kernel_params! {
+    /// Uniform block of kernels/flow.wgsl (see its field comments); `a` is
+    /// the runtime heat of gaussian_sample.
+    pub struct FlowUniform = "flow"::"Params" {
+        n: u32,
+        c: u32,
+        hw: u32,
+        k: u32,
+        parts: u32,
+        total: u32,
+        a: f32,
+        _pad: u32,
+    }
+}
+
+/// What the flow wrappers know of a launch; [`FlowParams::uniform`] fills the
+/// kernel's block from it (`total` is derived).
 pub(crate) struct FlowParams {
     pub n: usize,
     pub c: usize,
@@ -19,16 +38,17 @@ pub(crate) struct FlowParams {
 }
 
 impl FlowParams {
-    pub fn params(&self) -> Params {
-        Params::new()
-            .u(self.n)
-            .u(self.c)
-            .u(self.hw)
-            .u(self.k)
-            .u(self.parts)
-            .u(self.n * self.c * self.hw)
-            .f(self.a)
-            .f(0.0)
+    pub fn uniform(&self) -> FlowUniform {
+        FlowUniform {
+            n: to_u32(self.n),
+            c: to_u32(self.c),
+            hw: to_u32(self.hw),
+            k: to_u32(self.k),
+            parts: to_u32(self.parts),
+            total: to_u32(self.n * self.c * self.hw),
+            a: self.a,
+            _pad: 0,
+        }
     }
 }
 
@@ -71,6 +91,6 @@ pub(crate) fn call(
     buffers: &[BufArg<'_>],
     workgroups: [u32; 3],
 ) -> Result<Dispatch> {
-    let params = p.params();
+    let params = p.uniform();
     ctx.dispatch(KernelCall { shader: &SHADER, entry, constants, params: Some(&params), buffers, workgroups })
 }

@@ -3,7 +3,7 @@
 //! `W^-1` and subtracts. All matrix work (LU factors, determinant, inverse)
 //! happens once on the host in f64.
 
-use crate::gpu::{grid_1d, Dispatch, GpuContext};
+use crate::gpu::{grid_1d, Dispatch, GpuContext, WG};
 use crate::ops::flow::{self, FlowParams};
 use crate::ops::reduce;
 use crate::{Error, Result, Shape, Tensor};
@@ -289,7 +289,7 @@ impl InvConv {
         }
         let c = self.c;
         let cp = c.div_ceil(4) * 4;
-        let chunks = s.hw().div_ceil(256);
+        let chunks = s.hw().div_ceil(WG);
         let p = FlowParams { n: s.n(), c, hw: s.hw(), k: if reverse { c * cp } else { 0 }, parts: chunks, a: 0.0 };
         let groups = s.n() * c.div_ceil(4) * chunks;
         let pixels = (s.n() * s.hw()) as f64;

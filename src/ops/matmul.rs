@@ -8,13 +8,39 @@
 
 use std::sync::Arc;
 
-use crate::gpu::{Dispatch, GpuContext, KernelCall, Params, ShaderSource};
+use crate::gpu::{to_u32, BiasMode, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource};
 use crate::{Error, Result, Shape, Tensor};
 
-const SHADER: ShaderSource = ShaderSource::new("matmul", include_str!("../../kernels/matmul.wgsl"));
-
-/// Output tile of one workgroup (must match TM/TN in matmul.wgsl).
+/// Output tile of one workgroup (TM/TN in matmul.wgsl, checked by the reflection test).
 const TILE: usize = 64;
+
+pub(crate) const SHADER: ShaderSource = ShaderSource::new("matmul", include_str!("../../kernels/matmul.wgsl"))
+    .params(&[GemmUniform::LAYOUT])
+    .entries(&[EntryPoint::new("gemm", [16, 16, 1])])
+    .consts(&[("TM", TILE as u32), ("TN", TILE as u32)]);
+
+crate::kernel_params! {
+    /// Uniform block of kernels/matmul.wgsl: sizes, then per operand its
+    /// leading dimension, base offset and batch stride (in floats).
+    pub struct GemmUniform = "matmul"::"GemmParams" {
+        m: u32,
+        n: u32,
+        k: u32,
+        alpha: f32,
+        lda: u32,
+        ldb: u32,
+        ldc: u32,
+        bias_off: u32,
+        a_off: u32,
+        b_off: u32,
+        c_off: u32,
+        _pad0: u32,
+        a_bs: u32,
+        b_bs: u32,
+        c_bs: u32,
+        _pad1: u32,
+    }
+}
 
 /// Optional bias added after scaling.
 #[derive(Clone, Copy, Debug, Default)]
@@ -109,44 +135,43 @@ pub(crate) fn gemm(ctx: &GpuContext, g: &Gemm<'_>) -> Result<Dispatch> {
         }
     }
     let (bias_t, mode, want) = match g.bias {
-        Bias::None => (g.a.tensor, 0u32, 0),
-        Bias::PerColumn(t) => (t, 1, g.n),
-        Bias::PerRow(t) => (t, 2, g.m),
+        Bias::None => (g.a.tensor, BiasMode::None, 0),
+        Bias::PerColumn(t) => (t, BiasMode::PerColumn, g.n),
+        Bias::PerRow(t) => (t, BiasMode::PerRow, g.m),
     };
-    if mode != 0 {
+    if mode != BiasMode::None {
         if bias_t.numel() != want {
             return Err(Error::Shape(format!(
                 "{op}: bias {} has {} values, expected {want} (one per {})",
                 bias_t.shape(),
                 bias_t.numel(),
-                if mode == 1 { "output column" } else { "output row" }
+                if mode == BiasMode::PerColumn { "output column" } else { "output row" }
             )));
         }
         if same_buffer(bias_t, g.c.tensor) {
             return Err(Error::InvalidArgument(format!("{op}: output may not share its buffer with the bias")));
         }
     }
-    let params = Params::new()
-        .u(g.m)
-        .u(g.n)
-        .u(g.k)
-        .f(g.alpha)
-        .u(g.a.ld)
-        .u(g.b.ld)
-        .u(g.c.ld)
-        .u(0)
-        .u(g.a.off)
-        .u(g.b.off)
-        .u(g.c.off)
-        .u(0)
-        .u(g.a.batch_stride)
-        .u(g.b.batch_stride)
-        .u(g.c.batch_stride)
-        .u(0);
+    let params = GemmUniform {
+        m: to_u32(g.m),
+        n: to_u32(g.n),
+        k: to_u32(g.k),
+        alpha: g.alpha,
+        lda: to_u32(g.a.ld),
+        ldb: to_u32(g.b.ld),
+        ldc: to_u32(g.c.ld),
+        a_off: to_u32(g.a.off),
+        b_off: to_u32(g.b.off),
+        c_off: to_u32(g.c.off),
+        a_bs: to_u32(g.a.batch_stride),
+        b_bs: to_u32(g.b.batch_stride),
+        c_bs: to_u32(g.c.batch_stride),
+        ..Default::default()
+    };
     let constants = [
         ("TRANS_A", g.trans_a as u32 as f64),
         ("TRANS_B", g.trans_b as u32 as f64),
-        ("BIAS_MODE", mode as f64),
+        ("BIAS_MODE", mode.constant()),
     ];
     let grid = [g.n.div_ceil(TILE), g.m.div_ceil(TILE), g.batch];
     if grid.iter().any(|&v| v > u32::MAX as usize) {

@@ -59,3 +59,19 @@ pub fn eager<D: IntoDispatches>(
     ctx.run(&d)?;
     Ok(out)
 }
+
+/// Every kernel module with what its Rust side assumes about it (uniform
+/// twins, workgroup sizes, tile constants); `tests/kernels/params_reflect.rs`
+/// checks each against the composed `kernels/<name>.wgsl`.
+pub const KERNELS: &[crate::gpu::ShaderSource] = &[
+    attention::SHADER,
+    conv::SHADER,
+    elementwise::SHADER,
+    flow::SHADER,
+    matmul::SHADER,
+    norm::SHADER,
+    reduce::SHADER,
+    reshape::SHADER,
+    rng::SHADER,
+    softmax::SHADER,
+];

@@ -7,15 +7,32 @@
 
 use std::sync::Arc;
 
-use crate::gpu::{grid_1d, Dispatch, GpuContext, KernelCall, Params, ShaderSource};
+use crate::gpu::{grid_1d, to_u32, wg_entries, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, WG};
 use crate::{Error, Result, Shape, Tensor};
 
-const SHADER: ShaderSource = ShaderSource::new("norm", include_str!("../../kernels/norm.wgsl"));
+const ENTRIES: [EntryPoint; 2] = wg_entries(["group_stats", "group_normalize"]);
+pub(crate) const SHADER: ShaderSource = ShaderSource::new("norm", include_str!("../../kernels/norm.wgsl"))
+    .params(&[NormUniform::LAYOUT])
+    .entries(&ENTRIES);
+
+crate::kernel_params! {
+    /// Uniform block of kernels/norm.wgsl.
+    pub struct NormUniform = "norm"::"NormParams" {
+        total: u32,
+        nchunks: u32,
+        chunk: u32,
+        group_len: u32,
+        groups: u32,
+        cpg: u32,
+        hw: u32,
+        eps: f32,
+    }
+}
 
 /// Values per workgroup the chunking aims for (16 per thread).
 const CHUNK_TARGET: usize = 4096;
-/// The merge in group_normalize gives one partial to each of its 256 threads.
-const MAX_CHUNKS: usize = 256;
+/// The merge in group_normalize gives one partial to each of its WG threads.
+const MAX_CHUNKS: usize = WG;
 
 /// torch.nn.GroupNorm's default epsilon (SR3 uses the default).
 pub const DEFAULT_EPS: f32 = 1e-5;
@@ -98,15 +115,16 @@ impl GroupNorm {
         if Arc::ptr_eq(partials.buffer(), out.buffer()) || Arc::ptr_eq(partials.buffer(), x.buffer()) {
             return Err(Error::InvalidArgument("group_norm: scratch may not share a buffer with input or output".into()));
         }
-        let params = Params::new()
-            .u(total)
-            .u(nchunks)
-            .u(chunk)
-            .u(len)
-            .u(self.groups)
-            .u(cpg)
-            .u(s.hw())
-            .f(self.eps);
+        let params = NormUniform {
+            total: to_u32(total),
+            nchunks: to_u32(nchunks),
+            chunk: to_u32(chunk),
+            group_len: to_u32(len),
+            groups: to_u32(self.groups),
+            cpg: to_u32(cpg),
+            hw: to_u32(s.hw()),
+            eps: self.eps,
+        };
         let n = s.numel() as f64;
         let stats = ctx
             .dispatch(KernelCall {

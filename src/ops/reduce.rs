@@ -8,14 +8,29 @@
 //! reduce (coupling logdet, Gaussian log-likelihood) write partials in the
 //! same layout and reuse `finish_partials`.
 
-use crate::gpu::{grid_1d, Dispatch, GpuContext, KernelCall, Params, ShaderSource};
+use crate::gpu::{grid_1d, to_u32, wg_entries, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, WG};
 use crate::{Error, Result, Shape, Tensor};
 
-const SHADER: ShaderSource = ShaderSource::new("reduce", include_str!("../../kernels/reduce.wgsl"));
+const ENTRIES: [EntryPoint; 3] = wg_entries(["partial_sum", "finish", "add_scalar"]);
+pub(crate) const SHADER: ShaderSource = ShaderSource::new("reduce", include_str!("../../kernels/reduce.wgsl"))
+    .params(&[ReduceUniform::LAYOUT])
+    .entries(&ENTRIES);
 
-/// Elements per workgroup in every partial-sum pass (256 threads x 4); must
-/// match `CHUNK` in kernels/reduce.wgsl and kernels/flow.wgsl.
-pub const CHUNK: usize = 1024;
+crate::kernel_params! {
+    /// Uniform block of kernels/reduce.wgsl.
+    pub struct ReduceUniform = "reduce"::"Params" {
+        n: u32,
+        m: u32,
+        parts: u32,
+        accumulate: u32,
+        alpha: f32,
+        value: f32,
+    }
+}
+
+/// Elements per workgroup in every partial-sum pass (WG threads x 4): the
+/// prelude's `CHUNK`, used by kernels/reduce.wgsl and kernels/flow.wgsl.
+pub const CHUNK: usize = crate::gpu::CHUNK;
 
 /// Number of partial sums per sample for `per_sample` elements.
 pub fn parts_per_sample(per_sample: usize) -> usize {
@@ -47,9 +62,6 @@ pub(crate) fn check_per_sample(op: &str, what: &str, t: &Tensor, n: usize) -> Re
     Ok(())
 }
 
-fn reduce_params(n: usize, m: usize, parts: usize, accumulate: bool, alpha: f32, value: f32) -> Params {
-    Params::new().u(n).u(m).u(parts).u(accumulate as usize).f(alpha).f(value)
-}
 
 /// Complete a per-sample sum from `partials` (`[n, 1, 1, parts]`, as written
 /// by a partial pass): `out[n] = alpha * sum` or, with `accumulate`,
@@ -68,7 +80,7 @@ pub fn finish_partials(ctx: &GpuContext, partials: &Tensor, out: &Tensor, alpha:
         return Err(Error::InvalidArgument(format!("reduce.finish: alpha {alpha} is not finite")));
     }
     let (n, parts) = (s.n(), s.w());
-    let params = reduce_params(n, 0, parts, accumulate, alpha, 0.0);
+    let params = ReduceUniform { n: to_u32(n), parts: to_u32(parts), accumulate: accumulate as u32, alpha, ..Default::default() };
     Ok(ctx
         .dispatch(KernelCall {
             shader: &SHADER,
@@ -89,7 +101,7 @@ fn per_sample_sum(ctx: &GpuContext, op: &str, x: &Tensor, out: &Tensor, partials
     }
     let m = x.numel() / n;
     let parts = check_partials(op, partials, n, m)?;
-    let params = reduce_params(n, m, parts, false, 1.0, 0.0);
+    let params = ReduceUniform { n: to_u32(n), m: to_u32(m), parts: to_u32(parts), alpha: 1.0, ..Default::default() };
     let partial = ctx
         .dispatch(KernelCall {
             shader: &SHADER,
@@ -123,7 +135,7 @@ pub fn add_scalar_inplace(ctx: &GpuContext, t: &Tensor, value: f32) -> Result<Di
         return Err(Error::InvalidArgument(format!("reduce.add_scalar_inplace: value {value} is not finite")));
     }
     let m = t.numel();
-    let params = reduce_params(0, m, 0, false, 0.0, value);
+    let params = ReduceUniform { m: to_u32(m), value, ..Default::default() };
     Ok(ctx
         .dispatch(KernelCall {
             shader: &SHADER,
@@ -131,7 +143,7 @@ pub fn add_scalar_inplace(ctx: &GpuContext, t: &Tensor, value: f32) -> Result<Di
             constants: &[],
             params: Some(&params),
             buffers: &[t.arg_mut()],
-            workgroups: grid_1d(m.div_ceil(256)),
+            workgroups: grid_1d(m.div_ceil(WG)),
         })?
         .with_cost(m as f64, 8.0 * m as f64))
 }

@@ -16,10 +16,33 @@
 
 use std::sync::Arc;
 
-use crate::gpu::{grid_1d, Dispatch, GpuContext, KernelCall, Params, ShaderSource};
+use crate::gpu::{grid_1d, to_u32, wg_entries, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, WG};
 use crate::{Error, Result, Shape, Tensor};
 
-const SHADER: ShaderSource = ShaderSource::new("reshape", include_str!("../../kernels/reshape.wgsl"));
+const ENTRIES: [EntryPoint; 6] = wg_entries(["space_to_depth", "depth_to_space", "haar_down", "haar_up", "copy_channels", "copy_block"]);
+pub(crate) const SHADER: ShaderSource = ShaderSource::new("reshape", include_str!("../../kernels/reshape.wgsl"))
+    .params(&[ReshapeUniform::LAYOUT])
+    .entries(&ENTRIES);
+
+crate::kernel_params! {
+    /// Uniform block shared by every entry of kernels/reshape.wgsl (copy_block
+    /// reuses some fields as strides and offsets, see there).
+    pub struct ReshapeUniform = "reshape"::"Params" {
+        n: u32,
+        c_in: u32,
+        h_in: u32,
+        w_in: u32,
+        c_out: u32,
+        h_out: u32,
+        w_out: u32,
+        f: u32,
+        in_start: u32,
+        in_step: u32,
+        out_start: u32,
+        out_step: u32,
+        count: u32,
+    }
+}
 
 /// Channel-copy description for `copy_channels` (unused fields 0 elsewhere).
 #[derive(Clone, Copy, Default)]
@@ -45,20 +68,21 @@ fn launch(
     bytes: f64,
 ) -> Result<Dispatch> {
     let (si, so) = (x.shape(), out.shape());
-    let params = Params::new()
-        .u(n)
-        .u(si.c())
-        .u(si.h())
-        .u(si.w())
-        .u(so.c())
-        .u(so.h())
-        .u(so.w())
-        .u(f)
-        .u(copy.in_start)
-        .u(copy.in_step)
-        .u(copy.out_start)
-        .u(copy.out_step)
-        .u(copy.count);
+    let params = ReshapeUniform {
+        n: to_u32(n),
+        c_in: to_u32(si.c()),
+        h_in: to_u32(si.h()),
+        w_in: to_u32(si.w()),
+        c_out: to_u32(so.c()),
+        h_out: to_u32(so.h()),
+        w_out: to_u32(so.w()),
+        f: to_u32(f),
+        in_start: to_u32(copy.in_start),
+        in_step: to_u32(copy.in_step),
+        out_start: to_u32(copy.out_start),
+        out_step: to_u32(copy.out_step),
+        count: to_u32(copy.count),
+    };
     Ok(ctx
         .dispatch(KernelCall {
             shader: &SHADER,
@@ -66,7 +90,7 @@ fn launch(
             constants: &[],
             params: Some(&params),
             buffers: &[x.arg(), out.arg_mut()],
-            workgroups: grid_1d(n.div_ceil(256)),
+            workgroups: grid_1d(n.div_ceil(WG)),
         })?
         .with_cost(flops, bytes))
 }
@@ -306,20 +330,18 @@ fn copy_block(ctx: &GpuContext, x: &Tensor, out: &Tensor, c: ChanCopy) -> Result
     let len = c.count * hw;
     let vec = if len % 4 == 0 { 4 } else { 1 };
     let threads = si.n() * len / vec;
-    let params = Params::new()
-        .u(threads)
-        .u(si.c() * hw)
-        .u(c.in_start * hw)
-        .u(0)
-        .u(so.c() * hw)
-        .u(c.out_start * hw)
-        .u(len)
-        .u(1)
-        .u(0)
-        .u(0)
-        .u(0)
-        .u(0)
-        .u(0);
+    // copy_block's reading of the block: batch strides in c_in / c_out,
+    // channel offsets in h_in / h_out, the block length in w_out.
+    let params = ReshapeUniform {
+        n: to_u32(threads),
+        c_in: to_u32(si.c() * hw),
+        h_in: to_u32(c.in_start * hw),
+        c_out: to_u32(so.c() * hw),
+        h_out: to_u32(c.out_start * hw),
+        w_out: to_u32(len),
+        f: 1,
+        ..Default::default()
+    };
     Ok(ctx
         .dispatch(KernelCall {
             shader: &SHADER,
@@ -327,7 +349,7 @@ fn copy_block(ctx: &GpuContext, x: &Tensor, out: &Tensor, c: ChanCopy) -> Result
             constants: &[("VEC", vec as f64)],
             params: Some(&params),
             buffers: &[x.arg(), out.arg_mut()],
-            workgroups: grid_1d(threads.div_ceil(256)),
+            workgroups: grid_1d(threads.div_ceil(WG)),
         })?
         .with_cost(0.0, 8.0 * (si.n() * len) as f64))
 }

@@ -38,10 +38,38 @@
 //! absolute error, ~1e-6 to 5e-4) and evaluates `ln u` for u > 1/2 and the
 //! angle by short series instead.
 
-use crate::gpu::{grid_1d, Dispatch, GpuContext, KernelCall, Params, ShaderSource};
+use crate::gpu::{grid_1d, to_u32, wg_entries, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, WG};
 use crate::{Error, Result, Tensor};
 
-const SHADER: ShaderSource = ShaderSource::new("rng", include_str!("../../kernels/rng.wgsl"));
+const ENTRIES: [EntryPoint; 3] = wg_entries(["rng_uniform", "rng_normal", "philox_blocks"]);
+pub(crate) const SHADER: ShaderSource = ShaderSource::new("rng", include_str!("../../kernels/rng.wgsl"))
+    .params(&[RngUniform::LAYOUT])
+    .entries(&ENTRIES);
+
+crate::kernel_params! {
+    /// Uniform block of kernels/rng.wgsl: the stream `(seed, offset)` as
+    /// 32-bit halves, plus the normal's mean and std.
+    pub struct RngUniform = "rng"::"Params" {
+        n: u32,
+        seed_lo: u32,
+        seed_hi: u32,
+        off_lo: u32,
+        off_hi: u32,
+        mean: f32,
+        std_: f32,
+        _pad: u32,
+    }
+}
+
+impl RngUniform {
+    /// Point the block at the stream `(seed, offset)`.
+    pub fn set_stream(&mut self, seed: u64, offset: u64) {
+        self.seed_lo = seed as u32;
+        self.seed_hi = (seed >> 32) as u32;
+        self.off_lo = offset as u32;
+        self.off_hi = (offset >> 32) as u32;
+    }
+}
 
 const M0: u32 = 0xD251_1F53;
 const M1: u32 = 0xCD9E_8D57;
@@ -127,19 +155,13 @@ pub fn host_normal(seed: u64, offset: u64, n: usize, mean: f32, std: f32) -> Vec
     out
 }
 
-fn stream_params(n: usize, seed: u64, offset: u64, mean: f32, std: f32) -> Params {
-    Params::new()
-        .u(n)
-        .u(seed as u32 as usize)
-        .u((seed >> 32) as u32 as usize)
-        .u(offset as u32 as usize)
-        .u((offset >> 32) as u32 as usize)
-        .f(mean)
-        .f(std)
-        .u(0)
+fn stream_params(n: usize, seed: u64, offset: u64, mean: f32, std: f32) -> RngUniform {
+    let mut p = RngUniform { n: to_u32(n), mean, std_: std, ..Default::default() };
+    p.set_stream(seed, offset);
+    p
 }
 
-fn fill(ctx: &GpuContext, entry: &str, out: &Tensor, params: &Params, flops_per: f64) -> Result<Dispatch> {
+fn fill(ctx: &GpuContext, entry: &str, out: &Tensor, params: &RngUniform, flops_per: f64) -> Result<Dispatch> {
     let n = out.numel();
     let threads = n.div_ceil(4);
     Ok(ctx
@@ -149,7 +171,7 @@ fn fill(ctx: &GpuContext, entry: &str, out: &Tensor, params: &Params, flops_per:
             constants: &[],
             params: Some(params),
             buffers: &[out.arg_mut()],
-            workgroups: grid_1d(threads.div_ceil(256)),
+            workgroups: grid_1d(threads.div_ceil(WG)),
         })?
         .with_cost(flops_per * n as f64, 4.0 * n as f64))
 }
@@ -169,16 +191,10 @@ pub fn normal(ctx: &GpuContext, out: &Tensor, seed: u64, offset: u64, mean: f32,
 }
 
 /// Point a prepared [`uniform`] / [`normal`] dispatch at another stream
-/// before replaying it (writes words 1..5 of its parameter block; the
-/// element count, mean and std are kept).
+/// before replaying it (the element count, mean and std are kept). Refuses a
+/// dispatch that does not carry an [`RngUniform`].
 pub fn set_stream(ctx: &GpuContext, d: &Dispatch, seed: u64, offset: u64) -> Result<()> {
-    let buf = match (d.label, d.params_buffer()) {
-        ("rng", Some(b)) => b,
-        _ => return Err(Error::InvalidArgument(format!("rng::set_stream: {d:?} is not an rng dispatch"))),
-    };
-    let words = [seed as u32, (seed >> 32) as u32, offset as u32, (offset >> 32) as u32];
-    ctx.queue.write_buffer(buf, 4, bytemuck::cast_slice(&words));
-    Ok(())
+    d.update(ctx, |p: &mut RngUniform| p.set_stream(seed, offset))
 }
 
 /// Raw Philox on the GPU: `input` holds rows of six u32 words
@@ -203,7 +219,7 @@ pub fn philox_blocks(ctx: &GpuContext, input: &Tensor, out: &Tensor) -> Result<D
             constants: &[],
             params: Some(&params),
             buffers: &[out.arg_mut(), input.arg()],
-            workgroups: grid_1d(rows.div_ceil(256)),
+            workgroups: grid_1d(rows.div_ceil(WG)),
         })?
         .with_cost(120.0 * rows as f64, 40.0 * rows as f64))
 }

@@ -9,14 +9,25 @@
 //! temperature lives in the uniform block; [`set_temperature`] rewrites it in a
 //! prepared dispatch before a replay.
 
-use crate::gpu::{grid_1d, Dispatch, GpuContext, KernelCall, Params, ShaderSource};
+use crate::gpu::{grid_1d, to_u32, wg_entries, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, SoftmaxMode, WG};
 use crate::{Error, Result, Shape, Tensor};
 
-const SHADER: ShaderSource = ShaderSource::new("softmax", include_str!("../../kernels/softmax.wgsl"));
+const ENTRIES: [EntryPoint; 3] = wg_entries(["softmax_rows", "argmax_rows", "sample_rows"]);
+pub(crate) const SHADER: ShaderSource = ShaderSource::new("softmax", include_str!("../../kernels/softmax.wgsl"))
+    .params(&[SoftmaxUniform::LAYOUT])
+    .entries(&ENTRIES);
 
-const WG: usize = 256;
-/// Index of `temp` in the kernel's uniform block (see kernels/softmax.wgsl).
-const TEMP_WORD: u64 = 5;
+crate::kernel_params! {
+    /// Uniform block of kernels/softmax.wgsl; `temp` is the runtime parameter.
+    pub struct SoftmaxUniform = "softmax"::"Params" {
+        hw: u32,
+        k: u32,
+        groups: u32,
+        tiles: u32,
+        total: u32,
+        temp: f32,
+    }
+}
 
 /// Threads cooperating on one row: a power of two giving each about 8 or
 /// more channels, at most 32 so a workgroup still spans >= 8 neighbouring
@@ -73,7 +84,7 @@ impl Rows {
         &self,
         ctx: &GpuContext,
         entry: &str,
-        mode: u32,
+        mode: SoftmaxMode,
         temp: f32,
         buffers: &[crate::gpu::BufArg<'_>],
     ) -> Result<Dispatch> {
@@ -81,13 +92,20 @@ impl Rows {
         let pixels_per_wg = WG / self.tpr;
         let tiles = hw.div_ceil(pixels_per_wg);
         let total = self.shape.n() * self.g * tiles;
-        let params = Params::new().u(hw).u(self.k).u(self.g).u(tiles).u(total).f(temp);
+        let params = SoftmaxUniform {
+            hw: to_u32(hw),
+            k: to_u32(self.k),
+            groups: to_u32(self.g),
+            tiles: to_u32(tiles),
+            total: to_u32(total),
+            temp,
+        };
         let n = self.shape.numel() as f64;
         Ok(ctx
             .dispatch(KernelCall {
                 shader: &SHADER,
                 entry,
-                constants: &[("TPR", self.tpr as f64), ("MODE", mode as f64)],
+                constants: &[("TPR", self.tpr as f64), ("MODE", mode.constant())],
                 params: Some(&params),
                 buffers,
                 workgroups: grid_1d(total),
@@ -105,7 +123,7 @@ pub fn softmax(ctx: &GpuContext, x: &Tensor, out: &Tensor, temperature: f32, gro
     check_temperature(OP, temperature)?;
     let rows = Rows::new(OP, x.shape(), groups)?;
     rows.expect(OP, "out", out, x.shape())?;
-    rows.dispatch(ctx, "softmax_rows", 0, temperature, &[x.arg(), out.arg_mut()])
+    rows.dispatch(ctx, "softmax_rows", SoftmaxMode::Softmax, temperature, &[x.arg(), out.arg_mut()])
 }
 
 /// `out = log_softmax(x)` over each group of K = C / groups channels,
@@ -114,7 +132,7 @@ pub fn log_softmax(ctx: &GpuContext, x: &Tensor, out: &Tensor, groups: usize) ->
     const OP: &str = "log_softmax";
     let rows = Rows::new(OP, x.shape(), groups)?;
     rows.expect(OP, "out", out, x.shape())?;
-    rows.dispatch(ctx, "softmax_rows", 1, 1.0, &[x.arg(), out.arg_mut()])
+    rows.dispatch(ctx, "softmax_rows", SoftmaxMode::LogSoftmax, 1.0, &[x.arg(), out.arg_mut()])
 }
 
 /// Greedy decode: `out[n, g, h, w] = argmax_k logits[n, g*K + k, h, w]` as
@@ -123,7 +141,7 @@ pub fn argmax(ctx: &GpuContext, logits: &Tensor, out: &Tensor, groups: usize) ->
     const OP: &str = "argmax";
     let rows = Rows::new(OP, logits.shape(), groups)?;
     rows.expect(OP, "out", out, rows.row_shape())?;
-    rows.dispatch(ctx, "argmax_rows", 0, 0.0, &[logits.arg(), out.arg_mut()])
+    rows.dispatch(ctx, "argmax_rows", SoftmaxMode::Softmax, 0.0, &[logits.arg(), out.arg_mut()])
 }
 
 /// Draw one category per (n, g, pixel) from `softmax(logits / temperature)`
@@ -145,7 +163,7 @@ pub fn sample_categorical(
     let rows = Rows::new(OP, logits.shape(), groups)?;
     rows.expect(OP, "uniforms", uniforms, rows.row_shape())?;
     rows.expect(OP, "out", out, rows.row_shape())?;
-    rows.dispatch(ctx, "sample_rows", 0, temperature, &[logits.arg(), out.arg_mut(), uniforms.arg()])
+    rows.dispatch(ctx, "sample_rows", SoftmaxMode::Softmax, temperature, &[logits.arg(), out.arg_mut(), uniforms.arg()])
 }
 
 /// Change the temperature of a prepared [`softmax`] or [`sample_categorical`]
@@ -153,10 +171,5 @@ pub fn sample_categorical(
 /// ignore it). Same rules as at prepare time: finite and >= 0.
 pub fn set_temperature(ctx: &GpuContext, d: &Dispatch, temperature: f32) -> Result<()> {
     check_temperature("set_temperature", temperature)?;
-    let buf = match (d.label, d.params_buffer()) {
-        ("softmax", Some(b)) => b,
-        _ => return Err(Error::InvalidArgument(format!("set_temperature: {d:?} is not a softmax-family dispatch"))),
-    };
-    ctx.queue.write_buffer(buf, TEMP_WORD * 4, bytemuck::bytes_of(&temperature));
-    Ok(())
+    d.update(ctx, |p: &mut SoftmaxUniform| p.temp = temperature)
 }

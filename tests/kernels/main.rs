@@ -12,6 +12,7 @@ mod elementwise;
 mod flow;
 mod matmul;
 mod norm;
+mod params_reflect;
 mod reduce;
 mod reshape;
 mod rng;

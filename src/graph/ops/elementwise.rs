@@ -3,7 +3,7 @@
 use crate::gpu::{Dispatch, GpuContext};
 use crate::graph::ops::Scalar;
 use crate::graph::{Alias, GraphBuilder, Op, OutputSpec, ParamValues, TensorId};
-use crate::ops::elementwise as ew;
+use crate::ops::elementwise::{self as ew, ElementwiseUniform};
 use crate::{Error, Result, Shape, Tensor};
 
 fn same(inputs: &[Shape], op: &str) -> Result<Shape> {
@@ -43,9 +43,9 @@ impl Op for Axpby {
     fn dynamic_params(&self) -> Vec<String> {
         params_of(&self.alpha, &self.beta)
     }
-    fn update(&self, ctx: &GpuContext, d: &[Dispatch], _: &[&Tensor], o: &[&Tensor], p: &ParamValues) -> Result<()> {
-        let n = o[0].numel();
-        d[0].write_params(ctx, &ew::scalar_params(n, self.alpha.value(p), self.beta.value(p)))
+    fn update(&self, ctx: &GpuContext, d: &[Dispatch], _: &[&Tensor], _: &[&Tensor], p: &ParamValues) -> Result<()> {
+        let (alpha, beta) = (self.alpha.value(p), self.beta.value(p));
+        d[0].update(ctx, |u: &mut ElementwiseUniform| (u.alpha, u.beta) = (alpha, beta))
     }
 }
 
@@ -73,8 +73,9 @@ impl Op for Mul {
     fn dynamic_params(&self) -> Vec<String> {
         self.alpha.param_name().into_iter().collect()
     }
-    fn update(&self, ctx: &GpuContext, d: &[Dispatch], _: &[&Tensor], o: &[&Tensor], p: &ParamValues) -> Result<()> {
-        d[0].write_params(ctx, &ew::scalar_params(o[0].numel(), self.alpha.value(p), 0.0))
+    fn update(&self, ctx: &GpuContext, d: &[Dispatch], _: &[&Tensor], _: &[&Tensor], p: &ParamValues) -> Result<()> {
+        let alpha = self.alpha.value(p);
+        d[0].update(ctx, |u: &mut ElementwiseUniform| u.alpha = alpha)
     }
 }
 
@@ -109,8 +110,9 @@ impl Op for Unary {
     fn dynamic_params(&self) -> Vec<String> {
         params_of(&self.alpha, &self.beta)
     }
-    fn update(&self, ctx: &GpuContext, d: &[Dispatch], _: &[&Tensor], o: &[&Tensor], p: &ParamValues) -> Result<()> {
-        d[0].write_params(ctx, &ew::scalar_params(o[0].numel(), self.alpha.value(p), self.beta.value(p)))
+    fn update(&self, ctx: &GpuContext, d: &[Dispatch], _: &[&Tensor], _: &[&Tensor], p: &ParamValues) -> Result<()> {
+        let (alpha, beta) = (self.alpha.value(p), self.beta.value(p));
+        d[0].update(ctx, |u: &mut ElementwiseUniform| (u.alpha, u.beta) = (alpha, beta))
     }
 }
 
@@ -141,7 +143,8 @@ impl Op for Fill {
         self.value.param_name().into_iter().collect()
     }
     fn update(&self, ctx: &GpuContext, d: &[Dispatch], _: &[&Tensor], _: &[&Tensor], p: &ParamValues) -> Result<()> {
-        d[0].write_params(ctx, &ew::scalar_params(self.shape.numel(), self.value.value(p), 0.0))
+        let value = self.value.value(p);
+        d[0].update(ctx, |u: &mut ElementwiseUniform| u.alpha = value)
     }
 }
 

@@ -1,0 +1,86 @@
+// Shared WGSL, composed into every kernel by its `#import prelude` line
+// (src/gpu/shader.rs). Not a module on its own: WG, CHUNK and the code
+// constants (ACT_*, CONV_*, SOFTMAX_*, BIAS_*) are written above this text
+// from src/gpu/codes.rs.
+
+// Linear workgroup id of a 1-D grid split over x and y (see grid_1d):
+// x * y may exceed what was asked for, so every entry bounds-checks.
+fn wg_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.x + wid.y * nwg.x;
+}
+
+// Linear thread id of a 1-D grid of WG-thread workgroups.
+fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return wg_index(wid, nwg) * WG + lid;
+}
+
+// Scratch of the workgroup reductions below. Only entries that call them
+// use it, so it costs the others no workgroup memory.
+var<workgroup> red: array<f32, WG>;
+
+// Fixed-order tree sum over a WG-thread workgroup: the same result on every
+// run (no float atomics). Every invocation must call it (uniform control
+// flow); it may be called again right after (it ends with a barrier).
+fn wg_sum(lid: u32, v: f32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            red[lid] = red[lid] + red[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let total = red[0];
+    workgroupBarrier();
+    return total;
+}
+
+// Tree maximum over the workgroup, same rules as wg_sum.
+fn wg_max(lid: u32, v: f32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            red[lid] = max(red[lid], red[lid + s]);
+        }
+        workgroupBarrier();
+    }
+    let m = red[0];
+    workgroupBarrier();
+    return m;
+}
+
+// Activations (the conv epilogue's ACT codes, PixelCNN's gate).
+fn act_relu(v: f32) -> f32 {
+    return max(v, 0.0);
+}
+
+fn act_lrelu(v: f32, slope: f32) -> f32 {
+    return select(v * slope, v, v >= 0.0);
+}
+
+fn act_swish(v: f32) -> f32 {
+    return v / (1.0 + exp(-v));
+}
+
+// tanh via exp(-2|v|) so large |v| cannot overflow to inf/inf.
+fn act_tanh(v: f32) -> f32 {
+    let e = exp(-2.0 * abs(v));
+    return sign(v) * (1.0 - e) / (1.0 + e);
+}
+
+fn act_sigmoid(v: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-v));
+}
+
+// Activation `act` (an ACT_* code); `slope` is LeakyReLU's negative slope.
+fn apply_act(act: u32, v: f32, slope: f32) -> f32 {
+    switch act {
+        case ACT_RELU: { return act_relu(v); }
+        case ACT_LRELU: { return act_lrelu(v, slope); }
+        case ACT_SWISH: { return act_swish(v); }
+        case ACT_TANH: { return act_tanh(v); }
+        case ACT_SIGMOID: { return act_sigmoid(v); }
+        default: { return v; }
+    }
+}
