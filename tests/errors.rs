@@ -95,3 +95,15 @@ fn a_missing_bias_is_an_error_not_a_zero() {
     assert!(matches!(e, Error::Weights(_)), "{e:?}");
     assert!(e.to_string().contains(missing), "{e}");
 }
+
+#[test]
+fn an_undeclared_runtime_parameter_is_an_error_not_nan() {
+    use wgsr::graph::ops::Scalar;
+    use wgsr::graph::ParamValues;
+    let mut p = ParamValues::new();
+    let e = Scalar::param("heat").value(&p).unwrap_err();
+    assert!(matches!(e, Error::Graph(_)) && e.to_string().contains("'heat'"), "{e}");
+    p.insert("heat".into(), 0.5);
+    assert_eq!(Scalar::param("heat").value(&p).unwrap(), 0.5);
+    assert_eq!(Scalar::Const(2.0).value(&p).unwrap(), 2.0);
+}

@@ -38,13 +38,13 @@ impl Op for Axpby {
         Ok(vec![OutputSpec::new(same(inputs, "axpby")?)])
     }
     fn prepare(&self, ctx: &GpuContext, i: &[&Tensor], o: &[&Tensor], p: &ParamValues) -> Result<Vec<Dispatch>> {
-        Ok(vec![ew::axpby(ctx, i[0], i[1], o[0], self.alpha.value(p), self.beta.value(p))?])
+        Ok(vec![ew::axpby(ctx, i[0], i[1], o[0], self.alpha.value(p)?, self.beta.value(p)?)?])
     }
     fn dynamic_params(&self) -> Vec<String> {
         params_of(&self.alpha, &self.beta)
     }
     fn update(&self, ctx: &GpuContext, d: &[Dispatch], _: &[&Tensor], _: &[&Tensor], p: &ParamValues) -> Result<()> {
-        let (alpha, beta) = (self.alpha.value(p), self.beta.value(p));
+        let (alpha, beta) = (self.alpha.value(p)?, self.beta.value(p)?);
         d[0].update(ctx, |u: &mut ElementwiseUniform| (u.alpha, u.beta) = (alpha, beta))
     }
 }
@@ -68,13 +68,13 @@ impl Op for Mul {
         Ok(vec![OutputSpec::new(same(inputs, "mul")?)])
     }
     fn prepare(&self, ctx: &GpuContext, i: &[&Tensor], o: &[&Tensor], p: &ParamValues) -> Result<Vec<Dispatch>> {
-        Ok(vec![ew::mul(ctx, i[0], i[1], o[0], self.alpha.value(p))?])
+        Ok(vec![ew::mul(ctx, i[0], i[1], o[0], self.alpha.value(p)?)?])
     }
     fn dynamic_params(&self) -> Vec<String> {
         self.alpha.param_name().into_iter().collect()
     }
     fn update(&self, ctx: &GpuContext, d: &[Dispatch], _: &[&Tensor], _: &[&Tensor], p: &ParamValues) -> Result<()> {
-        let alpha = self.alpha.value(p);
+        let alpha = self.alpha.value(p)?;
         d[0].update(ctx, |u: &mut ElementwiseUniform| u.alpha = alpha)
     }
 }
@@ -104,14 +104,14 @@ impl Op for Unary {
         Ok(vec![OutputSpec::new(inputs[0])])
     }
     fn prepare(&self, ctx: &GpuContext, i: &[&Tensor], o: &[&Tensor], p: &ParamValues) -> Result<Vec<Dispatch>> {
-        let (a, b) = (self.alpha.value(p), self.beta.value(p));
+        let (a, b) = (self.alpha.value(p)?, self.beta.value(p)?);
         Ok(vec![if self.clamp { ew::clamp(ctx, i[0], o[0], a, b)? } else { ew::affine(ctx, i[0], o[0], a, b)? }])
     }
     fn dynamic_params(&self) -> Vec<String> {
         params_of(&self.alpha, &self.beta)
     }
     fn update(&self, ctx: &GpuContext, d: &[Dispatch], _: &[&Tensor], _: &[&Tensor], p: &ParamValues) -> Result<()> {
-        let (alpha, beta) = (self.alpha.value(p), self.beta.value(p));
+        let (alpha, beta) = (self.alpha.value(p)?, self.beta.value(p)?);
         d[0].update(ctx, |u: &mut ElementwiseUniform| (u.alpha, u.beta) = (alpha, beta))
     }
 }
@@ -137,13 +137,13 @@ impl Op for Fill {
         Ok(vec![OutputSpec::new(self.shape)])
     }
     fn prepare(&self, ctx: &GpuContext, _: &[&Tensor], o: &[&Tensor], p: &ParamValues) -> Result<Vec<Dispatch>> {
-        Ok(vec![ew::fill(ctx, o[0], self.value.value(p))?])
+        Ok(vec![ew::fill(ctx, o[0], self.value.value(p)?)?])
     }
     fn dynamic_params(&self) -> Vec<String> {
         self.value.param_name().into_iter().collect()
     }
     fn update(&self, ctx: &GpuContext, d: &[Dispatch], _: &[&Tensor], _: &[&Tensor], p: &ParamValues) -> Result<()> {
-        let value = self.value.value(p);
+        let value = self.value.value(p)?;
         d[0].update(ctx, |u: &mut ElementwiseUniform| u.alpha = value)
     }
 }

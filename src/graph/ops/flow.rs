@@ -211,7 +211,7 @@ impl GraphBuilder<'_> {
         }
         let heat: Scalar = heat.into();
         let h1 = heat.clone();
-        let update: UpdateFn = Box::new(move |c, d, _, o, p| coupling::set_heat(c, &d[0], o[0].shape(), h1.value(p)));
+        let update: UpdateFn = Box::new(move |c, d, _, o, p| coupling::set_heat(c, &d[0], o[0].shape(), h1.value(p)?));
         let dynamic = heat.param_name().map(|n| (vec![n], update));
         let outs = self.kernel_multi(
             name,
@@ -219,7 +219,7 @@ impl GraphBuilder<'_> {
             format!("heat={heat} {scale:?}"),
             &[h, eps],
             vec![OutputSpec::new(se)],
-            Box::new(move |c, i, o, p| Ok(vec![coupling::gaussian_sample(c, i[0], i[1], heat.value(p), o[0], scale)?])),
+            Box::new(move |c, i, o, p| Ok(vec![coupling::gaussian_sample(c, i[0], i[1], heat.value(p)?, o[0], scale)?])),
             dynamic,
         )?;
         Ok(outs[0])

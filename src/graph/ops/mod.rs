@@ -22,10 +22,15 @@ impl Scalar {
     pub fn param(name: &str) -> Self {
         Scalar::Param(name.to_string())
     }
-    pub fn value(&self, params: &ParamValues) -> f32 {
+    /// The value now: a constant, or the runtime parameter's current value.
+    /// A parameter the graph never declared is an error (never a NaN).
+    pub fn value(&self, params: &ParamValues) -> Result<f32> {
         match self {
-            Scalar::Const(v) => *v,
-            Scalar::Param(n) => params.get(n).copied().unwrap_or(f64::NAN) as f32,
+            Scalar::Const(v) => Ok(*v),
+            Scalar::Param(n) => params
+                .get(n)
+                .map(|v| *v as f32)
+                .ok_or_else(|| Error::Graph(format!("runtime parameter '{n}' is read but was never declared (GraphBuilder::param)"))),
         }
     }
     pub(crate) fn param_name(&self) -> Option<String> {

@@ -12,7 +12,9 @@ use crate::{Error, Result, Shape};
 fn int_of(s: &Scalar, p: &ParamValues) -> Result<u64> {
     let v = match s {
         Scalar::Const(v) => *v as f64,
-        Scalar::Param(n) => p.get(n).copied().unwrap_or(f64::NAN),
+        Scalar::Param(n) => *p
+            .get(n)
+            .ok_or_else(|| Error::Graph(format!("runtime parameter '{n}' is read but was never declared (GraphBuilder::param)")))?,
     };
     if !(v >= 0.0 && v.fract() == 0.0 && v < 9.007_199_254_740_992e15) {
         return Err(Error::InvalidArgument(format!("seed/offset {v} must be a non-negative integer below 2^53")));
@@ -97,7 +99,7 @@ impl GraphBuilder<'_> {
         }
         let t: Scalar = temperature.into();
         let t1 = t.clone();
-        let update: UpdateFn = Box::new(move |c, d, _, _, p| softmax::set_temperature(c, &d[0], t1.value(p)));
+        let update: UpdateFn = Box::new(move |c, d, _, _, p| softmax::set_temperature(c, &d[0], t1.value(p)?));
         let dynamic = t.param_name().map(|n| (vec![n], update));
         let outs = self.kernel_multi(
             name,
@@ -105,7 +107,7 @@ impl GraphBuilder<'_> {
             format!("T={t} groups={groups}"),
             &[x],
             vec![OutputSpec::new(s)],
-            Box::new(move |c, i, o, p| Ok(vec![softmax::softmax(c, i[0], o[0], t.value(p), groups)?])),
+            Box::new(move |c, i, o, p| Ok(vec![softmax::softmax(c, i[0], o[0], t.value(p)?, groups)?])),
             dynamic,
         )?;
         Ok(outs[0])
@@ -128,7 +130,7 @@ impl GraphBuilder<'_> {
         }
         let t: Scalar = temperature.into();
         let t1 = t.clone();
-        let update: UpdateFn = Box::new(move |c, d, _, _, p| softmax::set_temperature(c, &d[0], t1.value(p)));
+        let update: UpdateFn = Box::new(move |c, d, _, _, p| softmax::set_temperature(c, &d[0], t1.value(p)?));
         let dynamic = t.param_name().map(|n| (vec![n], update));
         let outs = self.kernel_multi(
             name,
@@ -136,7 +138,7 @@ impl GraphBuilder<'_> {
             format!("T={t} groups={groups}"),
             &[logits, uniforms],
             vec![OutputSpec::new(out)],
-            Box::new(move |c, i, o, p| Ok(vec![softmax::sample_categorical(c, i[0], i[1], o[0], groups, t.value(p))?])),
+            Box::new(move |c, i, o, p| Ok(vec![softmax::sample_categorical(c, i[0], i[1], o[0], groups, t.value(p)?)?])),
             dynamic,
         )?;
         Ok(outs[0])
