@@ -107,6 +107,7 @@ const MAX_LEVELS: usize = 4;
 const MAX_STEPS: usize = 256;
 const MAX_WIDTH: usize = 4096;
 const MAX_BLOCKS: usize = 64;
+const MAX_FIELD: usize = 1 << 20;
 
 fn bounded(j: &Fields, path: &str, v: usize, lo: usize, hi: usize) -> Result<usize> {
     if v < lo || v > hi {
@@ -247,7 +248,12 @@ impl HcflowConfig {
         }
         for l in 0..levels.len() {
             let p = format!("levels.{l}");
-            let f = |name: &str| j.usize(&format!("{p}.{name}"));
+            // Every per-level number is a channel count or a layer index: bound
+            // them first so the consistency sums below cannot overflow.
+            let f = |name: &str| {
+                let path = format!("{p}.{name}");
+                bounded(j, &path, j.usize(&path)?, 0, MAX_FIELD)
+            };
             let mut cond_feats = Vec::new();
             let sources = j.list(&format!("{p}.cond_sources"))?;
             for (i, s) in sources.iter().enumerate() {
@@ -269,7 +275,14 @@ impl HcflowConfig {
                 in_channels: f("in_channels")?,
                 channels: f("channels")?,
                 squeeze_layer: f("squeeze_layer")?,
-                main_layers: j.usizes(&format!("{p}.main_layers"))?,
+                main_layers: {
+                    let path = format!("{p}.main_layers");
+                    let v = j.usizes(&path)?;
+                    for &n in &v {
+                        bounded(j, &path, n, 0, MAX_FIELD)?;
+                    }
+                    v
+                },
                 keep: f("keep_channels")?,
                 off: f("off_channels")?,
                 cond_module: j.str(&format!("{p}.cond_module"))?.to_string(),

@@ -49,6 +49,9 @@ impl ScheduleKind {
     }
 }
 
+/// Longest schedule accepted from a config (the reference trains on 2000).
+pub const MAX_TIMESTEPS: usize = 100_000;
+
 /// A beta schedule as the reference configs describe it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BetaSchedule {
@@ -65,9 +68,10 @@ impl BetaSchedule {
         BetaSchedule { kind, n_timestep, linear_start: 1e-4, linear_end: 2e-2, cosine_s: 8e-3 }
     }
 
+    /// Checked before any schedule array is built (the official models use 2000).
     pub fn validate(&self) -> Result<()> {
-        if self.n_timestep == 0 {
-            return Err(Error::InvalidArgument("n_timestep must be at least 1".into()));
+        if self.n_timestep == 0 || self.n_timestep > MAX_TIMESTEPS {
+            return Err(Error::InvalidArgument(format!("n_timestep is {}; it must be in 1..={MAX_TIMESTEPS}", self.n_timestep)));
         }
         let betas = self.betas();
         if let Some((i, b)) = betas.iter().enumerate().find(|(_, b)| !(**b > 0.0 && **b <= 1.0)) {
