@@ -7,7 +7,7 @@
 //! between the LR and the bicubic-downscaled output). Bicubic upscaling of
 //! the same LR is the baseline.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use wgsr::image_io::{write_atomic, RgbImage};
@@ -53,21 +53,6 @@ struct Row {
     secs: f64,
 }
 
-fn images(dir: &Path) -> Result<Vec<PathBuf>> {
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::Io { path: dir.display().to_string(), source: e })?;
-    let mut v: Vec<PathBuf> = rd
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
-        })
-        .collect();
-    v.sort();
-    if v.is_empty() {
-        return Err(Error::InvalidArgument(format!("{}: no .png/.jpg images to evaluate", dir.display())));
-    }
-    Ok(v)
-}
-
 /// bicubic | model | HR, side by side.
 fn side_by_side(parts: &[&RgbImage]) -> Result<RgbImage> {
     let h = parts[0].height;
@@ -87,7 +72,7 @@ fn side_by_side(parts: &[&RgbImage]) -> Result<RgbImage> {
 }
 
 pub fn run(ctx: &GpuContext, mut m: Box<dyn Model>, a: &EvalArgs) -> Result<()> {
-    let files = images(a.hr_dir)?;
+    let files = super::files::images_in(a.hr_dir)?;
     let s = m.scale();
     if let Some(want) = a.scale {
         if want != s {

@@ -3,6 +3,7 @@
 //! work, and writes its output atomically, so a failure leaves nothing at OUT.
 
 mod eval;
+mod files;
 mod flags;
 mod progress;
 
@@ -10,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use wgsr::gpu::{list_adapters, ContextOptions};
-use wgsr::image_io::RgbImage;
-use wgsr::models::{self, Model};
+use wgsr::image_io::{Image, RgbImage, Scale};
+use wgsr::models::{self, Model, UpscaleOptions};
 use wgsr::weights::ModelDir;
 use wgsr::{Error, GpuContext, Result};
 
@@ -227,47 +228,127 @@ fn numbered_path(out: &Path, i: usize, n: usize) -> PathBuf {
 }
 
 fn upscale(cli: &Cli, a: &UpscaleArgs) -> Result<()> {
+    if a.input.is_dir() {
+        let files = files::images_in(&a.input)?;
+        files::prepare_out_dir(&a.input, &a.output)?;
+        let (ctx, mut m) = load_model(cli, a.model.as_deref())?;
+        let opts = a.flags().options(m.as_ref())?;
+        eprintln!("{}: {} images from {}", m.describe(), files.len(), a.input.display());
+        return files::for_each(&files, &a.output, |i, o| upscale_one(&ctx, m.as_mut(), &opts, i, o, false));
+    }
     check_output(&a.output)?;
     check_not_input(&a.input, &a.output)?;
-    let lr = RgbImage::load(&a.input)?;
+    let probe = wgsr::image_io::probe_file(&a.input)?;
+    let (w, h) = (probe.width as usize, probe.height as usize);
     let (ctx, mut m) = load_model(cli, a.model.as_deref())?;
-    let ctx = &ctx;
     let opts = a.flags().options(m.as_ref())?;
     let s = m.scale();
+    check_output_size(w, h, s)?;
     let t = opts.temperature.or(m.default_temperature()).map(|t| format!(", temperature {t}")).unwrap_or_default();
-    eprintln!("{}: {}x{} -> {}x{}{t}, seed {}", m.describe(), lr.width, lr.height, lr.width * s, lr.height * s, opts.seed);
-    let pb = match m.progress_total(&opts)? {
-        Some(n) => progress::bar(n, "sampling"),
-        None => indicatif::ProgressBar::hidden(),
+    eprintln!("{}: {w}x{h} -> {}x{}{t}, seed {}", m.describe(), w * s, h * s, opts.seed);
+    upscale_one(&ctx, m.as_mut(), &opts, &a.input, &a.output, true)
+}
+
+/// Largest output the CLI writes: the f32 result alone is 12 bytes a pixel
+/// on the host (3.2 GB here), before any encoding.
+const MAX_OUTPUT_PIXELS: u64 = 1 << 28;
+
+/// Refuse, before any work, an output too large to hold.
+fn check_output_size(w: usize, h: usize, s: usize) -> Result<()> {
+    let px = (w as u64).saturating_mul(s as u64).saturating_mul((h as u64).saturating_mul(s as u64));
+    if px > MAX_OUTPUT_PIXELS {
+        return Err(Error::TooLarge(format!(
+            "a {w}x{h} input gives a {}x{} output ({:.1} Gpixel); at most {} Mpixel are written (use a smaller input)",
+            w * s,
+            h * s,
+            px as f64 / 1e9,
+            MAX_OUTPUT_PIXELS >> 20
+        )));
+    }
+    Ok(())
+}
+
+/// A model output must be finite: a NaN or infinity (broken weights, an
+/// overflow) is an error, never a black or grey image.
+fn check_finite(what: &str, img: &RgbImage) -> Result<()> {
+    match img.data.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(Error::InvalidArgument(format!(
+            "{what}: the model produced a non-finite value (element {i}: {}); the weights or the input make it overflow",
+            img.data[i]
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Upscale one file: the colour channels through the model; alpha (RGBA,
+/// gray+alpha) resized with bicubic and re-attached; written back in the
+/// input's layout (gray stays gray) and bit depth (16-bit PNG stays 16-bit).
+fn upscale_one(ctx: &GpuContext, m: &mut dyn Model, opts: &UpscaleOptions, input: &Path, output: &Path, show_progress: bool) -> Result<()> {
+    let img = Image::load(input)?;
+    let pb = match m.progress_total(opts)? {
+        Some(n) if show_progress => progress::bar(n, "sampling"),
+        _ => indicatif::ProgressBar::hidden(),
     };
-    let hrs = m.upscale(ctx, &lr, &opts, &mut |i| pb.set_position(i as u64));
+    let hrs = m.upscale(ctx, &img.rgb, opts, &mut |i| pb.set_position(i as u64));
     pb.finish_and_clear();
     let hrs = hrs?;
-    for (i, hr) in hrs.iter().enumerate() {
-        let path = numbered_path(&a.output, i, hrs.len());
-        hr.save(&path)?;
-        eprintln!("wrote {} ({}x{})", path.display(), hr.width, hr.height);
+    for (i, hr) in hrs.into_iter().enumerate() {
+        check_finite(&input.display().to_string(), &hr)?;
+        let path = numbered_path(output, i, opts.samples.unwrap_or(1));
+        let out = img.clone().map_rgb(|_| Ok(hr))?;
+        out.save(&path)?;
+        if show_progress {
+            eprintln!("wrote {} ({}x{}, {} {})", path.display(), out.width(), out.height(), out.layout, out.depth);
+        }
     }
     Ok(())
 }
 
 fn downscale(cli: &Cli, a: &DownscaleArgs) -> Result<()> {
+    if a.input.is_dir() {
+        let files = files::images_in(&a.input)?;
+        files::prepare_out_dir(&a.input, &a.output)?;
+        let (ctx, mut m) = load_model(cli, Some(&a.model))?;
+        check_downscaler(m.as_ref(), &a.model)?;
+        return files::for_each(&files, &a.output, |i, o| downscale_one(&ctx, m.as_mut(), i, o, a.crop));
+    }
     check_output(&a.output)?;
     check_not_input(&a.input, &a.output)?;
-    let hr = RgbImage::load(&a.input)?;
     let (ctx, mut m) = load_model(cli, Some(&a.model))?;
-    let ctx = &ctx;
-    if !m.can_downscale() {
-        return Err(Error::InvalidArgument(format!("downscale needs an HCFlow rescaling model; '{}' is {}", a.model, m.describe())));
-    }
-    let hr = fit(hr, m.scale(), a.crop, "input")?;
-    let d = m.downscale(ctx, &hr)?;
-    // 8-bit LR for .png, the value before quantisation for .npy.
-    let npy = a.output.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
-    let lr = if npy { d.raw } else { d.lr };
-    lr.save(&a.output)?;
-    eprintln!("wrote {} ({}x{})", a.output.display(), lr.width, lr.height);
+    check_downscaler(m.as_ref(), &a.model)?;
+    downscale_one(&ctx, m.as_mut(), &a.input, &a.output, a.crop)?;
+    eprintln!("wrote {}", a.output.display());
     Ok(())
+}
+
+fn check_downscaler(m: &dyn Model, spec: &str) -> Result<()> {
+    if !m.can_downscale() {
+        return Err(Error::InvalidArgument(format!("downscale needs an HCFlow rescaling model; '{spec}' is {}", m.describe())));
+    }
+    Ok(())
+}
+
+/// Downscale one file (alpha with bicubic, layout and depth kept); `.npy`
+/// gets the values before 8-bit quantisation.
+fn downscale_one(ctx: &GpuContext, m: &mut dyn Model, input: &Path, output: &Path, crop: bool) -> Result<()> {
+    let s = m.scale();
+    let img = Image::load(input)?;
+    let (w, h) = (img.width(), img.height());
+    let img = if w % s == 0 && h % s == 0 {
+        img
+    } else {
+        // Refuses (or crops, with --crop) exactly as for RGB images.
+        let rgb = fit(img.rgb.clone(), s, crop, "input")?;
+        img.crop(0, 0, rgb.width, rgb.height)?
+    };
+    let npy = output.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    let lr = img.map_rgb_scaled(Scale::Down(s), |x| {
+        let d = m.downscale(ctx, x)?;
+        let lr = if npy { d.raw } else { d.lr };
+        check_finite(&input.display().to_string(), &lr)?;
+        Ok(lr)
+    })?;
+    lr.save(output)
 }
 
 fn nll(cli: &Cli, a: &NllArgs) -> Result<()> {
