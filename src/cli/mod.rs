@@ -2,6 +2,7 @@
 //! Every subcommand checks its arguments and output path before any GPU
 //! work, and writes its output atomically, so a failure leaves nothing at OUT.
 
+mod builtin;
 mod eval;
 mod files;
 mod flags;
@@ -13,7 +14,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use wgsr::gpu::{list_adapters, ContextOptions};
 use wgsr::image_io::{Image, RgbImage, Scale};
 use wgsr::models::{self, Model, UpscaleOptions};
-use wgsr::weights::ModelDir;
 use wgsr::{Error, GpuContext, Result};
 
 #[derive(Parser)]
@@ -41,6 +41,8 @@ enum Command {
     Nll(NllArgs),
     /// Evaluate a model on a folder of HR images: PSNR-Y, SSIM-Y, consistency, time, vs bicubic.
     Eval(EvalCmd),
+    /// List the models on the search path and the ones built into this binary.
+    Models,
 }
 
 #[derive(Args)]
@@ -194,7 +196,7 @@ fn check_not_input(input: &Path, output: &Path) -> Result<()> {
 /// Read the model files, then open the GPU and load the model: file
 /// problems are reported before any device work.
 fn load_model(cli: &Cli, spec: Option<&str>) -> Result<(GpuContext, Box<dyn Model>)> {
-    let dir = ModelDir::load(models::find(spec)?)?;
+    let dir = builtin::open(spec)?;
     let ctx = context(cli)?;
     let m = models::load(&ctx, dir)?;
     Ok((ctx, m))
@@ -381,6 +383,7 @@ pub fn run() -> Result<()> {
         Command::Upscale(a) => upscale(&cli, a),
         Command::Downscale(a) => downscale(&cli, a),
         Command::Nll(a) => nll(&cli, a),
+        Command::Models => builtin::list(),
         Command::Eval(a) => {
             let (ctx, m) = load_model(&cli, a.model.as_deref())?;
             let flags = flags::SamplingFlags {

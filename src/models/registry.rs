@@ -155,14 +155,14 @@ pub fn load(ctx: &GpuContext, dir: ModelDir) -> Result<Box<dyn Model>> {
 }
 
 /// Directories searched for a model given by name, in order: $WGSR_WEIGHTS,
-/// ./weights, the source tree's weights/.
+/// then ./weights. (The `wgsr` binary also carries the shipped default model
+/// inside itself, so it needs neither.)
 pub fn search_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     if let Some(d) = std::env::var_os("WGSR_WEIGHTS") {
         dirs.push(PathBuf::from(d));
     }
     dirs.push(PathBuf::from("weights"));
-    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("weights"));
     dirs
 }
 
