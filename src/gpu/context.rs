@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::gpu::faults::Faults;
 use crate::gpu::memory::StorageCounter;
 use crate::gpu::pipelines::PipelineCache;
 use crate::{Error, Result};
@@ -63,6 +64,7 @@ pub struct GpuContext {
     info: DeviceInfo,
     pub(crate) pipelines: PipelineCache,
     pub(crate) storage: StorageCounter,
+    pub(crate) faults: Arc<Faults>,
 }
 
 const NO_ADAPTER_HELP: &str = "wgsr needs a GPU adapter through Vulkan, Metal, DX12 or GL. \
@@ -134,7 +136,9 @@ impl GpuContext {
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&desc))
             .map_err(|e| Error::Device(format!("could not create a device on '{}': {e}", adapter.get_info().name)))?;
-        Ok(Self::from_parts(device, queue, Some(adapter.get_info())))
+        let ctx = Self::from_parts(device, queue, Some(adapter.get_info()));
+        ctx.faults.watch(&ctx.device);
+        Ok(ctx)
     }
 
     /// Wrap a device and queue the host application already owns (a game's
@@ -154,7 +158,14 @@ impl GpuContext {
             features: device.features(),
             limits: device.limits(),
         };
-        GpuContext { device, queue, info, pipelines: PipelineCache::default(), storage: StorageCounter::default() }
+        GpuContext {
+            device,
+            queue,
+            info,
+            pipelines: PipelineCache::default(),
+            storage: StorageCounter::default(),
+            faults: Arc::default(),
+        }
     }
 
     pub fn info(&self) -> &DeviceInfo {
@@ -179,7 +190,8 @@ impl GpuContext {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map(|_| ())
-            .map_err(|e| Error::Device(format!("waiting for the GPU failed: {e}")))
+            .map_err(|e| Error::Device(format!("waiting for the GPU failed: {e}")))?;
+        self.check_faults()
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod codes;
 mod context;
+mod faults;
 mod memory;
 mod params;
 mod pipelines;
