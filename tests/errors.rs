@@ -34,6 +34,7 @@ fn too_large_inside_sr3_graph_stays_too_large_and_names_the_model() {
     for key in ["hr_size", "image_size"] {
         cfg[key] = serde_json::json!(4096);
     }
+    cfg["lr_size"] = serde_json::json!(1024);
     cfg["unet"]["image_size"] = serde_json::json!(4096);
     let big = ModelDir { path: dir.path.clone(), config: cfg, weights: dir.weights };
     let e = Sr3::load(ctx(), big).err().expect("must not fit");

@@ -57,6 +57,24 @@ impl Default for PixelCnnConfig {
 
 const WHAT: &str = "PixelCNN config.json";
 
+/// The fields tools/pixelcnn_convert.py writes. `model.*` is read; the
+/// descriptive summary (sizes, layouts, the per-layer table) is allowed but,
+/// apart from the sizes checked against `model.*`, not read. Anything else is
+/// refused.
+const KNOWN: &[&str] = &[
+    "family", "format", "version", "model.lr_h", "model.lr_w", "model.scale", "model.cond_channels", "model.cond_in_kernel",
+    "model.cond_res_per_stage", "model.cond_kernel", "model.cond_up_kernel", "model.cond_bn", "model.prior_channels",
+    "model.prior_blocks", "model.prior_in_kernel", "model.prior_v_kernel", "model.prior_h_kernel", "model.prior_hidden",
+    "lr_size", "hr_size", "scale", "colours", "levels", "input_scaling", "logits_layout", "logits", "sampling_order",
+    "uniforms_layout", "weights_masked", "bn_folded", "conditioning.channels", "conditioning.in_kernel",
+    "conditioning.res_per_stage", "conditioning.stages", "conditioning.kernel", "conditioning.up_stages",
+    "conditioning.up_kernel", "conditioning.up_stride", "conditioning.up_padding", "conditioning.up_output_padding",
+    "prior.channels", "prior.blocks", "prior.in_kernel", "prior.in_mask", "prior.v_kernel", "prior.v_masks", "prior.h_kernel",
+    "prior.h_mask", "prior.gate", "prior.hidden", "prior.colour_groups", "layers.*.key", "layers.*.op", "layers.*.in",
+    "layers.*.out", "layers.*.kernel", "layers.*.stride", "layers.*.padding", "layers.*.mask", "layers.*.act", "layers.*.note",
+    "layers.*.output_padding",
+];
+
 fn bad(msg: String) -> Error {
     Error::Weights(format!("{WHAT}: {msg}"))
 }
@@ -94,6 +112,7 @@ impl PixelCnnConfig {
             return Err(bad("\"weights_masked\" must be true (masks multiplied into the weights by the converter)".into()));
         }
         let j = Fields::new(v, WHAT);
+        j.refuse_unknown(KNOWN)?;
         if !j.get("model")?.is_object() {
             return Err(j.bad("model", "must be an object"));
         }
@@ -119,6 +138,22 @@ impl PixelCnnConfig {
             prior_hidden: get("prior_hidden")?,
         };
         cfg.validate()?;
+        // The descriptive sizes, when present, must agree with `model.*`.
+        let pairs = [("scale", cfg.scale), ("colours", COLOURS), ("levels", LEVELS), ("prior.blocks", cfg.prior_blocks), ("prior.hidden", cfg.prior_hidden)];
+        for (field, want) in pairs {
+            if let Some(x) = j.opt(field) {
+                if x.as_u64() != Some(want as u64) {
+                    return Err(j.bad(field, format!("is {x}, but model.* gives {want}")));
+                }
+            }
+        }
+        for (field, want) in [("lr_size", [cfg.lr_h, cfg.lr_w]), ("hr_size", [cfg.hr_h(), cfg.hr_w()])] {
+            if let Some(x) = j.opt(field) {
+                if j.usizes(field).ok().as_deref() != Some(&want[..]) {
+                    return Err(j.bad(field, format!("is {x}, but model.* gives {want:?}")));
+                }
+            }
+        }
         Ok(cfg)
     }
 

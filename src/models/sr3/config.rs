@@ -50,6 +50,22 @@ pub struct Sr3Config {
 
 const WHAT: &str = "SR3 config.json";
 
+/// The fields tools/sr3_convert.py writes. Read and checked: format, arch,
+/// unet.*, sizes, schedules, sampler, prediction, and the descriptive ones
+/// that must agree with them (scale, image_size, conditional, value_range,
+/// conditioning.method). Free-text provenance (notes, source files, weight
+/// file facts) is allowed but not read. Anything else is refused.
+const KNOWN: &[&str] = &[
+    "format", "format_version", "arch", "unet.in_channel", "unet.out_channel", "unet.inner_channel", "unet.norm_groups",
+    "unet.channel_multiplier", "unet.attn_res", "unet.res_blocks", "unet.dropout", "unet.image_size", "unet.noise_emb_dim",
+    "unet.attn_heads", "unet.use_affine_level", "unet.group_norm_eps", "image_size", "lr_size", "hr_size", "scale", "channels",
+    "conditional", "value_range", "conditioning.method", "conditioning.note", "output", "prediction", "noise_level",
+    "schedule.schedule", "schedule.n_timestep", "schedule.linear_start", "schedule.linear_end", "schedule.cosine_s",
+    "train_schedule.schedule", "train_schedule.n_timestep", "train_schedule.linear_start", "train_schedule.linear_end",
+    "train_schedule.cosine_s", "sampler.kind", "sampler.steps", "sampler.clip_denoised", "weights.file", "weights.dtype",
+    "weights.prefix_stripped", "weights.n_params", "checkpoint_schedule_matched", "source.config", "source.checkpoint",
+];
+
 fn schedule_at(j: &Fields, path: &str) -> Result<BetaSchedule> {
     let name = j.str(&format!("{path}.schedule"))?;
     let kind = ScheduleKind::parse(name).map_err(|e| j.bad(&format!("{path}.schedule"), e))?;
@@ -67,6 +83,7 @@ impl Sr3Config {
     /// Parse and check a `config.json` value.
     pub fn from_json(v: &Value) -> Result<Self> {
         let j = &Fields::new(v, WHAT);
+        j.refuse_unknown(KNOWN)?;
         let format = j.str("format")?;
         if format != "wgsr-sr3" {
             return Err(j.bad("format", format!("is '{format}', expected 'wgsr-sr3' (convert the checkpoint with tools/sr3_convert.py)")));
@@ -123,6 +140,26 @@ impl Sr3Config {
             unet,
         };
         cfg.check()?;
+        // Descriptive fields, when present, must say the same as the ones read.
+        let lr = cfg.lr_size.max(1);
+        for (field, want) in [("scale", cfg.hr_size / lr), ("image_size", cfg.hr_size), ("unet.noise_emb_dim", cfg.unet.inner_channel)] {
+            if let Some(x) = j.opt(field) {
+                if x.as_u64() != Some(want as u64) {
+                    return Err(j.bad(field, format!("is {x}, but the sizes read give {want}")));
+                }
+            }
+        }
+        if j.opt("conditional").is_some() && !j.bool("conditional")? {
+            return Err(j.bad("conditional", "must be true: wgsr runs the conditional (SR) U-Net"));
+        }
+        if j.opt("conditioning.method").is_some() && j.str("conditioning.method")? != "pil_bicubic" {
+            return Err(j.bad("conditioning.method", "must be \"pil_bicubic\" (the reference's condition)"));
+        }
+        if let Some(r) = j.opt("value_range") {
+            if r.as_array().and_then(|a| Some((a.first()?.as_f64()?, a.get(1)?.as_f64()?))) != Some((-1.0, 1.0)) {
+                return Err(j.bad("value_range", format!("is {r}; the reference works on [-1, 1]")));
+            }
+        }
         Ok(cfg)
     }
 
