@@ -4,7 +4,8 @@
 //! [`Tensor`] (f32 NCHW storage buffers), [`ops`] (one module per kernel
 //! family in `kernels/*.wgsl`), [`graph`] (IR, memory planner, executor),
 //! [`weights`] (safetensors, model directories), [`models`] (HCFlow, SR3,
-//! PixelCNN), [`image_io`], [`resize`] and [`metrics`].
+//! PixelCNN), [`texture`] (a host's texture in, texture out), [`image_io`],
+//! [`resize`] and [`metrics`].
 
 pub mod error;
 pub mod gpu;
@@ -15,6 +16,7 @@ pub mod models;
 pub mod ops;
 pub mod resize;
 pub mod tensor;
+pub mod texture;
 pub mod weights;
 
 pub use error::{Error, Result, ResultExt};

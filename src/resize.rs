@@ -88,6 +88,13 @@ fn matlab_contributions(in_len: usize, out_len: usize, scale: f64) -> Vec<Vec<(u
         .collect()
 }
 
+/// MATLAB bicubic taps for resizing `in_len` samples to `out_len` at
+/// `scale`: per output sample, (input index, weight). The GPU resize of
+/// `ops::texel` uses these tables, so both paths weigh the same samples.
+pub fn bicubic_taps(in_len: usize, out_len: usize, scale: f64) -> Vec<Vec<(usize, f64)>> {
+    matlab_contributions(in_len, out_len, scale)
+}
+
 fn round_u8_level(v: f64) -> f64 {
     // MATLAB's uint8 conversion: round half away from zero, saturate.
     (v + 0.5).floor().clamp(0.0, 255.0)

@@ -17,6 +17,7 @@ pub mod reduce;
 pub mod reshape;
 pub mod rng;
 pub mod softmax;
+pub mod texel;
 
 use crate::gpu::{Dispatch, GpuContext};
 use crate::{Error, Result, Shape, Tensor};
@@ -74,4 +75,5 @@ pub const KERNELS: &[crate::gpu::ShaderSource] = &[
     reshape::SHADER,
     rng::SHADER,
     softmax::SHADER,
+    texel::SHADER,
 ];

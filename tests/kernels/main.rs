@@ -18,3 +18,4 @@ mod reshape;
 mod rng;
 mod shaders;
 mod softmax;
+mod texel;

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod graph;
+mod gpu_io;
 mod model;
 
 use crate::graph::{Executor, GraphBuilder, GraphCache};
