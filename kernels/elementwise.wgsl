@@ -55,13 +55,18 @@ fn affine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     y[i] = p.alpha * a[i] + p.beta;
 }
 
-// y = clamp(a, alpha, beta)
+// y = clamp(a, alpha, beta), except that a non-finite a passes through (as
+// torch.clamp keeps NaN): a model that overflowed must not turn into a
+// plausible constant image. Tested on the bits, since WGSL lets compilers
+// assume floats are finite.
 @compute @workgroup_size(WG)
 fn clamp_range(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
     if (i >= p.n) { return; }
-    y[i] = clamp(a[i], p.alpha, p.beta);
+    let v = a[i];
+    let finite = (bitcast<u32>(v) & 0x7fffffffu) < 0x7f800000u;
+    y[i] = select(v, clamp(v, p.alpha, p.beta), finite);
 }
 
 // y = a + alpha * b[i / hw]: `b` holds one value per (sample, channel) row of

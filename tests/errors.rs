@@ -108,3 +108,24 @@ fn an_undeclared_runtime_parameter_is_an_error_not_nan() {
     assert_eq!(Scalar::param("heat").value(&p).unwrap(), 0.5);
     assert_eq!(Scalar::Const(2.0).value(&p).unwrap(), 2.0);
 }
+
+#[test]
+fn overflowing_weights_are_an_error_not_a_constant_image() {
+    // A finite but absurd weight (3e38) overflows inside the graph; the
+    // clamp keeps the non-finite value and the model refuses the output.
+    let dir = ModelDir::load(fixture("hcflow_sr_x4_tiny")).unwrap();
+    let key = "flow.level1_condFlow.conv_first.weight";
+    let mut ws = wgsr::weights::WeightStore::new();
+    for name in dir.weights.names() {
+        let mut t = dir.weights.get(name, None).unwrap().clone();
+        if name == key {
+            t.data.iter_mut().for_each(|v| *v = 3e38);
+        }
+        ws.insert(name, t);
+    }
+    let mut m = registry::load(ctx(), ModelDir { path: dir.path.clone(), config: dir.config.clone(), weights: ws }).unwrap();
+    let lr = wgsr::image_io::RgbImage::new(3, 2, (0..18).map(|i| i as f32 / 18.0).collect()).unwrap();
+    let opts = wgsr::models::UpscaleOptions { temperature: Some(0.0), ..Default::default() };
+    let e = m.upscale(ctx(), &lr, &opts, &mut |_| {}).err().expect("an overflowing model must not give an image");
+    assert!(e.to_string().contains("non-finite"), "{e}");
+}

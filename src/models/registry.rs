@@ -190,6 +190,20 @@ pub fn find(spec: Option<&str>) -> Result<PathBuf> {
     )))
 }
 
+/// A model's output must be finite: a NaN or infinity (weights that
+/// overflow, a broken checkpoint) is an error, never a grey or black image.
+pub(crate) fn finite(what: &str, imgs: Vec<RgbImage>) -> Result<Vec<RgbImage>> {
+    for img in &imgs {
+        if let Some(i) = img.data.iter().position(|v| !v.is_finite()) {
+            return Err(Error::InvalidArgument(format!(
+                "{what} produced a non-finite value (element {i}: {}); its weights overflow on this input",
+                img.data[i]
+            )));
+        }
+    }
+    Ok(imgs)
+}
+
 /// The entry of a registered family (each family's `Model::family`).
 pub(crate) fn family(name: &str) -> &'static FamilyInfo {
     FAMILIES.iter().find(|f| f.name == name).expect("family registered in FAMILIES")

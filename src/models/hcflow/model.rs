@@ -1,7 +1,7 @@
 //! [`Model`](crate::models::registry::Model) for HCFlow: the registry's face of the family.
 
 use crate::image_io::RgbImage;
-use crate::models::registry::{family, Downscaled, FamilyInfo, Model, UpscaleOptions};
+use crate::models::registry::{family, finite, Downscaled, FamilyInfo, Model, UpscaleOptions};
 use crate::models::hcflow::{HcFlow, Task};
 use crate::{Error, GpuContext, Result};
 
@@ -26,10 +26,11 @@ impl Model for HcFlow {
         Some(self.default_heat())
     }
     fn upscale(&mut self, ctx: &GpuContext, lr: &RgbImage, opts: &UpscaleOptions, _progress: &mut dyn FnMut(usize)) -> Result<Vec<RgbImage>> {
-        Ok(vec![HcFlow::upscale(self, ctx, lr, opts.temperature, opts.seed)?])
+        finite(&self.describe(), vec![HcFlow::upscale(self, ctx, lr, opts.temperature, opts.seed)?])
     }
     fn downscale(&mut self, ctx: &GpuContext, hr: &RgbImage) -> Result<Downscaled> {
         let (lr, raw) = HcFlow::downscale(self, ctx, hr)?;
+        let raw = finite(&self.describe(), vec![raw])?.remove(0);
         Ok(Downscaled { lr, raw })
     }
     fn nll(&mut self, ctx: &GpuContext, hr: &RgbImage, lr: &RgbImage, seed: u64) -> Result<f64> {

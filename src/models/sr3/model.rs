@@ -1,7 +1,7 @@
 //! [`Model`](crate::models::registry::Model) for SR3: the registry's face of the family.
 
 use crate::image_io::RgbImage;
-use crate::models::registry::{family, FamilyInfo, Model, UpscaleOptions};
+use crate::models::registry::{family, finite, FamilyInfo, Model, UpscaleOptions};
 use crate::models::sr3::{Sampler, Sr3, Sr3Options};
 use crate::{GpuContext, Result};
 
@@ -27,6 +27,6 @@ impl Model for Sr3 {
         Ok(Some(self.steps_for(&sr3_options(opts))?.len()))
     }
     fn upscale(&mut self, ctx: &GpuContext, lr: &RgbImage, opts: &UpscaleOptions, progress: &mut dyn FnMut(usize)) -> Result<Vec<RgbImage>> {
-        Ok(vec![Sr3::upscale(self, ctx, lr, &sr3_options(opts), &mut |i, _| progress(i))?])
+        finite(&self.describe(), vec![Sr3::upscale(self, ctx, lr, &sr3_options(opts), &mut |i, _| progress(i))?])
     }
 }
