@@ -109,6 +109,11 @@ const MAX_WIDTH: usize = 4096;
 const MAX_BLOCKS: usize = 64;
 const MAX_FIELD: usize = 1 << 20;
 
+/// HCFlow's own constant in `0.318 * atan(2 s)` (not 1/pi: the official code
+/// writes 0.318, and the kernels hard-code it).
+#[allow(clippy::approx_constant)]
+const HCFLOW_ATAN_FACTOR: f32 = 0.318;
+
 fn bounded(j: &Fields, path: &str, v: usize, lo: usize, hi: usize) -> Result<usize> {
     if v < lo || v > hi {
         return Err(j.bad(path, format!("is {v}; it must be in {lo}..={hi}")));
@@ -204,7 +209,7 @@ impl HcflowConfig {
             return Err(j.bad("split_off.coupling.type", "must be 'affine'"));
         }
         // The engine's kernels hard-code HCFlow's atan constant 0.318 * atan(2 s).
-        if (cfg.atan_factor - 0.318).abs() > 1e-6 || (c("atan_inner")? - 2.0).abs() > 1e-12 {
+        if (cfg.atan_factor - HCFLOW_ATAN_FACTOR).abs() > 1e-6 || (c("atan_inner")? - 2.0).abs() > 1e-12 {
             return Err(j.bad("constants.atan_factor", "must be 0.318 with atan_inner 2.0 (fixed in the kernels)"));
         }
         if cfg.quant <= 0.0 {
