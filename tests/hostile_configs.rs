@@ -51,3 +51,34 @@ fn nonsense_hcflow_configs_are_refused_with_the_field_named() {
     refused(|c| c["split_off"]["prior"] = json!("gaussian_atan"), "split_off.prior");
     refused(|c| c["rrdb"]["nb"] = json!("many"), "rrdb.nb");
 }
+
+#[test]
+fn oversized_pixelcnn_and_sr3_configs_are_refused_before_any_allocation() {
+    use wgsr::models::pixelcnn::PixelCnnConfig;
+    use wgsr::models::sr3::Sr3Config;
+    let dir = |n: &str| ModelDir::load(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(n)).unwrap();
+    let px = dir("pixelcnn_tiny");
+    for (field, v) in [("prior_blocks", json!(1_000_000_000_000u64)), ("cond_res_per_stage", json!(1_000_000_000_000u64)), ("prior_hidden", json!(1u64 << 40))] {
+        let mut c = px.config.clone();
+        c["model"][field] = v;
+        let t = std::time::Instant::now();
+        let e = PixelCnnConfig::from_json(&c).err().unwrap_or_else(|| panic!("{field} accepted"));
+        assert!(e.to_string().contains(field) && t.elapsed().as_secs() < 1, "{e}");
+    }
+    let mut c = px.config.clone();
+    c["model"]["prior_blok"] = json!(3);
+    assert!(PixelCnnConfig::from_json(&c).unwrap_err().to_string().contains("model.prior_blok"));
+    let sr = dir("sr3_tiny");
+    for (path, v) in [("res_blocks", json!(1u64 << 40)), ("inner_channel", json!(1u64 << 40))] {
+        let mut c = sr.config.clone();
+        c["unet"][path] = v;
+        let e = Sr3Config::from_json(&c).err().unwrap_or_else(|| panic!("{path} accepted"));
+        assert!(e.to_string().contains(path), "{e}");
+    }
+    let mut c = sr.config.clone();
+    c["schedule"]["n_timestep"] = json!(u64::MAX);
+    assert!(Sr3Config::from_json(&c).unwrap_err().to_string().contains("n_timestep"));
+    let mut c = sr.config.clone();
+    c["unet"]["attn_rez"] = json!([8]);
+    assert!(Sr3Config::from_json(&c).unwrap_err().to_string().contains("unet.attn_rez"));
+}
