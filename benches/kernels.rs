@@ -1,4 +1,6 @@
 //! Kernel micro-benchmarks: `cargo bench --bench kernels [-- FILTER...]`.
+//! The table starts with the adapter's roofline (multiply-add peak and copy
+//! bandwidth from the probe kernels) and gives every row its share of it.
 //!
 //! Each entry prepares its `Dispatch`es once, then the harness warms up and
 //! times repeated submits of the same dispatches (each followed by a full
@@ -29,7 +31,7 @@ use wgsr::ops::coupling::{self, GaussianScale};
 use wgsr::ops::invconv::InvConv;
 use wgsr::ops::matmul::{self, Linear, MatmulOpts};
 use wgsr::ops::norm::GroupNorm;
-use wgsr::ops::{elementwise, reduce, reshape, rng, softmax};
+use wgsr::ops::{elementwise, probe, reduce, reshape, rng, softmax};
 use wgsr::{GpuContext, Result, Shape, Tensor};
 
 /// Timing budget per entry (after warm-up) and run-count bounds.
@@ -50,6 +52,10 @@ pub struct Bench {
     ctx: GpuContext,
     ts: Option<Timestamps>,
     filters: Vec<String>,
+    /// Measured roofline of this adapter (GFLOP/s, GB/s), once probed.
+    roof: Option<(f64, f64)>,
+    /// (GFLOP/s, GB/s) of the last timed row.
+    last: (f64, f64),
 }
 
 impl Bench {
@@ -75,7 +81,7 @@ impl Bench {
             }),
             period: ctx.queue.get_timestamp_period() as f64,
         });
-        Bench { ctx, ts, filters }
+        Bench { ctx, ts, filters, roof: None, last: (0.0, 0.0) }
     }
 
     pub fn ctx(&self) -> &GpuContext {
@@ -135,12 +141,40 @@ impl Bench {
         }
         times.sort_by(f64::total_cmp);
         let ms = times[times.len() / 2];
-        println!(
-            "{name:<28} {shape:<56} {ms:>10.3} {:>10.2} {:>10.2}   ({} runs)",
-            flops / (ms * 1e6),
-            bytes / (ms * 1e6),
-            times.len()
-        );
+        let (gf, gb) = (flops / (ms * 1e6), bytes / (ms * 1e6));
+        println!("{name:<28} {shape:<56} {ms:>10.3} {gf:>10.2} {gb:>10.2} {:>9}   ({} runs)", self.roof_share(flops, bytes, gf, gb), times.len());
+        self.last = (gf, gb);
+    }
+
+    /// Share of the roofline bound: min(peak rate, intensity x bandwidth)
+    /// for compute-bound rows ("C"), of the bandwidth for memory-bound ("M").
+    fn roof_share(&self, flops: f64, bytes: f64, gf: f64, gb: f64) -> String {
+        let Some((pf, pb)) = self.roof else { return "-".into() };
+        if flops > 0.0 && bytes > 0.0 && flops / bytes > pf / pb {
+            format!("{:.1}% C", 100.0 * gf / pf)
+        } else if flops > 0.0 && bytes > 0.0 {
+            format!("{:.1}% M", 100.0 * gf / ((flops / bytes) * pb))
+        } else {
+            format!("{:.1}% M", 100.0 * gb / pb)
+        }
+    }
+
+    /// Measure the adapter's multiply-add peak and copy bandwidth with the
+    /// probe kernels; later rows print their share of that roofline.
+    fn probe_roofline(&mut self) {
+        let ctx = &self.ctx;
+        // Enough threads to fill every lane / core; enough trips to hide launch cost.
+        let fma_out = Tensor::empty(ctx, Shape::new(1, 1, 1 << 16, 4)).unwrap();
+        let fma = probe::fma_peak(ctx, &fma_out, 4096).unwrap();
+        let src = Tensor::filled(ctx, Shape::new(1, 1, 1 << 22, 4), 1.0).unwrap();
+        let dst = Tensor::empty(ctx, Shape::new(1, 1, 1 << 22, 4)).unwrap();
+        let copy = probe::copy_peak(ctx, &src, &dst).unwrap();
+        self.bench_costed("probe fma_peak", "65536 threads x 4096 x 8 vec4 mul-add", std::slice::from_ref(&fma));
+        let peak_flops = self.last.0;
+        self.bench_costed("probe copy_peak", "64 MiB -> 64 MiB vec4 copy", std::slice::from_ref(&copy));
+        let peak_bw = self.last.1;
+        self.roof = Some((peak_flops, peak_bw));
+        println!("roofline: {peak_flops:.2} GFLOP/s multiply-add peak, {peak_bw:.2} GB/s copy bandwidth, balance {:.2} flop/byte", peak_flops / peak_bw);
     }
 
     /// `bench` with flops and bytes summed from the dispatches' costs.
@@ -485,7 +519,8 @@ fn main() {
     let clock = if b.ts.is_some() { "GPU timestamp queries (compute pass only)" } else { "wall clock (submit + sync)" };
     println!("device: {} ({})", info.name, info.backend);
     println!("timing: median of repeated runs, {clock}");
-    println!("{:<28} {:<56} {:>10} {:>10} {:>10}", "kernel", "shape", "ms", "GFLOP/s", "GB/s");
+    println!("{:<28} {:<56} {:>10} {:>10} {:>10} {:>9}", "kernel", "shape", "ms", "GFLOP/s", "GB/s", "roofline");
+    b.probe_roofline();
     conv_family(&mut b);
     elementwise_family(&mut b);
     reshape_family(&mut b);

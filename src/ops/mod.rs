@@ -13,6 +13,7 @@ pub mod elementwise;
 pub mod invconv;
 pub mod matmul;
 pub mod norm;
+pub mod probe;
 pub mod reduce;
 pub mod reshape;
 pub mod rng;
@@ -71,6 +72,7 @@ pub const KERNELS: &[crate::gpu::ShaderSource] = &[
     flow::SHADER,
     matmul::SHADER,
     norm::SHADER,
+    probe::SHADER,
     reduce::SHADER,
     reshape::SHADER,
     rng::SHADER,

@@ -13,6 +13,7 @@ mod flow;
 mod matmul;
 mod norm;
 mod params_reflect;
+mod probe;
 mod reduce;
 mod reshape;
 mod rng;
