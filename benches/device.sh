@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# All the GPU work of a session in one call (a lent machine with a real GPU,
+# e.g. through the device tool): build, the kernel roofline table, the three
+# model benches, in under 8 minutes. Results go to $OUT (or ./device-out).
+#
+#   bash benches/device.sh            # on the GPU machine, from the repo root
+#
+# Vulkan needs the loader there: carry .gl/ (Debian's libvulkan1 and friends,
+# downloaded once on the dev machine as the device README describes); this
+# script unpacks it when present. Each step has its own time limit so one
+# slow bench cannot eat the whole budget.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-$PWD/device-out}"
+mkdir -p "$OUT"
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/wgsr-xdg}"
+mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
+
+if [ -d .gl ] && ! ldconfig -p | grep -q libvulkan; then
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+fi
+if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
+  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+fi
+export WGSR_ADAPTER="${WGSR_ADAPTER:-nvidia}"
+
+step() { # step NAME SECONDS CMD...
+  local name=$1 secs=$2; shift 2
+  echo "== $name (limit ${secs}s)" | tee -a "$OUT/summary.txt"
+  local t0=$SECONDS
+  timeout "$secs" "$@" > "$OUT/$name.txt" 2>&1
+  local rc=$?
+  echo "   exit $rc after $((SECONDS - t0)) s" | tee -a "$OUT/summary.txt"
+  tail -n 40 "$OUT/$name.txt"
+}
+
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv > "$OUT/gpu.txt" 2>&1 || true
+step build 240 cargo build --release --benches --bin wgsr
+step info 20 ./target/release/wgsr info
+step kernels 120 cargo bench --bench kernels
+step hcflow 60 cargo bench --bench hcflow -- sr_x4 64 5
+step hcflow256 60 cargo bench --bench hcflow -- sr_x4 256 3
+step sr3 40 env SR3_BENCH_STEPS=10 cargo bench --bench sr3
+step pixelcnn 60 cargo bench --bench pixelcnn
+echo "results in $OUT" | tee -a "$OUT/summary.txt"
