@@ -35,9 +35,10 @@ step() { # step NAME SECONDS CMD...
   tail -n 40 "$OUT/$name.txt"
 }
 
-nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv > "$OUT/gpu.txt" 2>&1 || true
+# At most 8 files come back from a device run: summary + one per step below.
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv >> "$OUT/summary.txt" 2>&1 || true
 step build 240 cargo build --release --benches --bin wgsr
-step info 20 ./target/release/wgsr info
+timeout 20 ./target/release/wgsr info >> "$OUT/summary.txt" 2>&1
 step kernels 120 cargo bench --bench kernels
 step hcflow 60 cargo bench --bench hcflow -- sr_x4 64 5
 step hcflow256 60 cargo bench --bench hcflow -- sr_x4 256 3
