@@ -7,10 +7,11 @@ use std::path::Path;
 use wgsr::image_io::read_npy;
 use wgsr::models::registry::{Setting, UpscaleOptions};
 use wgsr::models::sr3::Sampler;
+use wgsr::models::tiling::TilePolicy;
 use wgsr::models::Model;
 use wgsr::{Error, Result};
 
-use super::SamplerArg;
+use super::{SamplerArg, TileArgs};
 
 /// The sampling flags `upscale` and `eval` share.
 pub struct SamplingFlags<'a> {
@@ -21,6 +22,42 @@ pub struct SamplingFlags<'a> {
     pub eta: Option<f32>,
     pub init_noise: Option<&'a Path>,
     pub samples: Option<usize>,
+    pub tiling: TileArgs,
+}
+
+impl TileArgs {
+    /// (flag, whether it was given).
+    fn given(&self) -> [(&'static str, bool); 3] {
+        [("--tile", self.tile.is_some()), ("--tile-margin", self.tile_margin.is_some()), ("--max-memory", self.max_memory.is_some())]
+    }
+
+    /// The policy the flags ask for (`--max-memory` in MiB).
+    pub fn policy(&self) -> Result<TilePolicy> {
+        if self.tile == Some(0) {
+            return Err(Error::InvalidArgument("--tile must be at least 1 (LR pixels)".into()));
+        }
+        let max_memory = match self.max_memory {
+            Some(0) => return Err(Error::InvalidArgument("--max-memory must be at least 1 (MiB)".into())),
+            Some(m) => Some(m.checked_mul(1 << 20).ok_or_else(|| Error::InvalidArgument(format!("--max-memory {m} MiB is too large")))?),
+            None => None,
+        };
+        Ok(TilePolicy { tile: self.tile, margin: self.tile_margin, max_memory })
+    }
+
+    /// The policy for `model`, refusing the flags when its family does not tile.
+    pub fn policy_for(&self, model: &dyn Model) -> Result<TilePolicy> {
+        let fam = model.family();
+        let given: Vec<&str> = self.given().into_iter().filter(|(_, g)| *g).map(|(f, _)| f).collect();
+        if !given.is_empty() && !fam.settings.contains(&Setting::Tiling) {
+            let size = model.fixed_lr_size().map(|(w, h)| format!(" (it takes a fixed {w}x{h} LR)")).unwrap_or_default();
+            return Err(Error::InvalidArgument(format!(
+                "{} do(es) not apply to {} models: tiled inference is for HCFlow models only{size}",
+                given.join(", "),
+                fam.title
+            )));
+        }
+        self.policy()
+    }
 }
 
 impl SamplingFlags<'_> {
@@ -43,6 +80,7 @@ impl SamplingFlags<'_> {
         if !refused.is_empty() {
             return Err(Error::InvalidArgument(format!("{} do(es) not apply to {} models", refused.join(", "), fam.title)));
         }
+        let tiling = self.tiling.policy_for(model)?;
         if let Some(t) = self.temperature {
             if !(t.is_finite() && t >= 0.0) {
                 return Err(Error::InvalidArgument(format!("--temperature must be a finite number >= 0, got {t}")));
@@ -59,6 +97,7 @@ impl SamplingFlags<'_> {
             sampler: sampler(self.sampler, self.eta)?,
             init_noise,
             samples: self.samples,
+            tiling,
         })
     }
 }

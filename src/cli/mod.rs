@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use wgsr::gpu::{list_adapters, ContextOptions};
 use wgsr::image_io::RgbImage;
-use wgsr::models::{self, Model};
+use wgsr::models::{self, Model, TiledPass};
 use wgsr::weights::ModelDir;
 use wgsr::{Error, GpuContext, Result};
 
@@ -102,6 +102,24 @@ pub struct UpscaleArgs {
     /// PixelCNN: number of samples (OUT gets _0, _1, ... before the extension when > 1).
     #[arg(long)]
     pub samples: Option<usize>,
+    #[command(flatten)]
+    pub tiling: TileArgs,
+}
+
+/// Tiled inference (HCFlow): any image size in bounded memory.
+#[derive(Args, Clone, Copy, Debug, Default)]
+pub struct TileArgs {
+    /// HCFlow: tile the image with tiles of N x N LR pixels (default: only
+    /// when it does not fit the device or --max-memory, then the largest that fits).
+    #[arg(long, value_name = "N")]
+    pub tile: Option<usize>,
+    /// HCFlow: overlap on each side of a tile, in LR pixels (default: the model's measured margin).
+    #[arg(long, value_name = "N")]
+    pub tile_margin: Option<usize>,
+    /// HCFlow: device-memory budget for one pass, in MiB (default: 4x the
+    /// device's largest buffer binding, between 256 MiB and 2 GiB).
+    #[arg(long, value_name = "MIB")]
+    pub max_memory: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -120,6 +138,7 @@ impl UpscaleArgs {
             eta: self.eta,
             init_noise: self.init_noise.as_deref(),
             samples: self.samples,
+            tiling: self.tiling,
         }
     }
 }
@@ -134,6 +153,8 @@ struct DownscaleArgs {
     /// Crop the input to a multiple of the scale instead of refusing it.
     #[arg(long)]
     crop: bool,
+    #[command(flatten)]
+    tiling: TileArgs,
 }
 
 #[derive(Args)]
@@ -218,7 +239,7 @@ fn upscale(cli: &Cli, a: &UpscaleArgs) -> Result<()> {
     eprintln!("{}: {}x{} -> {}x{}{t}, seed {}", m.describe(), lr.width, lr.height, lr.width * s, lr.height * s, opts.seed);
     let pb = match m.progress_total(&opts)? {
         Some(n) => progress::bar(n, "sampling"),
-        None => indicatif::ProgressBar::hidden(),
+        None => tile_bar(m.as_mut(), ctx, TiledPass::Upscale, lr.width, lr.height, &opts.tiling)?,
     };
     let hrs = m.upscale(ctx, &lr, &opts, &mut |i| pb.set_position(i as u64));
     pb.finish_and_clear();
@@ -240,13 +261,31 @@ fn downscale(cli: &Cli, a: &DownscaleArgs) -> Result<()> {
         return Err(Error::InvalidArgument(format!("downscale needs an HCFlow rescaling model; '{}' is {}", a.model, m.describe())));
     }
     let hr = fit(hr, m.scale(), a.crop, "input")?;
-    let d = m.downscale(ctx, &hr)?;
+    let tiling = a.tiling.policy()?;
+    let s = m.scale();
+    let pb = tile_bar(m.as_mut(), ctx, TiledPass::Downscale, hr.width / s, hr.height / s, &tiling)?;
+    let d = m.downscale_with(ctx, &hr, &tiling, &mut |i| pb.set_position(i as u64));
+    pb.finish_and_clear();
+    let d = d?;
     // 8-bit LR for .png, the value before quantisation for .npy.
     let npy = a.output.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
     let lr = if npy { d.raw } else { d.lr };
     lr.save(&a.output)?;
     eprintln!("wrote {} ({}x{})", a.output.display(), lr.width, lr.height);
     Ok(())
+}
+
+/// Say how a run is tiled, and a progress bar over its tiles (hidden when
+/// untiled or when stderr is not a terminal).
+fn tile_bar(m: &mut dyn Model, ctx: &GpuContext, pass: TiledPass, w: usize, h: usize, tiling: &models::TilePolicy) -> Result<indicatif::ProgressBar> {
+    match m.tiles(ctx, pass, w, h, tiling)? {
+        Some(g) => {
+            let (ww, wh) = g.window;
+            eprintln!("tiled: {} tiles of {} LR px, margin {} px (window {ww}x{wh})", g.len(), g.tile, g.margin);
+            Ok(progress::bar(g.len(), "tiles"))
+        }
+        None => Ok(indicatif::ProgressBar::hidden()),
+    }
 }
 
 fn nll(cli: &Cli, a: &NllArgs) -> Result<()> {
@@ -289,6 +328,7 @@ pub fn run() -> Result<()> {
                 eta: a.eta,
                 init_noise: None,
                 samples: None,
+                tiling: TileArgs::default(),
             };
             let opts = flags.options(m.as_ref())?;
             eval::run(&ctx, m, &eval::EvalArgs { hr_dir: &a.hr, scale: a.scale, out: a.out.as_deref(), opts })
