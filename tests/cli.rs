@@ -238,7 +238,7 @@ fn tiled_upscale_and_downscale_through_the_cli() {
     let o = wgsr(&[&["upscale", s(&lr), s(&tiled), "--tile", "6"][..], &args[..]].concat());
     ok(&o);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("tiled: 12 tiles of 6 LR px"), "{err}");
+    assert!(err.contains("tiled: 12 tiles of 6x6 LR px"), "{err}");
     assert!(!err.contains('\r'), "progress bar drawn into a pipe");
     let dt = max_diff(&pixels(&full), &pixels(&tiled));
     assert!(dt <= 1, "--tile 6 differs from untiled by {dt} levels");

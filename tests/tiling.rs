@@ -225,13 +225,17 @@ fn margin_table() {
         ("rescale_x4_tiny", fixture("hcflow_rescale_x4_tiny"), picture(61, 47, 9), vec![12, 20, 32]),
         ("sr-x4-small (shipped)", shipped, example, list("WGSR_TILES", &[32, 48])),
     ];
+    // WGSR_TABLE="shipped,sr_x4_tiny" picks the models (by name substring).
+    let only: Option<Vec<String>> = std::env::var("WGSR_TABLE").ok().map(|s| s.split(',').map(str::to_string).collect());
+    let cases: Vec<_> = cases.into_iter().filter(|c| only.as_ref().is_none_or(|o| o.iter().any(|n| c.0.contains(n.as_str())))).collect();
     println!("| model | pass | RF bound | tile | margin | max diff heat 0 | max diff heat 0.9 |");
     println!("|---|---|---|---|---|---|---|");
     for (name, dir, lr, tiles) in cases {
         let mut m = load(dir);
+        let pass = std::env::var("WGSR_PASS").unwrap_or_default();
         let rf = m.receptive_field(TiledPass::Upscale);
-        let full: Vec<RgbImage> = [0.0, 0.9].iter().map(|&h| m.upscale(ctx(), &lr, Some(h), 7).unwrap()).collect();
-        for &t in &tiles {
+        let full: Vec<RgbImage> = if pass == "down" { Vec::new() } else { [0.0, 0.9].iter().map(|&h| m.upscale(ctx(), &lr, Some(h), 7).unwrap()).collect() };
+        for &t in tiles.iter().filter(|_| pass != "down") {
             for &mg in &margins {
                 let p = TilePolicy { tile: Some(t), margin: Some(mg), max_memory: None };
                 let d: Vec<u8> = [0.0, 0.9]
@@ -253,8 +257,77 @@ fn margin_table() {
                     let p = TilePolicy { tile: Some(t), margin: Some(mg), max_memory: None };
                     let (tl, _) = m.downscale_tiled(ctx(), &hr, &p, &mut |_, _| {}).unwrap();
                     println!("| {name} | down | {rf} | {t} | {mg} | {} | - |", max_diff8(&full, &tl));
+                    use std::io::Write;
+                    std::io::stdout().flush().unwrap();
                 }
             }
         }
+    }
+}
+
+/// Tiles and planned device memory of the shipped model's automatic tiling
+/// for 1080p and 4K outputs (the numbers quoted in the README).
+#[test]
+#[ignore]
+fn plan_report() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut m = load(root.join("weights/hcflow-sr-x4-small"));
+    for (w, h) in [(128, 128), (480, 270), (960, 540)] {
+        let full = m.plan_bytes(ctx(), TiledPass::Upscale, Shape::new(1, 3, h, w)).unwrap();
+        match m.tile_grid(ctx(), TiledPass::Upscale, w, h, &TilePolicy::default()).unwrap() {
+            None => println!("{w}x{h}: untiled, plan peak {} MiB, largest buffer {} MiB", full.peak >> 20, full.max_buffer >> 20),
+            Some(g) => {
+                let (ww, wh) = g.window;
+                let p = m.plan_bytes(ctx(), TiledPass::Upscale, Shape::new(1, 3, wh, ww)).unwrap();
+                println!(
+                    "{w}x{h}: untiled would plan {} MiB (largest buffer {} MiB); {} tiles of {:?}, margin {}, window {ww}x{wh}: plan peak {} MiB, largest buffer {} MiB",
+                    full.peak >> 20,
+                    full.max_buffer >> 20,
+                    g.len(),
+                    g.tile,
+                    g.margin,
+                    p.peak >> 20,
+                    p.max_buffer >> 20
+                );
+            }
+        }
+    }
+}
+
+/// Where tiled and untiled differ (debugging aid): counts and positions of
+/// the pixels off by more than one level, shipped model, heat from WGSR_HEAT.
+#[test]
+#[ignore]
+fn diff_map() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut m = load(root.join("weights/hcflow-sr-x4-small"));
+    let lr = RgbImage::load(root.join("weights/example-lr.png")).unwrap().crop(16, 32, 96, 64).unwrap();
+    let heat: f32 = std::env::var("WGSR_HEAT").map(|s| s.parse().unwrap()).unwrap_or(0.9);
+    let tile: usize = std::env::var("WGSR_TILES").map(|s| s.parse().unwrap()).unwrap_or(48);
+    let margin: usize = std::env::var("WGSR_MARGINS").map(|s| s.parse().unwrap()).unwrap_or(16);
+    let full = m.upscale(ctx(), &lr, Some(heat), 7).unwrap();
+    let t = if std::env::var("WGSR_PERTURB").is_ok() {
+        // untiled, latents scaled by 1 + 1e-6: the model's own sensitivity
+        let shape = Shape::new(1, 3, lr.height, lr.width);
+        let eps: Vec<Vec<f32>> = m.sample_eps(shape, 7).into_iter().map(|e| e.into_iter().map(|v| v * (1.0 + 1e-6)).collect()).collect();
+        let hr = m.reverse(ctx(), &lr.data, shape, &eps, heat).unwrap();
+        RgbImage::new(lr.width * 4, lr.height * 4, hr).unwrap()
+    } else {
+        let p = TilePolicy { tile: Some(tile), margin: Some(margin), max_memory: None };
+        m.upscale_tiled(ctx(), &lr, Some(heat), 7, &p, &mut |_, _| {}).unwrap()
+    };
+    let (a, b) = (full.to_rgb8(), t.to_rgb8());
+    let w = full.width;
+    let mut bad = Vec::new();
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        if x.abs_diff(*y) > 1 {
+            let px = i / 3;
+            bad.push((px % w, px / w, i % 3, *x, *y));
+        }
+    }
+    let maxf = full.data.iter().zip(&t.data).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    println!("heat {heat} tile {tile} margin {margin}: {} of {} values off by > 1 level, max float diff {maxf}", bad.len(), a.len());
+    for b in bad.iter().take(40) {
+        println!("  HR ({}, {}) ch {}: {} vs {}", b.0, b.1, b.2, b.3, b.4);
     }
 }

@@ -281,7 +281,8 @@ fn tile_bar(m: &mut dyn Model, ctx: &GpuContext, pass: TiledPass, w: usize, h: u
     match m.tiles(ctx, pass, w, h, tiling)? {
         Some(g) => {
             let (ww, wh) = g.window;
-            eprintln!("tiled: {} tiles of {} LR px, margin {} px (window {ww}x{wh})", g.len(), g.tile, g.margin);
+            let (tw, th) = g.tile;
+            eprintln!("tiled: {} tiles of {tw}x{th} LR px, margin {} px (window {ww}x{wh})", g.len(), g.margin);
             Ok(progress::bar(g.len(), "tiles"))
         }
         None => Ok(indicatif::ProgressBar::hidden()),

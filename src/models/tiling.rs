@@ -114,7 +114,8 @@ pub struct Tile {
 /// has the same size.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TileGrid {
-    pub tile: usize,
+    /// Core size (w, h) of a full tile (border tiles' cores may be shorter).
+    pub tile: (usize, usize),
     pub margin: usize,
     /// Window size (w, h) shared by every tile.
     pub window: (usize, usize),
@@ -122,9 +123,16 @@ pub struct TileGrid {
 }
 
 impl TileGrid {
+    /// Square cores of side `tile`.
     pub fn new(width: usize, height: usize, tile: usize, margin: usize) -> Self {
-        let (ww, xs) = spans(width, tile, margin);
-        let (wh, ys) = spans(height, tile, margin);
+        Self::rect(width, height, tile, tile, margin)
+    }
+
+    /// Cores of `tile_w` x `tile_h`.
+    pub fn rect(width: usize, height: usize, tile_w: usize, tile_h: usize, margin: usize) -> Self {
+        let (tile_w, tile_h) = (tile_w.clamp(1, width.max(1)), tile_h.clamp(1, height.max(1)));
+        let (ww, xs) = spans(width, tile_w, margin);
+        let (wh, ys) = spans(height, tile_h, margin);
         let mut tiles = Vec::with_capacity(xs.len() * ys.len());
         for y in &ys {
             for x in &xs {
@@ -134,7 +142,7 @@ impl TileGrid {
                 });
             }
         }
-        TileGrid { tile, margin, window: (ww, wh), tiles }
+        TileGrid { tile: (tile_w, tile_h), margin, window: (ww, wh), tiles }
     }
 
     pub fn len(&self) -> usize {

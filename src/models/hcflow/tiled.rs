@@ -7,7 +7,14 @@
 //! matching sub-rectangles of the whole image's latents (`latents`), so a
 //! tiled sample is the untiled sample up to the margin's truncation of the
 //! receptive field, which the default margin keeps within one 8-bit level
-//! (measured, see [`HcFlow::default_margin`]).
+//! (measured, see [`margin_fraction`]).
+//!
+//! One caveat at heat > 0: a trained model can have isolated output values
+//! that move by many levels under any f32 rounding change (shipped SR x4 at
+//! heat 0.9: one value in 295k moves 9 levels when the *untiled* latents
+//! are scaled by 1 + 1e-6). Tiles round differently (other conv shapes), so
+//! such a value may differ from the untiled run by more than one level; it
+//! is the model's sensitivity, not the margin (no margin removes it).
 
 use crate::graph::{plan_memory, GraphBuilder};
 use crate::image_io::RgbImage;
@@ -79,11 +86,22 @@ pub fn receptive_field(cfg: &HcflowConfig, pass: TiledPass) -> usize {
     r.ceil() as usize
 }
 
-/// The default margin as a fraction of [`receptive_field`]: the smallest
-/// that kept tiled vs untiled within one 8-bit level (heat 0 and 0.9) for
-/// every tile size measured on the shipped model and the test fixtures
-/// (tests/tiling.rs `margin_table`), rounded up.
-pub const MARGIN_PER_RF: f64 = 0.25;
+/// The default margin as a fraction of [`receptive_field`], per pass.
+///
+/// Measured (tests/tiling.rs `margin_table`, margins 0, 2, 4, 8, 12, 16,
+/// 24; tiles 12-48 LR px on images they do not divide): the smallest margin
+/// keeping tiled vs untiled within one 8-bit level was 8 px for upscaling
+/// with all three models measured (the shipped SR x4 model, RF bound 69 px;
+/// the SR x4 tiny fixture, 61 px; the rescaling tiny fixture, 95 px), i.e.
+/// at most 0.131 of the bound, and 4 px of 17 for the rescaling downscale
+/// (0.235). The fractions below are those maxima rounded up, so every
+/// measured model gets at least its measured margin.
+pub fn margin_fraction(pass: TiledPass) -> f64 {
+    match pass {
+        TiledPass::Upscale => 0.15,
+        TiledPass::Downscale => 0.25,
+    }
+}
 
 impl HcFlow {
     /// Upper bound on the receptive-field radius of `pass`, in LR pixels.
@@ -92,9 +110,10 @@ impl HcFlow {
     }
 
     /// The overlap a tile gets on each side when the policy names none:
-    /// ceil([`MARGIN_PER_RF`] x the receptive-field bound), at least 2.
+    /// ceil([`margin_fraction`] x the receptive-field bound), at least 2
+    /// (shipped SR x4 model: 11 LR px).
     pub fn default_margin(&self, pass: TiledPass) -> usize {
-        ((self.receptive_field(pass) as f64 * MARGIN_PER_RF).ceil() as usize).max(2)
+        ((self.receptive_field(pass) as f64 * margin_fraction(pass)).ceil() as usize).max(2)
     }
 
     /// The graph input shape of a window of `w` x `h` LR pixels.
@@ -141,24 +160,42 @@ impl HcFlow {
         if over(full) <= 1.0 {
             return Ok(None);
         }
-        // Memory is linear in the window's pixels: start from the square
-        // window the full plan predicts, then shrink until the plan fits.
-        let side = ((width * height) as f64 / over(full)).sqrt().floor() as usize;
-        let mut tile = side.saturating_sub(2 * margin);
+        // Memory is linear in the window's pixels: start from the window
+        // area the full plan predicts (full-width / full-height strips when
+        // the image is narrower than a square window), then shrink until
+        // the plan fits.
+        let area = (width * height) as f64 / over(full);
+        let side = area.sqrt();
+        let (mut tw, mut th) = if height as f64 <= side {
+            ((area / height as f64) as usize, height + 2 * margin)
+        } else if width as f64 <= side {
+            (width + 2 * margin, (area / width as f64) as usize)
+        } else {
+            (side as usize, side as usize)
+        };
+        // cores of equal size for the same tile count (smaller windows)
+        let even = |len: usize, t: usize| if t == 0 { 0 } else { len.div_ceil(len.div_ceil(t)) };
+        tw = even(width, tw.saturating_sub(2 * margin).min(width));
+        th = even(height, th.saturating_sub(2 * margin).min(height));
         loop {
-            if tile == 0 {
+            if tw == 0 || th == 0 {
                 return Err(Error::TooLarge(format!(
                     "no tile fits a memory budget of {} MiB and {} MiB per buffer with a margin of {margin} px (raise --max-memory or lower the margin)",
                     budget >> 20,
                     bind >> 20
                 )));
             }
-            let grid = TileGrid::new(width, height, tile, margin);
+            let grid = TileGrid::rect(width, height, tw, th, margin);
             let (ww, wh) = grid.window;
             if over(self.plan_bytes(ctx, pass, self.window_shape(pass, ww, wh))?) <= 1.0 {
                 return Ok(Some(grid));
             }
-            tile = (tile * 9 / 10).min(tile - 1);
+            // shrink the longer side first (strips stay strips)
+            if tw >= th {
+                tw = even(width, (tw * 9 / 10).min(tw - 1));
+            } else {
+                th = even(height, (th * 9 / 10).min(th - 1));
+            }
         }
     }
 
@@ -195,8 +232,8 @@ impl HcFlow {
     /// (a dispatch grid over the device's limits); `None` below 1 px.
     fn smaller_grid(&self, pass: TiledPass, width: usize, height: usize, policy: &TilePolicy, grid: Option<&TileGrid>) -> Option<TileGrid> {
         let margin = policy.margin.unwrap_or_else(|| self.default_margin(pass));
-        let tile = grid.map(|g| g.tile).unwrap_or(width.max(height)) / 2;
-        (tile > 0).then(|| TileGrid::new(width, height, tile, margin))
+        let (tw, th) = grid.map(|g| g.tile).unwrap_or((width, height));
+        (tw > 1 || th > 1).then(|| TileGrid::rect(width, height, tw.div_ceil(2), th.div_ceil(2), margin))
     }
 
     fn upscale_grid(
@@ -285,5 +322,5 @@ impl HcFlow {
 }
 
 fn tile_label(k: usize, g: &TileGrid) -> String {
-    format!("tile {}/{} ({}x{} LR px + a {} px margin)", k + 1, g.len(), g.tile, g.tile, g.margin)
+    format!("tile {}/{} ({}x{} LR px + a {} px margin)", k + 1, g.len(), g.tile.0, g.tile.1, g.margin)
 }
