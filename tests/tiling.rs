@@ -272,9 +272,10 @@ fn margin_table() {
 fn plan_report() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut m = load(root.join("weights/hcflow-sr-x4-small"));
+    let margin = std::env::var("WGSR_MARGINS").ok().map(|s| s.parse().unwrap());
     for (w, h) in [(128, 128), (480, 270), (960, 540)] {
         let full = m.plan_bytes(ctx(), TiledPass::Upscale, Shape::new(1, 3, h, w)).unwrap();
-        match m.tile_grid(ctx(), TiledPass::Upscale, w, h, &TilePolicy::default()).unwrap() {
+        match m.tile_grid(ctx(), TiledPass::Upscale, w, h, &TilePolicy { margin, ..Default::default() }).unwrap() {
             None => println!("{w}x{h}: untiled, plan peak {} MiB, largest buffer {} MiB", full.peak >> 20, full.max_buffer >> 20),
             Some(g) => {
                 let (ww, wh) = g.window;
