@@ -204,19 +204,71 @@ fn pixelcnn_writes_one_file_per_sample() {
 }
 
 #[test]
-fn an_image_too_big_for_the_device_is_refused_cleanly() {
-    // Sized for lavapipe's 128 MiB binding limit (CI); a device that binds
-    // more would legitimately run it.
-    let limit = wgsr::GpuContext::new().map(|c| c.max_binding_bytes()).unwrap_or(0);
-    if limit > 512 << 20 {
-        println!("skipped: this device binds {} MiB per buffer", limit >> 20);
-        return;
-    }
+fn an_image_no_tile_can_fit_is_refused_cleanly() {
+    // Untiled it would need far more than any binding limit; with a 1 MiB
+    // budget and a 200 px margin no tile fits either.
     let d = scratch("big");
     let lr = d.join("big.png");
-    write_png(&lr, 1500, 1400, 3); // HCFlow x4 features at 3000x2800 need far more than 128 MiB per buffer
+    write_png(&lr, 1500, 1400, 3);
     let out = d.join("out.png");
-    fails_with(&wgsr(&["upscale", s(&lr), s(&out), "--model", s(&fixture("hcflow_sr_x4_tiny"))]), "too large");
+    let model = fixture("hcflow_sr_x4_tiny");
+    fails_with(&wgsr(&["upscale", s(&lr), s(&out), "--model", s(&model), "--max-memory", "1", "--tile-margin", "200"]), "too large");
+    assert!(!out.exists());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+fn pixels(p: &Path) -> Vec<u8> {
+    image::open(p).unwrap().to_rgb8().into_raw()
+}
+
+fn max_diff(a: &[u8], b: &[u8]) -> u8 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0)
+}
+
+#[test]
+fn tiled_upscale_and_downscale_through_the_cli() {
+    let d = scratch("tile");
+    let model = fixture("hcflow_sr_x4_tiny");
+    let lr = d.join("lr.png");
+    write_png(&lr, 23, 13, 2);
+    let (full, tiled, budget) = (d.join("full.png"), d.join("tiled.png"), d.join("budget.png"));
+    let args = ["--model", s(&model), "--temperature", "0.9", "--seed", "3"];
+    ok(&wgsr(&[&["upscale", s(&lr), s(&full)][..], &args[..]].concat()));
+    let o = wgsr(&[&["upscale", s(&lr), s(&tiled), "--tile", "6"][..], &args[..]].concat());
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("tiled: 12 tiles of 6x6 LR px"), "{err}");
+    assert!(!err.contains('\r'), "progress bar drawn into a pipe");
+    let dt = max_diff(&pixels(&full), &pixels(&tiled));
+    assert!(dt <= 1, "--tile 6 differs from untiled by {dt} levels");
+    // a budget below the whole image's plan (~1.5 KiB per LR pixel for
+    // this model) tiles automatically
+    let big = d.join("big.png");
+    write_png(&big, 40, 30, 5);
+    let o = wgsr(&[&["upscale", s(&big), s(&budget), "--max-memory", "1", "--tile-margin", "3"][..], &args[..]].concat());
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("tiled:") && err.contains("margin 3 px"), "{err}");
+    assert_eq!(image::open(&budget).unwrap().width(), 160);
+
+    let rescale = fixture("hcflow_rescale_x4_tiny");
+    let hr = d.join("hr.png");
+    write_png(&hr, 44, 36, 4);
+    let (a, b) = (d.join("a.png"), d.join("b.png"));
+    ok(&wgsr(&["downscale", s(&hr), s(&a), "--model", s(&rescale)]));
+    let o = wgsr(&["downscale", s(&hr), s(&b), "--model", s(&rescale), "--tile", "4"]);
+    ok(&o);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("tiled: 9 tiles"));
+    assert!(max_diff(&pixels(&a), &pixels(&b)) <= 1);
+
+    // families with a fixed input size refuse the tiling flags by name
+    let out = d.join("x.png");
+    let small = d.join("small.png");
+    write_png(&small, 4, 4, 1);
+    fails_with(&wgsr(&["upscale", s(&small), s(&out), "--model", s(&fixture("sr3_tiny")), "--tile", "2"]), "--tile do(es) not apply to SR3");
+    fails_with(&wgsr(&["upscale", s(&small), s(&out), "--model", s(&fixture("sr3_tiny")), "--max-memory", "64"]), "HCFlow models only");
+    fails_with(&wgsr(&["upscale", s(&small), s(&out), "--model", s(&model), "--tile", "0"]), "--tile must be at least 1");
     assert!(!out.exists());
     let _ = std::fs::remove_dir_all(&d);
 }

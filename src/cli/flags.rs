@@ -7,10 +7,11 @@ use std::path::Path;
 use wgsr::image_io::read_npy;
 use wgsr::models::registry::{Setting, UpscaleOptions};
 use wgsr::models::sr3::Sampler;
+use wgsr::models::tiling::TilePolicy;
 use wgsr::models::Model;
 use wgsr::{Error, Result};
 
-use super::SamplerArg;
+use super::{SamplerArg, TileArgs};
 
 /// Temperatures above this are noise, not samples (HCFlow heat and PixelCNN
 /// softmax temperature are useful around 0..1).
@@ -27,6 +28,42 @@ pub struct SamplingFlags<'a> {
     pub eta: Option<f32>,
     pub init_noise: Option<&'a Path>,
     pub samples: Option<usize>,
+    pub tiling: TileArgs,
+}
+
+impl TileArgs {
+    /// (flag, whether it was given).
+    fn given(&self) -> [(&'static str, bool); 3] {
+        [("--tile", self.tile.is_some()), ("--tile-margin", self.tile_margin.is_some()), ("--max-memory", self.max_memory.is_some())]
+    }
+
+    /// The policy the flags ask for (`--max-memory` in MiB).
+    pub fn policy(&self) -> Result<TilePolicy> {
+        if self.tile == Some(0) {
+            return Err(Error::InvalidArgument("--tile must be at least 1 (LR pixels)".into()));
+        }
+        let max_memory = match self.max_memory {
+            Some(0) => return Err(Error::InvalidArgument("--max-memory must be at least 1 (MiB)".into())),
+            Some(m) => Some(m.checked_mul(1 << 20).ok_or_else(|| Error::InvalidArgument(format!("--max-memory {m} MiB is too large")))?),
+            None => None,
+        };
+        Ok(TilePolicy { tile: self.tile, margin: self.tile_margin, max_memory })
+    }
+
+    /// The policy for `model`, refusing the flags when its family does not tile.
+    pub fn policy_for(&self, model: &dyn Model) -> Result<TilePolicy> {
+        let fam = model.family();
+        let given: Vec<&str> = self.given().into_iter().filter(|(_, g)| *g).map(|(f, _)| f).collect();
+        if !given.is_empty() && !fam.settings.contains(&Setting::Tiling) {
+            let size = model.fixed_lr_size().map(|(w, h)| format!(" (it takes a fixed {w}x{h} LR)")).unwrap_or_default();
+            return Err(Error::InvalidArgument(format!(
+                "{} do(es) not apply to {} models: tiled inference is for HCFlow models only{size}",
+                given.join(", "),
+                fam.title
+            )));
+        }
+        self.policy()
+    }
 }
 
 impl SamplingFlags<'_> {
@@ -49,6 +86,7 @@ impl SamplingFlags<'_> {
         if !refused.is_empty() {
             return Err(Error::InvalidArgument(format!("{} do(es) not apply to {} models", refused.join(", "), fam.title)));
         }
+        let tiling = self.tiling.policy_for(model)?;
         if let Some(t) = self.temperature {
             if !(0.0..=MAX_TEMPERATURE).contains(&t) {
                 return Err(Error::InvalidArgument(format!("--temperature must be in 0..={MAX_TEMPERATURE}, got {t}")));
@@ -75,6 +113,7 @@ impl SamplingFlags<'_> {
             sampler: sampler(self.sampler, self.eta)?,
             init_noise,
             samples: self.samples,
+            tiling,
         })
     }
 }

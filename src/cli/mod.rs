@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use wgsr::gpu::{list_adapters, ContextOptions};
 use wgsr::image_io::{Image, RgbImage, Scale};
-use wgsr::models::{self, Model, UpscaleOptions};
+use wgsr::models::{self, Model, TiledPass, UpscaleOptions};
 use wgsr::{Error, GpuContext, Result};
 
 #[derive(Parser)]
@@ -105,6 +105,24 @@ pub struct UpscaleArgs {
     /// PixelCNN: number of samples (OUT gets _0, _1, ... before the extension when > 1).
     #[arg(long)]
     pub samples: Option<usize>,
+    #[command(flatten)]
+    pub tiling: TileArgs,
+}
+
+/// Tiled inference (HCFlow): any image size in bounded memory.
+#[derive(Args, Clone, Copy, Debug, Default)]
+pub struct TileArgs {
+    /// HCFlow: tile the image with tiles of N x N LR pixels (default: only
+    /// when it does not fit the device or --max-memory, then the largest that fits).
+    #[arg(long, value_name = "N")]
+    pub tile: Option<usize>,
+    /// HCFlow: overlap on each side of a tile, in LR pixels (default: the model's measured margin).
+    #[arg(long, value_name = "N")]
+    pub tile_margin: Option<usize>,
+    /// HCFlow: device-memory budget for one pass, in MiB (default: 4x the
+    /// device's largest buffer binding, between 256 MiB and 2 GiB).
+    #[arg(long, value_name = "MIB")]
+    pub max_memory: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -123,6 +141,7 @@ impl UpscaleArgs {
             eta: self.eta,
             init_noise: self.init_noise.as_deref(),
             samples: self.samples,
+            tiling: self.tiling,
         }
     }
 }
@@ -137,6 +156,8 @@ struct DownscaleArgs {
     /// Crop the input to a multiple of the scale instead of refusing it.
     #[arg(long)]
     crop: bool,
+    #[command(flatten)]
+    tiling: TileArgs,
 }
 
 #[derive(Args)]
@@ -270,32 +291,21 @@ fn check_output_size(w: usize, h: usize, s: usize) -> Result<()> {
     Ok(())
 }
 
-/// A model output must be finite: a NaN or infinity (broken weights, an
-/// overflow) is an error, never a black or grey image.
-fn check_finite(what: &str, img: &RgbImage) -> Result<()> {
-    match img.data.iter().position(|v| !v.is_finite()) {
-        Some(i) => Err(Error::InvalidArgument(format!(
-            "{what}: the model produced a non-finite value (element {i}: {}); the weights or the input make it overflow",
-            img.data[i]
-        ))),
-        None => Ok(()),
-    }
-}
-
-/// Upscale one file: the colour channels through the model; alpha (RGBA,
-/// gray+alpha) resized with bicubic and re-attached; written back in the
-/// input's layout (gray stays gray) and bit depth (16-bit PNG stays 16-bit).
+/// Upscale one file: the colour channels through the model (tiled when the
+/// image needs it); alpha (RGBA, gray+alpha) resized with bicubic and
+/// re-attached; written back in the input's layout (gray stays gray) and
+/// bit depth (16-bit PNG stays 16-bit). Models refuse non-finite outputs.
 fn upscale_one(ctx: &GpuContext, m: &mut dyn Model, opts: &UpscaleOptions, input: &Path, output: &Path, show_progress: bool) -> Result<()> {
     let img = Image::load(input)?;
     let pb = match m.progress_total(opts)? {
         Some(n) if show_progress => progress::bar(n, "sampling"),
-        _ => indicatif::ProgressBar::hidden(),
+        Some(_) => indicatif::ProgressBar::hidden(),
+        None => tile_bar(m, ctx, TiledPass::Upscale, img.width(), img.height(), &opts.tiling, show_progress)?,
     };
     let hrs = m.upscale(ctx, &img.rgb, opts, &mut |i| pb.set_position(i as u64));
     pb.finish_and_clear();
     let hrs = hrs?;
     for (i, hr) in hrs.into_iter().enumerate() {
-        check_finite(&input.display().to_string(), &hr)?;
         let path = numbered_path(output, i, opts.samples.unwrap_or(1));
         let out = img.clone().map_rgb(|_| Ok(hr))?;
         out.save(&path)?;
@@ -307,18 +317,19 @@ fn upscale_one(ctx: &GpuContext, m: &mut dyn Model, opts: &UpscaleOptions, input
 }
 
 fn downscale(cli: &Cli, a: &DownscaleArgs) -> Result<()> {
+    let tiling = a.tiling.policy()?;
     if a.input.is_dir() {
         let files = files::images_in(&a.input)?;
         files::prepare_out_dir(&a.input, &a.output)?;
         let (ctx, mut m) = load_model(cli, Some(&a.model))?;
         check_downscaler(m.as_ref(), &a.model)?;
-        return files::for_each(&files, &a.output, |i, o| downscale_one(&ctx, m.as_mut(), i, o, a.crop));
+        return files::for_each(&files, &a.output, |i, o| downscale_one(&ctx, m.as_mut(), i, o, a.crop, &tiling, false));
     }
     check_output(&a.output)?;
     check_not_input(&a.input, &a.output)?;
     let (ctx, mut m) = load_model(cli, Some(&a.model))?;
     check_downscaler(m.as_ref(), &a.model)?;
-    downscale_one(&ctx, m.as_mut(), &a.input, &a.output, a.crop)?;
+    downscale_one(&ctx, m.as_mut(), &a.input, &a.output, a.crop, &tiling, true)?;
     eprintln!("wrote {}", a.output.display());
     Ok(())
 }
@@ -330,9 +341,17 @@ fn check_downscaler(m: &dyn Model, spec: &str) -> Result<()> {
     Ok(())
 }
 
-/// Downscale one file (alpha with bicubic, layout and depth kept); `.npy`
-/// gets the values before 8-bit quantisation.
-fn downscale_one(ctx: &GpuContext, m: &mut dyn Model, input: &Path, output: &Path, crop: bool) -> Result<()> {
+/// Downscale one file (tiled when needed; alpha with bicubic, layout and
+/// depth kept); `.npy` gets the values before 8-bit quantisation.
+fn downscale_one(
+    ctx: &GpuContext,
+    m: &mut dyn Model,
+    input: &Path,
+    output: &Path,
+    crop: bool,
+    tiling: &models::TilePolicy,
+    show_progress: bool,
+) -> Result<()> {
     let s = m.scale();
     let img = Image::load(input)?;
     let (w, h) = (img.width(), img.height());
@@ -343,14 +362,36 @@ fn downscale_one(ctx: &GpuContext, m: &mut dyn Model, input: &Path, output: &Pat
         let rgb = fit(img.rgb.clone(), s, crop, "input")?;
         img.crop(0, 0, rgb.width, rgb.height)?
     };
+    let pb = tile_bar(m, ctx, TiledPass::Downscale, img.width() / s, img.height() / s, tiling, show_progress)?;
     let npy = output.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
     let lr = img.map_rgb_scaled(Scale::Down(s), |x| {
-        let d = m.downscale(ctx, x)?;
-        let lr = if npy { d.raw } else { d.lr };
-        check_finite(&input.display().to_string(), &lr)?;
-        Ok(lr)
-    })?;
-    lr.save(output)
+        let d = m.downscale_with(ctx, x, tiling, &mut |i| pb.set_position(i as u64))?;
+        Ok(if npy { d.raw } else { d.lr })
+    });
+    pb.finish_and_clear();
+    lr?.save(output)
+}
+
+/// Say how a run is tiled, and a progress bar over its tiles (hidden when
+/// untiled, in folder runs, or when stderr is not a terminal).
+fn tile_bar(
+    m: &mut dyn Model,
+    ctx: &GpuContext,
+    pass: TiledPass,
+    w: usize,
+    h: usize,
+    tiling: &models::TilePolicy,
+    show: bool,
+) -> Result<indicatif::ProgressBar> {
+    match m.tiles(ctx, pass, w, h, tiling)? {
+        Some(g) if show => {
+            let (ww, wh) = g.window;
+            let (tw, th) = g.tile;
+            eprintln!("tiled: {} tiles of {tw}x{th} LR px, margin {} px (window {ww}x{wh})", g.len(), g.margin);
+            Ok(progress::bar(g.len(), "tiles"))
+        }
+        _ => Ok(indicatif::ProgressBar::hidden()),
+    }
 }
 
 fn nll(cli: &Cli, a: &NllArgs) -> Result<()> {
@@ -394,6 +435,7 @@ pub fn run() -> Result<()> {
                 eta: a.eta,
                 init_noise: None,
                 samples: None,
+                tiling: TileArgs::default(),
             };
             let opts = flags.options(m.as_ref())?;
             eval::run(&ctx, m, &eval::EvalArgs { hr_dir: &a.hr, scale: a.scale, out: a.out.as_deref(), opts })

@@ -8,5 +8,7 @@ pub mod json;
 pub mod pixelcnn;
 pub mod registry;
 pub mod sr3;
+pub mod tiling;
 
 pub use registry::{find, load, Model, UpscaleOptions};
+pub use tiling::{TilePolicy, TiledPass};

@@ -14,6 +14,7 @@ use crate::image_io::RgbImage;
 use crate::models::hcflow::HcFlow;
 use crate::models::pixelcnn::PixelCnn;
 use crate::models::sr3::{Sampler, Sr3};
+use crate::models::tiling::{TileGrid, TilePolicy, TiledPass};
 use crate::weights::ModelDir;
 use crate::{Error, GpuContext, Result};
 
@@ -34,6 +35,8 @@ pub enum Setting {
     InitNoise,
     /// PixelCNN: samples per image.
     Samples,
+    /// Tiled inference on any image size (tile size, margin, memory budget).
+    Tiling,
 }
 
 /// One registry entry: how `config.json` names the family and how to load it.
@@ -57,7 +60,7 @@ pub static FAMILIES: &[FamilyInfo] = &[
     FamilyInfo {
         name: "hcflow",
         title: "HCFlow",
-        settings: &[Setting::Temperature],
+        settings: &[Setting::Temperature, Setting::Tiling],
         load: |ctx, dir| Ok(Box::new(HcFlow::load(ctx, dir)?)),
     },
     FamilyInfo {
@@ -87,6 +90,9 @@ pub struct UpscaleOptions {
     /// SR3 x_T in NCHW order (3 * hr * hr values).
     pub init_noise: Option<Vec<f32>>,
     pub samples: Option<usize>,
+    /// Tiling (HCFlow): the default runs untiled when the image fits the
+    /// device and tiles automatically when it does not.
+    pub tiling: TilePolicy,
 }
 
 /// What a rescaling model's downscale gives: the 8-bit LR and the value
@@ -118,11 +124,24 @@ pub trait Model: Send {
     fn progress_total(&self, _opts: &UpscaleOptions) -> Result<Option<usize>> {
         Ok(None)
     }
+    /// The tiles a run under `tiling` goes through on an image whose LR is
+    /// `lr_width` x `lr_height` (`None`: one pass, untiled). Families with a
+    /// fixed input size never tile.
+    fn tiles(&mut self, _ctx: &GpuContext, _pass: TiledPass, _lr_width: usize, _lr_height: usize, _tiling: &TilePolicy) -> Result<Option<TileGrid>> {
+        Ok(None)
+    }
     /// Upscale one image; several results for PixelCNN `samples > 1`.
-    /// `progress(done)` counts the units of [`Model::progress_total`].
+    /// `progress(done)` counts the units of [`Model::progress_total`], or
+    /// the tiles of [`Model::tiles`] for a tiled run.
     fn upscale(&mut self, ctx: &GpuContext, lr: &RgbImage, opts: &UpscaleOptions, progress: &mut dyn FnMut(usize)) -> Result<Vec<RgbImage>>;
-    /// Downscale with a rescaling model (`can_downscale`).
-    fn downscale(&mut self, _ctx: &GpuContext, _hr: &RgbImage) -> Result<Downscaled> {
+    /// Downscale with a rescaling model (`can_downscale`), tiled when the
+    /// image does not fit the device.
+    fn downscale(&mut self, ctx: &GpuContext, hr: &RgbImage) -> Result<Downscaled> {
+        self.downscale_with(ctx, hr, &TilePolicy::default(), &mut |_| {})
+    }
+    /// [`Model::downscale`] under a tiling policy; `progress(done)` counts
+    /// the tiles of [`Model::tiles`] (`TiledPass::Downscale`).
+    fn downscale_with(&mut self, _ctx: &GpuContext, _hr: &RgbImage, _tiling: &TilePolicy, _progress: &mut dyn FnMut(usize)) -> Result<Downscaled> {
         Err(Error::InvalidArgument(format!(
             "downscaling needs an HCFlow rescaling model; this is {}",
             self.describe()

@@ -8,7 +8,9 @@
 pub mod config;
 pub mod graph;
 mod gpu_io;
+pub mod latents;
 mod model;
+pub mod tiled;
 
 use crate::graph::{Executor, GraphBuilder, GraphCache};
 use crate::image_io::RgbImage;
@@ -37,6 +39,8 @@ pub struct HcFlow {
     /// the latest key per pass is kept, to bound device memory.
     reverse: GraphCache<(bool, Shape)>,
     forward: GraphCache<(bool, Shape)>,
+    /// Memory plans of the shapes tiling has sized (no buffers held).
+    plans: Vec<((tiled::TiledPass, Shape), tiled::PlanBytes)>,
 }
 
 /// Result of an SR forward pass (HR -> LR, latents, likelihood).
@@ -82,7 +86,7 @@ impl HcFlow {
     pub fn from_parts(config: &serde_json::Value, weights: WeightStore) -> Result<Self> {
         let cfg = HcflowConfig::from_json(config)?;
         cfg.check_weights(&weights)?;
-        Ok(HcFlow { cfg, weights, reverse: GraphCache::new(), forward: GraphCache::new() })
+        Ok(HcFlow { cfg, weights, reverse: GraphCache::new(), forward: GraphCache::new(), plans: Vec::new() })
     }
 
     pub fn config(&self) -> &HcflowConfig {
@@ -151,7 +155,9 @@ impl HcFlow {
     }
 
     /// Latents for the reverse pass from Philox stream `seed` (level l uses
-    /// offset EPS_STREAM * (l + 1)); identical on every backend.
+    /// offset EPS_STREAM * (l + 1)); identical on every backend. Element
+    /// (c, y, x) of level l depends only on (seed, l, c, y, x) and the image
+    /// size: [`latents::normal_window`] draws any window of it (tiling).
     pub fn sample_eps(&self, lr: Shape, seed: u64) -> Vec<Vec<f32>> {
         self.eps_shapes(lr)
             .iter()

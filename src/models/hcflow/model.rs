@@ -2,6 +2,7 @@
 
 use crate::image_io::RgbImage;
 use crate::models::registry::{family, finite, Downscaled, FamilyInfo, Model, UpscaleOptions};
+use crate::models::tiling::{TileGrid, TilePolicy, TiledPass};
 use crate::models::hcflow::{HcFlow, Task};
 use crate::{Error, GpuContext, Result};
 
@@ -25,11 +26,14 @@ impl Model for HcFlow {
     fn default_temperature(&self) -> Option<f32> {
         Some(self.default_heat())
     }
-    fn upscale(&mut self, ctx: &GpuContext, lr: &RgbImage, opts: &UpscaleOptions, _progress: &mut dyn FnMut(usize)) -> Result<Vec<RgbImage>> {
-        finite(&self.describe(), vec![HcFlow::upscale(self, ctx, lr, opts.temperature, opts.seed)?])
+    fn tiles(&mut self, ctx: &GpuContext, pass: TiledPass, lr_width: usize, lr_height: usize, tiling: &TilePolicy) -> Result<Option<TileGrid>> {
+        self.tile_grid(ctx, pass, lr_width, lr_height, tiling)
     }
-    fn downscale(&mut self, ctx: &GpuContext, hr: &RgbImage) -> Result<Downscaled> {
-        let (lr, raw) = HcFlow::downscale(self, ctx, hr)?;
+    fn upscale(&mut self, ctx: &GpuContext, lr: &RgbImage, opts: &UpscaleOptions, progress: &mut dyn FnMut(usize)) -> Result<Vec<RgbImage>> {
+        finite(&self.describe(), vec![self.upscale_tiled(ctx, lr, opts.temperature, opts.seed, &opts.tiling, &mut |d, _| progress(d))?])
+    }
+    fn downscale_with(&mut self, ctx: &GpuContext, hr: &RgbImage, tiling: &TilePolicy, progress: &mut dyn FnMut(usize)) -> Result<Downscaled> {
+        let (lr, raw) = self.downscale_tiled(ctx, hr, tiling, &mut |d, _| progress(d))?;
         let raw = finite(&self.describe(), vec![raw])?.remove(0);
         Ok(Downscaled { lr, raw })
     }
