@@ -367,6 +367,12 @@ def main(argv=None):
     ap.add_argument("--nb", type=int, default=1, help="RRDBs per trunk (both trunks)")
     ap.add_argument("--init", default=None, help="start from these weights (converted model dir or .pth) "
                                                   "instead of the random initialisers (no ActNorm data init)")
+    ap.add_argument("--actnorm-init", choices=["all", "cond", "none"], default=None,
+                    help="ActNorm data-dependent init on the first batch: every ActNorm (default for SR), only the "
+                         "split-off flows' (default for rescale: the main flow stays the identity, so the LR starts "
+                         "as the Haar low band instead of normalised latents, while the sampled detail starts at "
+                         "the data's scale) or none")
+    ap.add_argument("--nll-every", type=int, default=1, help="SR: do the NLL step every N iterations")
     ap.add_argument("--patch", type=int, default=48, help="HR patch size (multiple of 8)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=2000, help="iterations (the schedule's length)")
@@ -416,6 +422,12 @@ def main(argv=None):
         cfg = build_config(a)
         model = H.HCFlow(cfg)
         init_weights(model)
+        if a.actnorm_init is None:
+            a.actnorm_init = "all" if a.task == "sr" else "cond"
+        for name, m in model.named_modules():
+            if isinstance(m, H.ActNorm) and (a.actnorm_init == "none" or
+                                             (a.actnorm_init == "cond" and "_condFlow" not in name)):
+                m._inited = True
         if a.init:
             load_init(model, a.init)
             for m in model.modules():
@@ -437,7 +449,7 @@ def main(argv=None):
                 m._inited = True
             old = ck.get("args", {})
             for k in ("task", "K", "after", "hidden", "nf", "gc", "nb", "patch", "batch", "steps", "lr", "schedule",
-                      "warmup", "nll_weight", "pixel_weight", "sample_frac", "sample_heat", "lf_weight", "lr_weight",
+                      "warmup", "actnorm_init", "nll_every", "nll_weight", "pixel_weight", "sample_frac", "sample_heat", "lf_weight", "lr_weight",
                       "z_weight", "heat_reverse", "seed", "threads"):
                 if k in old and old[k] != getattr(a, k, None):
                     print("warning: --%s %s differs from the checkpoint's %s (the run continues with the new value)"
@@ -490,7 +502,7 @@ def main(argv=None):
             ActNormInit.armed = step == 0 and not a.init
             losses = {}
             if a.task == "sr":
-                if a.nll_weight > 0:
+                if a.nll_weight > 0 and step % a.nll_every == 0:
                     opt.zero_grad(set_to_none=True)
                     nll = sr_nll(model, hr, lr)
                     ActNormInit.armed = False
