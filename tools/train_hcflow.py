@@ -292,11 +292,17 @@ def build_config(a):
     return cfg
 
 
-def lr_at(a, step):
+def lr_at(a, step, elapsed=0.0):
     """Learning rate of (0-based) iteration `step`: linear warm-up over --warmup steps, then
-    `multistep` (x0.5 at 50/75/90/95% of --steps, official) or `cosine` (to 1% of --lr)."""
+    `multistep` (x0.5 at 50/75/90/95% of --steps, official) or `cosine` (to 1% of --lr).  With
+    --schedule-minutes the cosine's progress is the larger of step / --steps and
+    elapsed / --schedule-minutes, so it anneals in time on a loaded machine (then the run is no
+    longer bit-reproducible: the learning rate depends on the wall time)."""
     if a.schedule == "cosine":
-        t = min(1.0, step / max(1, a.steps))
+        t = step / max(1, a.steps)
+        if a.schedule_minutes:
+            t = max(t, elapsed / (60.0 * a.schedule_minutes))
+        t = min(1.0, t)
         f = 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * t))
     else:
         f = 1.0
@@ -378,6 +384,8 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=2000, help="iterations (the schedule's length)")
     ap.add_argument("--lr", type=float, default=2.5e-4)
     ap.add_argument("--schedule", choices=["multistep", "cosine"], default="multistep")
+    ap.add_argument("--schedule-minutes", type=float, default=0,
+                    help="cosine: also advance the schedule by wall time (ends after this many minutes)")
     ap.add_argument("--warmup", type=int, default=0, help="linear learning-rate warm-up steps")
     ap.add_argument("--nll-weight", type=float, default=2e-3, help="SR: weight of the NLL step (0 = no NLL step)")
     ap.add_argument("--pixel-weight", type=float, default=1.0, help="HR L1 weight (SR: reverse at heat 0)")
@@ -448,7 +456,7 @@ def main(argv=None):
             for m in model.modules():
                 m._inited = True
             old = ck.get("args", {})
-            for k in ("task", "K", "after", "hidden", "nf", "gc", "nb", "patch", "batch", "steps", "lr", "schedule",
+            for k in ("task", "K", "after", "hidden", "nf", "gc", "nb", "patch", "batch", "steps", "lr", "schedule", "schedule_minutes",
                       "warmup", "actnorm_init", "nll_every", "nll_weight", "pixel_weight", "sample_frac", "sample_heat", "lf_weight", "lr_weight",
                       "z_weight", "heat_reverse", "seed", "threads"):
                 if k in old and old[k] != getattr(a, k, None):
@@ -498,7 +506,7 @@ def main(argv=None):
             hr, lr = sample_batch(pairs, rng, a.batch, a.patch)
             hr, lr = hr.to(dev), lr.to(dev)
             for g in opt.param_groups:
-                g["lr"] = lr_at(a, step)
+                g["lr"] = lr_at(a, step, elapsed)
             ActNormInit.armed = step == 0 and not a.init
             losses = {}
             if a.task == "sr":
@@ -537,7 +545,7 @@ def main(argv=None):
             elapsed = time.time() - tstart
             if step % a.log_every == 0 or step == a.steps:
                 now = time.time()
-                rec = {"step": step, "time_s": round(elapsed, 1), "lr": lr_at(a, step - 1),
+                rec = {"step": step, "time_s": round(elapsed, 1), "lr": opt.param_groups[0]["lr"],
                        "it_s": round((step - slog) / max(1e-9, now - tlog), 4)}
                 rec.update({k: v / nacc for k, v in acc.items()})
                 acc, nacc = {}, 0
