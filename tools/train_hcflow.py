@@ -27,9 +27,17 @@ batch (official, `act_norm_start_step`).  Init: FCN convs N(0, 0.05), coupling /
 zero, RRDB convs Kaiming x0.1, coupling DenseBlocks Xavier x0.1 with a zero last conv, invconvs
 random orthogonal (official initialisers).
 
-Outputs in --out: ckpt.pt (resumable, written every --ckpt-every steps and at the end), log.jsonl,
-model.pth (official-style state_dict), and with --weights-dir the converted model
-(tools/convert.py) plus eval.json.
+Optional SR terms: --sample-frac (part of each batch reversed at --sample-heat, L1 on the sample),
+--lf-weight (L1 of the 4x4 box means: colour cast, flat areas); --init starts from shipped weights;
+--schedule cosine [--schedule-minutes] [--warmup].  Rescale: ActNorm data init of the split-off
+flows only (--actnorm-init).
+
+Outputs in --out: ckpt.pt (weights, Adam state, step, wall time, sampler / torch RNG states and
+flags; written every --ckpt-every steps, at --max-minutes / --stop-at, on SIGTERM and at the end;
+rerunning the command resumes, bit-identically on CPU with fixed --threads), log.jsonl (losses,
+lr, it/s; validation PSNR-Y at heat 0 and 0.9 / 1 every --val-every steps), model.pth
+(official-style state_dict), and with --weights-dir the converted model (tools/convert.py) plus
+eval.json.
 """
 
 import argparse
