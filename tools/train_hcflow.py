@@ -499,6 +499,14 @@ def main(argv=None):
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
 
+        best = {"score": -1.0, "step": -1}
+        if os.path.exists(log_path):
+            for l in open(log_path):
+                r = json.loads(l)
+                v = r.get("val%d" % a.val_size)
+                if v and r["step"] > 0 and v["heat%g" % val_heats[-1 if a.task == "rescale" else 0]] > best["score"] and \
+                        os.path.exists(os.path.join(a.out, "model_best.pth")):
+                    best.update(score=v["heat%g" % val_heats[-1 if a.task == "rescale" else 0]], step=r["step"])
         logf = open(log_path, "a")
         acc, nacc = {}, 0
         tstart = time.time() - elapsed
@@ -563,6 +571,13 @@ def main(argv=None):
                     model.train()
                     rec["val%d" % a.val_size] = {k: round(v[0], 3) for k, v in ev["mean"].items()}
                     rec["val_s"] = round(time.time() - tv, 1)
+                    # safety net against a diverging run: the weights of the best validation point
+                    # (mean PSNR-Y at heat 0 for SR, heat 1 for rescale) so far, OUT/model_best.pth
+                    score = ev["mean"]["heat%g" % val_heats[-1 if a.task == "rescale" else 0]][0]
+                    if score > best["score"]:
+                        best.update(score=score, step=step)
+                        torch.save(model.state_dict(), os.path.join(a.out, "model_best.pth"))
+                    rec["best_step"] = best["step"]
                 print(json.dumps(rec), flush=True)
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
