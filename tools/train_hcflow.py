@@ -500,13 +500,9 @@ def main(argv=None):
         signal.signal(signal.SIGINT, on_signal)
 
         best = {"score": -1.0, "step": -1}
-        if os.path.exists(log_path):
-            for l in open(log_path):
-                r = json.loads(l)
-                v = r.get("val%d" % a.val_size)
-                if v and r["step"] > 0 and v["heat%g" % val_heats[-1 if a.task == "rescale" else 0]] > best["score"] and \
-                        os.path.exists(os.path.join(a.out, "model_best.pth")):
-                    best.update(score=v["heat%g" % val_heats[-1 if a.task == "rescale" else 0]], step=r["step"])
+        best_json = os.path.join(a.out, "model_best.json")
+        if os.path.exists(best_json) and os.path.exists(os.path.join(a.out, "model_best.pth")):
+            best.update(json.load(open(best_json)))
         logf = open(log_path, "a")
         acc, nacc = {}, 0
         tstart = time.time() - elapsed
@@ -577,6 +573,8 @@ def main(argv=None):
                     if score > best["score"]:
                         best.update(score=score, step=step)
                         torch.save(model.state_dict(), os.path.join(a.out, "model_best.pth"))
+                        with open(best_json, "w") as f:
+                            json.dump(best, f)
                     rec["best_step"] = best["step"]
                 print(json.dumps(rec), flush=True)
                 logf.write(json.dumps(rec) + "\n")
