@@ -27,9 +27,17 @@ batch (official, `act_norm_start_step`).  Init: FCN convs N(0, 0.05), coupling /
 zero, RRDB convs Kaiming x0.1, coupling DenseBlocks Xavier x0.1 with a zero last conv, invconvs
 random orthogonal (official initialisers).
 
-Outputs in --out: ckpt.pt (resumable, written every --ckpt-every steps and at the end), log.jsonl,
-model.pth (official-style state_dict), and with --weights-dir the converted model
-(tools/convert.py) plus eval.json.
+Optional SR terms: --sample-frac (part of each batch reversed at --sample-heat, L1 on the sample),
+--lf-weight (L1 of the 4x4 box means: colour cast, flat areas); --init starts from shipped weights;
+--schedule cosine [--schedule-minutes] [--warmup].  Rescale: ActNorm data init of the split-off
+flows only (--actnorm-init).
+
+Outputs in --out: ckpt.pt (weights, Adam state, step, wall time, sampler / torch RNG states and
+flags; written every --ckpt-every steps, at --max-minutes / --stop-at, on SIGTERM and at the end;
+rerunning the command resumes, bit-identically on CPU with fixed --threads), log.jsonl (losses,
+lr, it/s; validation PSNR-Y at heat 0 and 0.9 / 1 every --val-every steps), model.pth
+(official-style state_dict), and with --weights-dir the converted model (tools/convert.py) plus
+eval.json.
 """
 
 import argparse
@@ -292,17 +300,72 @@ def build_config(a):
     return cfg
 
 
-def lr_at(a, step):
-    f = 1.0
-    for r in (0.5, 0.75, 0.9, 0.95):
-        if step >= int(r * a.steps):
-            f *= 0.5
+def lr_at(a, step, elapsed=0.0):
+    """Learning rate of (0-based) iteration `step`: linear warm-up over --warmup steps, then
+    `multistep` (x0.5 at 50/75/90/95% of --steps, official) or `cosine` (to 1% of --lr).  With
+    --schedule-minutes the cosine's progress is the larger of step / --steps and
+    elapsed / --schedule-minutes, so it anneals in time on a loaded machine (then the run is no
+    longer bit-reproducible: the learning rate depends on the wall time)."""
+    if a.schedule == "cosine":
+        t = step / max(1, a.steps)
+        if a.schedule_minutes:
+            t = max(t, elapsed / (60.0 * a.schedule_minutes))
+        t = min(1.0, t)
+        f = 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * t))
+    else:
+        f = 1.0
+        for r in (0.5, 0.75, 0.9, 0.95):
+            if step >= int(r * a.steps):
+                f *= 0.5
+    if a.warmup and step < a.warmup:
+        f *= (step + 1) / a.warmup
     return a.lr * f
 
 
 def clip(model):
     torch.nn.utils.clip_grad_value_(model.parameters(), 5.0)
     torch.nn.utils.clip_grad_norm_(model.parameters(), 100.0)
+
+
+def sr_pixel_loss(model, hr, lr, a):
+    """Pixel step of SR: L1 of the heat-0 reverse on the first part of the batch and of a
+    heat --sample-heat sample on the last `round(batch * --sample-frac)` patches, plus
+    `--lf-weight * L1(avgpool4(SR), avgpool4(HR))` (low frequencies: mean colour, flat areas)."""
+    b, _, h, w = lr.shape
+    ns = int(round(b * a.sample_frac))
+    if ns:
+        eps = [torch.randn(s, device=lr.device) for s in model.latent_shapes(b, h, w)]
+        scale = torch.zeros(b, 1, 1, 1, device=lr.device)
+        scale[b - ns:] = a.sample_heat
+        eps = [e * scale for e in eps]
+        fake = model.sr_reverse(lr, eps, heat=1.0)
+    else:
+        fake = model.sr_reverse(lr, None, heat=0.0)
+    out = {"l1": a.pixel_weight * F.l1_loss(fake, hr)}
+    if a.lf_weight:
+        out["lf"] = a.lf_weight * F.l1_loss(F.avg_pool2d(fake, SCALE), F.avg_pool2d(hr, SCALE))
+    return out
+
+
+def load_init(model, wdir):
+    """Initialise from a converted model directory (config.json + model.safetensors, official
+    names) or an official-style .pth; the architecture must match the flags."""
+    if os.path.isdir(wdir):
+        from safetensors.torch import load_file
+        sd = load_file(os.path.join(wdir, "model.safetensors"))
+    else:
+        import convert
+        sd = convert.load_state_dict(wdir)
+    model.load_state_dict(sd, strict=True)
+
+
+def truncate_log(path, step):
+    """Drop log records past `step` (written after the checkpoint a resumed run starts from)."""
+    if not os.path.exists(path):
+        return
+    keep = [l for l in open(path) if l.strip() and json.loads(l).get("step", 0) <= step]
+    with open(path, "w") as f:
+        f.writelines(keep)
 
 
 def main(argv=None):
@@ -316,24 +379,44 @@ def main(argv=None):
     ap.add_argument("--nf", type=int, default=32, help="RRDB width")
     ap.add_argument("--gc", type=int, default=16, help="RRDB growth channels")
     ap.add_argument("--nb", type=int, default=1, help="RRDBs per trunk (both trunks)")
-    ap.add_argument("--patch", type=int, default=48, help="HR patch size (multiple of 4)")
+    ap.add_argument("--init", default=None, help="start from these weights (converted model dir or .pth) "
+                                                  "instead of the random initialisers (no ActNorm data init)")
+    ap.add_argument("--actnorm-init", choices=["all", "cond", "none"], default=None,
+                    help="ActNorm data-dependent init on the first batch: every ActNorm (default for SR), only the "
+                         "split-off flows' (default for rescale: the main flow stays the identity, so the LR starts "
+                         "as the Haar low band instead of normalised latents, while the sampled detail starts at "
+                         "the data's scale) or none")
+    ap.add_argument("--nll-every", type=int, default=1, help="SR: do the NLL step every N iterations")
+    ap.add_argument("--patch", type=int, default=48, help="HR patch size (multiple of 8)")
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--steps", type=int, default=2000, help="iterations (the schedule's length)")
     ap.add_argument("--lr", type=float, default=2.5e-4)
-    ap.add_argument("--nll-weight", type=float, default=2e-3, help="SR: weight of the NLL step")
-    ap.add_argument("--pixel-weight", type=float, default=1.0, help="HR L1 weight (SR: heat-0 reverse)")
+    ap.add_argument("--schedule", choices=["multistep", "cosine"], default="multistep")
+    ap.add_argument("--schedule-minutes", type=float, default=0,
+                    help="cosine: also advance the schedule by wall time (ends after this many minutes)")
+    ap.add_argument("--warmup", type=int, default=0, help="linear learning-rate warm-up steps")
+    ap.add_argument("--nll-weight", type=float, default=2e-3, help="SR: weight of the NLL step (0 = no NLL step)")
+    ap.add_argument("--pixel-weight", type=float, default=1.0, help="HR L1 weight (SR: reverse at heat 0)")
+    ap.add_argument("--sample-frac", type=float, default=0.0,
+                    help="SR: fraction of each batch whose pixel loss uses a heat --sample-heat sample")
+    ap.add_argument("--sample-heat", type=float, default=0.9)
+    ap.add_argument("--lf-weight", type=float, default=0.0,
+                    help="SR: weight of L1(avgpool4(SR), avgpool4(HR)) in the pixel step")
     ap.add_argument("--lr-weight", type=float, default=5e-2, help="rescale: LR MSE weight")
     ap.add_argument("--z-weight", type=float, default=1e-5, help="rescale: latent L2 weight")
     ap.add_argument("--heat-reverse", type=float, default=1.0, help="rescale: heat of the training reverse")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch CPU threads (default: all cores)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--ckpt-every", type=int, default=250)
     ap.add_argument("--log-every", type=int, default=25)
-    ap.add_argument("--val-every", type=int, default=500, help="PSNR-Y on 192px val crops (0 = never)")
-    ap.add_argument("--max-minutes", type=float, default=0, help="stop (and save) after this wall time")
+    ap.add_argument("--val-every", type=int, default=500, help="validation PSNR-Y (0 = never)")
+    ap.add_argument("--val-size", type=int, default=128, help="centre crop of each val picture for --val-every")
+    ap.add_argument("--max-minutes", type=float, default=0, help="stop (and save) after this wall time (all sittings)")
+    ap.add_argument("--stop-at", type=int, default=0, help="stop (and save) at this step, the schedule unchanged")
     ap.add_argument("--eval-size", type=int, default=512, help="final eval: centre crop of each val image")
     ap.add_argument("--weights-dir", default=None, help="convert model.pth here (tools/convert.py) and eval")
+    ap.add_argument("--default-heat", type=float, default=None, help="default_heat written to config.json")
     ap.add_argument("--example", default=None, help="write the README example LR PNG here (with --weights-dir)")
     ap.add_argument("--eval-only", action="store_true", help="skip training, use OUT/model.pth")
     a = ap.parse_args(argv)
@@ -346,6 +429,8 @@ def main(argv=None):
     cache = os.path.abspath(os.path.expanduser(a.cache))
     pth = os.path.join(a.out, "model.pth")
     ckpt_path = os.path.join(a.out, "ckpt.pt")
+    log_path = os.path.join(a.out, "log.jsonl")
+    val_heats = (0.0, 0.9) if a.task == "sr" else (0.0, 1.0)
 
     if not a.eval_only:
         torch.manual_seed(a.seed)
@@ -353,9 +438,20 @@ def main(argv=None):
         cfg = build_config(a)
         model = H.HCFlow(cfg)
         init_weights(model)
+        if a.actnorm_init is None:
+            a.actnorm_init = "all" if a.task == "sr" else "cond"
+        for name, m in model.named_modules():
+            if isinstance(m, H.ActNorm) and (a.actnorm_init == "none" or
+                                             (a.actnorm_init == "cond" and "_condFlow" not in name)):
+                m._inited = True
+        if a.init:
+            load_init(model, a.init)
+            for m in model.modules():
+                m._inited = True
+            print("initialised from %s" % a.init)
         model.to(dev).train()
         opt = torch.optim.Adam(model.parameters(), lr=a.lr, betas=(0.9, 0.99))
-        step, elapsed, log = 0, 0.0, []
+        step, elapsed = 0, 0.0
         if os.path.exists(ckpt_path):
             ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
             model.load_state_dict(ck["model"])
@@ -363,51 +459,86 @@ def main(argv=None):
             step, elapsed = ck["step"], ck["elapsed"]
             rng.set_state(ck["np_rng"])
             torch.set_rng_state(ck["torch_rng"])
+            if "cuda_rng" in ck and dev.type == "cuda":
+                torch.cuda.set_rng_state(ck["cuda_rng"])
             for m in model.modules():
                 m._inited = True
-            print("resumed from %s at step %d" % (ckpt_path, step))
+            old = ck.get("args", {})
+            for k in ("task", "K", "after", "hidden", "nf", "gc", "nb", "patch", "batch", "steps", "lr", "schedule", "schedule_minutes",
+                      "warmup", "actnorm_init", "nll_every", "nll_weight", "pixel_weight", "sample_frac", "sample_heat", "lf_weight", "lr_weight",
+                      "z_weight", "heat_reverse", "seed", "threads"):
+                if k in old and old[k] != getattr(a, k, None):
+                    print("warning: --%s %s differs from the checkpoint's %s (the run continues with the new value)"
+                          % (k.replace("_", "-"), getattr(a, k, None), old[k]))
+            truncate_log(log_path, step)
+            print("resumed from %s at step %d (%.1f min)" % (ckpt_path, step, elapsed / 60))
         print("config: %s" % json.dumps({k: v for k, v in model.cfg.items() if k not in ("levels", "constants")}))
-        print("parameters: %d" % H.param_count(model))
+        print("parameters: %d, threads %d" % (H.param_count(model), torch.get_num_threads()))
         if not D.verify(cache):
             print("error: corpus missing or changed; run `python3 tools/data.py build`", file=sys.stderr)
             return 2
         t0 = time.time()
         pairs = load_pairs(cache, "train")
-        val = center_crop_pairs(cache, "val", 192) if a.val_every else []
+        val = center_crop_pairs(cache, "val", a.val_size) if a.val_every else []
         print("train images: %d (loaded in %.1fs)" % (len(pairs), time.time() - t0))
 
         def save():
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed,
-                        "np_rng": rng.get_state(), "torch_rng": torch.get_rng_state(), "args": vars(a)},
-                       ckpt_path + ".tmp")
+            ck = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed,
+                  "np_rng": rng.get_state(), "torch_rng": torch.get_rng_state(), "args": vars(a)}
+            if dev.type == "cuda":
+                ck["cuda_rng"] = torch.cuda.get_rng_state()
+            torch.save(ck, ckpt_path + ".tmp")
             os.replace(ckpt_path + ".tmp", ckpt_path)
 
-        logf = open(os.path.join(a.out, "log.jsonl"), "a")
+        stop = {"sig": None}
+
+        def on_signal(signum, frame):
+            stop["sig"] = signum
+
+        import signal
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+        best = {"score": -1.0, "step": -1}
+        best_json = os.path.join(a.out, "model_best.json")
+        if os.path.exists(best_json) and os.path.exists(os.path.join(a.out, "model_best.pth")):
+            best.update(json.load(open(best_json)))
+        logf = open(log_path, "a")
         acc, nacc = {}, 0
         tstart = time.time() - elapsed
+        tlog, slog = time.time(), step
+        if step == 0 and a.val_every:
+            ev = evaluate(model, val, val_heats)
+            model.train()
+            rec = {"step": 0, "time_s": 0.0, "val%d" % a.val_size: {k: round(v[0], 3) for k, v in ev["mean"].items()}}
+            print(json.dumps(rec), flush=True)
+            logf.write(json.dumps(rec) + "\n")
+            tstart, tlog = time.time(), time.time()
         while step < a.steps:
             hr, lr = sample_batch(pairs, rng, a.batch, a.patch)
             hr, lr = hr.to(dev), lr.to(dev)
             for g in opt.param_groups:
-                g["lr"] = lr_at(a, step)
-            ActNormInit.armed = step == 0
+                g["lr"] = lr_at(a, step, elapsed)
+            ActNormInit.armed = step == 0 and not a.init
             losses = {}
             if a.task == "sr":
-                opt.zero_grad(set_to_none=True)
-                nll = sr_nll(model, hr, lr)
-                ActNormInit.armed = False
-                losses["nll"] = nll.item()
-                if a.nll_weight > 0 and torch.isfinite(nll):
-                    (a.nll_weight * nll).backward()
-                    clip(model)
-                    opt.step()
+                if a.nll_weight > 0 and step % a.nll_every == 0:
+                    opt.zero_grad(set_to_none=True)
+                    nll = sr_nll(model, hr, lr)
+                    ActNormInit.armed = False
+                    losses["nll"] = nll.item()
+                    if torch.isfinite(nll):
+                        (a.nll_weight * nll).backward()
+                        clip(model)
+                        opt.step()
                 if a.pixel_weight > 0:
                     opt.zero_grad(set_to_none=True)
-                    fake = model.sr_reverse(lr, None, heat=0.0)
-                    l_pix = a.pixel_weight * F.l1_loss(fake, hr)
-                    losses["l1"] = l_pix.item()
-                    if torch.isfinite(l_pix):
-                        l_pix.backward()
+                    pl = sr_pixel_loss(model, hr, lr, a)
+                    ActNormInit.armed = False
+                    total = sum(pl.values())
+                    losses.update({k: v.item() for k, v in pl.items()})
+                    if torch.isfinite(total):
+                        total.backward()
                         clip(model)
                         opt.step()
             else:
@@ -425,34 +556,64 @@ def main(argv=None):
             nacc += 1
             elapsed = time.time() - tstart
             if step % a.log_every == 0 or step == a.steps:
-                rec = {"step": step, "time_s": round(elapsed, 1), "lr": lr_at(a, step - 1)}
+                now = time.time()
+                rec = {"step": step, "time_s": round(elapsed, 1), "lr": opt.param_groups[0]["lr"],
+                       "it_s": round((step - slog) / max(1e-9, now - tlog), 4)}
                 rec.update({k: v / nacc for k, v in acc.items()})
                 acc, nacc = {}, 0
                 if a.val_every and (step % a.val_every == 0 or step == a.steps):
-                    ev = evaluate(model, val)
+                    tv = time.time()
+                    ev = evaluate(model, val, val_heats)
                     model.train()
-                    rec["val192"] = {k: round(v[0], 3) for k, v in ev["mean"].items()}
+                    rec["val%d" % a.val_size] = {k: round(v[0], 3) for k, v in ev["mean"].items()}
+                    rec["val_s"] = round(time.time() - tv, 1)
+                    # safety net against a diverging run: the weights of the best validation point
+                    # (mean PSNR-Y at heat 0 for SR, heat 1 for rescale) so far, OUT/model_best.pth
+                    score = ev["mean"]["heat%g" % val_heats[-1 if a.task == "rescale" else 0]][0]
+                    if score > best["score"]:
+                        best.update(score=score, step=step)
+                        torch.save(model.state_dict(), os.path.join(a.out, "model_best.pth"))
+                        with open(best_json, "w") as f:
+                            json.dump(best, f)
+                    rec["best_step"] = best["step"]
                 print(json.dumps(rec), flush=True)
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
+                tlog, slog = time.time(), step
             if step % a.ckpt_every == 0 or step == a.steps:
                 save()
+            if a.stop_at and step >= a.stop_at:
+                print("--stop-at reached at step %d" % step)
+                save()
+                break
             if a.max_minutes and elapsed > a.max_minutes * 60:
                 print("time limit reached at step %d" % step)
                 save()
                 break
+            if stop["sig"] is not None:
+                print("signal %d: saving at step %d" % (stop["sig"], step))
+                save()
+                break
         logf.close()
         torch.save(model.to("cpu").state_dict(), pth)
-        print("wrote %s (step %d, %.1f min)" % (pth, step, elapsed / 60))
+        print("wrote %s (step %d, %.1f min)" % (pth, step, elapsed / 60), flush=True)
 
     if a.weights_dir:
         import convert
         convert.convert(pth, a.weights_dir, arch="hcflow-" + a.task)
-        model = H.HCFlow(json.load(open(os.path.join(a.weights_dir, "config.json"))))
+        cpath = os.path.join(a.weights_dir, "config.json")
+        if a.default_heat is not None:
+            c = json.load(open(cpath))
+            c["default_heat"] = a.default_heat
+            with open(cpath + ".tmp", "w") as f:
+                json.dump(c, f, indent=1)
+                f.write("\n")
+            os.replace(cpath + ".tmp", cpath)
+        model = H.HCFlow(json.load(open(cpath)))
         from safetensors.torch import load_file
         model.load_state_dict(load_file(os.path.join(a.weights_dir, "model.safetensors")))
         crops = center_crop_pairs(cache, "val", a.eval_size)
-        heats = (0.0, model.cfg["default_heat"])
+        heats = tuple(sorted({0.0, float(model.cfg["default_heat"]), val_heats[1]}))
         ev = evaluate(model, crops, heats)
         ev["eval"] = {"crop": a.eval_size, "border": SCALE, "heats": list(heats), "eps_seed": 0}
         for r in ev["images"]:
