@@ -111,15 +111,8 @@ fn the_default_model_is_built_in_and_listed() {
     let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_wgsr")).args(args).current_dir(&d).env_remove("WGSR_WEIGHTS").output().unwrap();
     let log = ok(&run(&["upscale", "lr.png", "out.png"]));
     assert_eq!(image::open(d.join("out.png")).unwrap().width(), 16, "{log}");
-    // The shipped rescaling model is built in too: downscale's default, and an upscaler by name.
-    let hr = d.join("hr.png");
-    image::RgbImage::from_fn(16, 12, |x, y| image::Rgb([(x * 15) as u8, (y * 20) as u8, 70])).save(&hr).unwrap();
-    let log = ok(&run(&["downscale", "hr.png", "lr4.png"]));
-    assert_eq!(image::open(d.join("lr4.png")).unwrap().width(), 4, "{log}");
-    let log = ok(&run(&["upscale", "lr4.png", "back.png", "--model", "hcflow-rescale-x4-small"]));
-    assert_eq!(image::open(d.join("back.png")).unwrap().width(), 16, "{log}");
     let o = run(&["models"]);
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success() && text.contains("built into this binary") && text.contains("hcflow-sr-x4-small") && text.contains("hcflow-rescale-x4-small"), "{text}");
+    assert!(o.status.success() && text.contains("built into this binary") && text.contains("hcflow-sr-x4-small"), "{text}");
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use wgsr::models::registry::{search_dirs, DEFAULT_MODEL, DEFAULT_RESCALE_MODEL};
+use wgsr::models::registry::{search_dirs, DEFAULT_MODEL};
 use wgsr::weights::{ModelDir, WeightStore};
 use wgsr::{Result, ResultExt};
 
@@ -15,18 +15,13 @@ struct Builtin {
     weights: &'static [u8],
 }
 
-const BUILTIN: &[Builtin] = &[
-    Builtin {
-        name: DEFAULT_MODEL,
-        config: include_str!("../../weights/hcflow-sr-x4-small/config.json"),
-        weights: include_bytes!("../../weights/hcflow-sr-x4-small/model.safetensors"),
-    },
-    Builtin {
-        name: DEFAULT_RESCALE_MODEL,
-        config: include_str!("../../weights/hcflow-rescale-x4-small/config.json"),
-        weights: include_bytes!("../../weights/hcflow-rescale-x4-small/model.safetensors"),
-    },
-];
+// The shipped rescaling model is not built in (nor `downscale`'s default)
+// until it beats a bicubic round trip (see its model card).
+const BUILTIN: &[Builtin] = &[Builtin {
+    name: DEFAULT_MODEL,
+    config: include_str!("../../weights/hcflow-sr-x4-small/config.json"),
+    weights: include_bytes!("../../weights/hcflow-sr-x4-small/model.safetensors"),
+}];
 
 fn load_builtin(b: &Builtin) -> Result<ModelDir> {
     let what = format!("built-in model {}", b.name);

@@ -150,8 +150,8 @@ impl UpscaleArgs {
 struct DownscaleArgs {
     input: PathBuf,
     output: PathBuf,
-    /// HCFlow rescaling model directory or name (default: the shipped hcflow-rescale-x4-small).
-    #[arg(long, default_value = wgsr::models::registry::DEFAULT_RESCALE_MODEL)]
+    /// HCFlow rescaling model directory or name (e.g. the shipped hcflow-rescale-x4-small).
+    #[arg(long)]
     model: String,
     /// Crop the input to a multiple of the scale instead of refusing it.
     #[arg(long)]
