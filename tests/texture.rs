@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use common::*;
 use wgsr::image_io::{Plane, RgbImage};
 use wgsr::models::hcflow::HcFlow;
-use wgsr::texture::upscale_texture;
+use wgsr::texture::TextureUpscaler;
 use wgsr::weights::ModelDir;
 
 fn fixture(name: &str) -> PathBuf {
@@ -78,7 +78,7 @@ fn make_texture(format: wgpu::TextureFormat, w: u32, h: u32, rgba: &[f32]) -> wg
 #[test]
 fn texture_round_trip_equals_the_image_path() {
     let c = ctx();
-    let mut m = HcFlow::load(c, ModelDir::load(fixture("hcflow_sr_x4_tiny")).unwrap()).unwrap();
+    let mut up = TextureUpscaler::new(HcFlow::load(c, ModelDir::load(fixture("hcflow_sr_x4_tiny")).unwrap()).unwrap());
     let (w, h) = (5usize, 3usize);
     let mut rng = Rng::new(12);
     for format in [wgpu::TextureFormat::Rgba8Unorm, wgpu::TextureFormat::Rgba8UnormSrgb, wgpu::TextureFormat::Rgba16Float] {
@@ -86,12 +86,15 @@ fn texture_round_trip_equals_the_image_path() {
         let q = |v: f32| if format == wgpu::TextureFormat::Rgba16Float { half::f16::from_f32(v).to_f32() } else { (v * 255.0).round() / 255.0 };
         let rgba: Vec<f32> = (0..w * h * 4).map(|_| q(rng.uniform() as f32)).collect();
         let tex = make_texture(format, w as u32, h as u32, &rgba);
-        let out = upscale_texture(c, &mut m, &tex, Some(0.7), 3).unwrap();
+        let out = up.upscale(c, &tex, Some(0.7), 3).unwrap();
+        // A second frame of the same size reuses the buffers and gives the same texture.
+        let again = up.upscale(c, &tex, Some(0.7), 3).unwrap();
+        assert_eq!(read_texture(&again), read_texture(&out), "{format:?}: second frame differs");
         assert_eq!((out.width(), out.height(), out.format()), ((4 * w) as u32, (4 * h) as u32, format));
         let got = read_texture(&out);
 
         let planes: Vec<f32> = (0..3).flat_map(|ch| (0..w * h).map(move |i| (ch, i))).map(|(ch, i)| rgba[i * 4 + ch]).collect();
-        let want_rgb = m.upscale(c, &RgbImage::new(w, h, planes).unwrap(), Some(0.7), 3).unwrap();
+        let want_rgb = up.model().upscale(c, &RgbImage::new(w, h, planes).unwrap(), Some(0.7), 3).unwrap();
         let alpha = Plane::new(w, h, (0..w * h).map(|i| rgba[i * 4 + 3]).collect()).unwrap();
         let want_a = alpha.resize_bicubic(4 * w, 4 * h).unwrap();
         let n = 16 * w * h;
@@ -117,6 +120,6 @@ fn texture_round_trip_equals_the_image_path() {
         usage: wgpu::TextureUsages::TEXTURE_BINDING,
         view_formats: &[],
     });
-    let e = upscale_texture(c, &mut m, &bad, None, 0).unwrap_err();
+    let e = up.upscale(c, &bad, None, 0).unwrap_err();
     assert!(e.to_string().contains("COPY_SRC"), "{e}");
 }
