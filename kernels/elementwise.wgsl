@@ -69,6 +69,21 @@ fn clamp_range(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     y[i] = select(v, clamp(v, p.alpha, p.beta), finite);
 }
 
+// y = round(clamp(a, 0, 1) * alpha) / alpha: quantization to alpha levels
+// (torch.round: half to even, as WGSL's round). Non-finite a passes through
+// like clamp_range. The result is never negative; its sign bit is cleared on
+// the bits so -0 (which clamp may keep or not) always becomes +0.
+@compute @workgroup_size(WG)
+fn quantize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let v = a[i];
+    let finite = (bitcast<u32>(v) & 0x7fffffffu) < 0x7f800000u;
+    let q = round(clamp(v, 0.0, 1.0) * p.alpha) / p.alpha;
+    y[i] = select(v, bitcast<f32>(bitcast<u32>(q) & 0x7fffffffu), finite);
+}
+
 // y = a + alpha * b[i / hw]: `b` holds one value per (sample, channel) row of
 // a's NCHW layout (SR3's FeatureWiseAffine noise bias, broadcast over H x W).
 @compute @workgroup_size(WG)

@@ -37,7 +37,8 @@ override INPLACE: bool = false;
 // true = log(sigma) = 0.318 * atan(2 * scale) (rescaling model).
 override RESCALE: bool = false;
 
-// WG, PER_THREAD, CHUNK (shared with reduce.wgsl), flat and wg_sum come from the prelude.
+// WG, PER_THREAD, CHUNK (shared with reduce.wgsl), flat, wg_sum and the
+// coupling's logscale (atan_acc) come from the prelude.
 const LOG_2PI: f32 = 1.8378770664093453;
 
 fn load_in(i: u32) -> f32 {
@@ -45,31 +46,6 @@ fn load_in(i: u32) -> f32 {
         return dst[i];
     }
     return src[i];
-}
-
-// atan with ~1 ulp error on every device. The built-in atan may be as coarse
-// as 4096 ulp under Vulkan's precision rules, which would show in
-// exp(logscale) and in the logdet. Range reduction to |t| <= tan(pi/8), then
-// a degree-9 odd minimax polynomial.
-fn atan_acc(x: f32) -> f32 {
-    let ax = abs(x);
-    var off = 0.0;
-    var t = ax;
-    if (ax > 2.414213562373095) {
-        off = 1.5707963267948966;
-        t = -1.0 / ax;
-    } else if (ax > 0.41421356237309503) {
-        off = 0.7853981633974483;
-        t = (ax - 1.0) / (ax + 1.0);
-    }
-    let z = t * t;
-    let r = (((0.0805374449538 * z - 0.138776856032) * z + 0.199777106478) * z - 0.333329491539) * z * t + t;
-    return sign(x) * (off + r);
-}
-
-// The coupling's bounded log-scale: 0.318 * atan(2 * s), in (-0.5, 0.5).
-fn logscale(s: f32) -> f32 {
-    return 0.318 * atan_acc(2.0 * s);
 }
 
 // ---------------------------------------------------------------- ActNorm

@@ -84,3 +84,31 @@ fn apply_act(act: u32, v: f32, slope: f32) -> f32 {
         default: { return v; }
     }
 }
+
+// The flow couplings' bounded log-scale (flow.wgsl and its gradients in
+// grad.wgsl must agree bit for bit, so it lives here).
+
+// atan with ~1 ulp error on every device. The built-in atan may be as coarse
+// as 4096 ulp under Vulkan's precision rules, which would show in
+// exp(logscale) and in the logdet. Range reduction to |t| <= tan(pi/8), then
+// a degree-9 odd minimax polynomial.
+fn atan_acc(x: f32) -> f32 {
+    let ax = abs(x);
+    var off = 0.0;
+    var t = ax;
+    if (ax > 2.414213562373095) {
+        off = 1.5707963267948966;
+        t = -1.0 / ax;
+    } else if (ax > 0.41421356237309503) {
+        off = 0.7853981633974483;
+        t = (ax - 1.0) / (ax + 1.0);
+    }
+    let z = t * t;
+    let r = (((0.0805374449538 * z - 0.138776856032) * z + 0.199777106478) * z - 0.333329491539) * z * t + t;
+    return sign(x) * (off + r);
+}
+
+// The coupling's bounded log-scale: 0.318 * atan(2 * s), in (-0.5, 0.5).
+fn logscale(s: f32) -> f32 {
+    return 0.318 * atan_acc(2.0 * s);
+}

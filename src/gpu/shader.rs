@@ -2,7 +2,8 @@
 //!
 //! A kernel file starts with the line `#import prelude`; [`compose`] replaces
 //! it with the constants generated from Rust ([`super::codes`]) followed by
-//! `kernels/prelude.wgsl` (index helpers, workgroup reductions, activations).
+//! `kernels/prelude.wgsl` (index helpers, workgroup reductions, activations,
+//! the couplings' log-scale).
 //! That is the only directive. The composed text is what naga validates, what
 //! wgpu compiles and what the pipeline cache is keyed by (name + hash).
 

@@ -1,11 +1,11 @@
 //! Elementwise arithmetic: fill, y = alpha*a + beta*b, y = alpha*a*b, affine, clamp,
-//! and a per-(sample, channel) bias broadcast over H x W.
+//! quantize, and a per-(sample, channel) bias broadcast over H x W.
 
 use crate::gpu::{grid_1d, to_u32, wg_entries, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, WG};
 use crate::ops::same_shape;
 use crate::{Result, Tensor};
 
-const ENTRIES: [EntryPoint; 7] = wg_entries(["axpby", "mul", "fill", "affine", "clamp_range", "add_channel_bias", "gate"]);
+const ENTRIES: [EntryPoint; 8] = wg_entries(["axpby", "mul", "fill", "affine", "clamp_range", "quantize", "add_channel_bias", "gate"]);
 pub(crate) const SHADER: ShaderSource = ShaderSource::new("elementwise", include_str!("../../kernels/elementwise.wgsl"))
     .params(&[ElementwiseUniform::LAYOUT])
     .entries(&ENTRIES);
@@ -85,6 +85,22 @@ pub fn clamp(ctx: &GpuContext, x: &Tensor, out: &Tensor, lo: f32, hi: f32) -> Re
         return Err(crate::Error::InvalidArgument(format!("clamp range [{lo}, {hi}] is empty")));
     }
     unary(ctx, "clamp_range", x, out, lo, hi)
+}
+
+/// out = round(clamp(x, 0, 1) * levels) / levels (e.g. `levels = 255`: an
+/// 8-bit image), rounding half to even like torch.round; a non-finite `x`
+/// passes through unchanged (as in [`clamp`]); a zero result is +0 (also for
+/// `x = -0`). `levels` must be finite and at least 1; `out` must be a buffer
+/// other than `x`'s. The quotient is WGSL's f32 division (correctly rounded
+/// on lavapipe; Vulkan allows 2.5 ulp).
+pub fn quantize(ctx: &GpuContext, x: &Tensor, out: &Tensor, levels: f32) -> Result<Dispatch> {
+    if !(levels.is_finite() && levels >= 1.0) {
+        return Err(crate::Error::InvalidArgument(format!("quantize: levels {levels} must be finite and >= 1")));
+    }
+    if crate::ops::flow::same_buffer(x, out) {
+        return Err(crate::Error::InvalidArgument("quantize: x and the output are the same buffer".into()));
+    }
+    unary(ctx, "quantize", x, out, levels, 0.0)
 }
 
 /// out = value everywhere.

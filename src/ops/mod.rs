@@ -10,6 +10,7 @@ pub mod attention;
 pub mod conv;
 pub mod coupling;
 pub mod elementwise;
+pub mod grad;
 pub mod invconv;
 pub mod matmul;
 pub mod norm;
@@ -70,6 +71,7 @@ pub const KERNELS: &[crate::gpu::ShaderSource] = &[
     conv::SHADER,
     elementwise::SHADER,
     flow::SHADER,
+    grad::SHADER,
     matmul::SHADER,
     norm::SHADER,
     probe::SHADER,

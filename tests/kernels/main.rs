@@ -10,6 +10,7 @@ mod context;
 mod conv;
 mod elementwise;
 mod flow;
+mod grad;
 mod matmul;
 mod norm;
 mod params_reflect;
