@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use wgsr::image_io::{write_atomic, RgbImage};
 use wgsr::metrics::{consistency, psnr_y, ssim_y};
+use wgsr::models::hcflow::hcd::HcdOptions;
 use wgsr::models::{Model, UpscaleOptions};
 use wgsr::resize::{imresize, imresize_scale, MatlabPrecision};
 use wgsr::{Error, GpuContext, Result, ResultExt};
@@ -21,6 +22,8 @@ pub struct EvalArgs<'a> {
     pub scale: Option<usize>,
     pub out: Option<&'a Path>,
     pub opts: UpscaleOptions,
+    /// Rescaling models: downscale with HCD (its seed is `opts.seed`).
+    pub hcd: Option<HcdOptions>,
 }
 
 /// The HR region evaluated: a multiple of the scale, or the model's fixed size (centred).
@@ -37,8 +40,12 @@ fn fit(m: &dyn Model, hr: &RgbImage) -> Result<RgbImage> {
 
 /// (LR the model saw, its output) for the benchmark LR of `hr`: rescaling
 /// models downscale HR themselves, SR models upscale the benchmark LR.
-fn run_one(m: &mut dyn Model, ctx: &GpuContext, hr: &RgbImage, bench_lr: &RgbImage, opts: &UpscaleOptions) -> Result<(RgbImage, RgbImage)> {
-    let lr = if m.can_downscale() { m.downscale(ctx, hr)?.lr } else { bench_lr.clone() };
+fn run_one(m: &mut dyn Model, ctx: &GpuContext, hr: &RgbImage, bench_lr: &RgbImage, opts: &UpscaleOptions, hcd: Option<&HcdOptions>) -> Result<(RgbImage, RgbImage)> {
+    let lr = match hcd {
+        Some(o) => m.downscale_hcd(ctx, hr, &HcdOptions { seed: opts.seed, ..o.clone() }, &mut |_, _| {})?.lr,
+        None if m.can_downscale() => m.downscale(ctx, hr)?.lr,
+        None => bench_lr.clone(),
+    };
     let sr = m.upscale(ctx, &lr, &UpscaleOptions { samples: Some(1), ..opts.clone() }, &mut |_| {})?.remove(0);
     Ok((lr, sr))
 }
@@ -79,14 +86,18 @@ pub fn run(ctx: &GpuContext, mut m: Box<dyn Model>, a: &EvalArgs) -> Result<()> 
             return Err(Error::InvalidArgument(format!("--scale {want} does not match the model's factor {s}")));
         }
     }
-    eprintln!("evaluating {} images with {}, seed {}", files.len(), m.describe(), a.opts.seed);
+    if a.hcd.is_some() && !m.can_downscale() {
+        return Err(Error::InvalidArgument(format!("--hcd needs an HCFlow rescaling model; this is {}", m.describe())));
+    }
+    let how = if a.hcd.is_some() { ", downscaling with HCD" } else { "" };
+    eprintln!("evaluating {} images with {}, seed {}{how}", files.len(), m.describe(), a.opts.seed);
     let mut rows = Vec::new();
     for f in &files {
         let hr = fit(m.as_ref(), &RgbImage::load(f)?).with_context(|| f.display())?;
         let (w, h) = (hr.width, hr.height);
         let bench_lr = imresize_scale(&hr, 1.0 / s as f64, MatlabPrecision::Uint8)?;
         let t = Instant::now();
-        let (lr, sr) = run_one(m.as_mut(), ctx, &hr, &bench_lr, &a.opts)?;
+        let (lr, sr) = run_one(m.as_mut(), ctx, &hr, &bench_lr, &a.opts, a.hcd.as_ref())?;
         let secs = t.elapsed().as_secs_f64();
         let bic = imresize(&bench_lr, w, h, MatlabPrecision::Uint8)?;
         let row = Row {

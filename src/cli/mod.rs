@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use wgsr::gpu::{list_adapters, ContextOptions};
 use wgsr::image_io::{Image, RgbImage, Scale};
+use wgsr::models::hcflow::hcd::HcdOptions;
 use wgsr::models::{self, Model, TiledPass, UpscaleOptions};
 use wgsr::{Error, GpuContext, Result};
 
@@ -73,6 +74,12 @@ struct EvalCmd {
     /// SR3 DDIM: eta.
     #[arg(long)]
     eta: Option<f32>,
+    /// Rescaling models: downscale with HCD (seeded by --seed) before upscaling.
+    #[arg(long)]
+    hcd: bool,
+    /// HCD iterations of the HR and LR stages.
+    #[arg(long, value_name = "H,L", requires = "hcd", value_parser = parse_iters)]
+    hcd_iters: Option<(usize, usize)>,
 }
 
 #[derive(Args)]
@@ -158,6 +165,51 @@ struct DownscaleArgs {
     crop: bool,
     #[command(flatten)]
     tiling: TileArgs,
+    /// Collaborative downscaling (HCD, ICCV 2023): optimise the LR so that
+    /// `wgsr upscale --model M --seed S` reconstructs the input better
+    /// (15 + 15 gradient steps through the model; slow).
+    #[arg(long)]
+    hcd: bool,
+    /// HCD iterations of the HR stage and of the LR stage.
+    #[arg(long, value_name = "H,L", requires = "hcd", value_parser = parse_iters)]
+    hcd_iters: Option<(usize, usize)>,
+    /// HCD patch side in LR pixels; patches are optimised one at a time (memory).
+    #[arg(long, value_name = "N", requires = "hcd")]
+    hcd_patch: Option<usize>,
+    /// HCD random start and the latents it optimises for: upscale with the same --seed.
+    #[arg(long, requires = "hcd")]
+    seed: Option<u64>,
+}
+
+/// "H,L" iteration counts, each at most `hcd::MAX_ITERS`.
+fn parse_iters(s: &str) -> std::result::Result<(usize, usize), String> {
+    let (a, b) = s.split_once(',').ok_or_else(|| format!("'{s}': expected H,L (e.g. 15,15)"))?;
+    let n = |v: &str| v.trim().parse::<usize>().map_err(|e| format!("'{v}': {e}"));
+    let (h, l) = (n(a)?, n(b)?);
+    let max = models::hcflow::hcd::MAX_ITERS;
+    if h > max || l > max {
+        return Err(format!("at most {max} iterations per stage"));
+    }
+    Ok((h, l))
+}
+
+impl DownscaleArgs {
+    /// HCD options when --hcd is given (the tiling flags do not apply to it).
+    fn hcd_options(&self) -> Result<Option<HcdOptions>> {
+        if !self.hcd {
+            return Ok(None);
+        }
+        if self.tiling.tile.is_some() || self.tiling.tile_margin.is_some() || self.tiling.max_memory.is_some() {
+            return Err(Error::InvalidArgument("--tile, --tile-margin and --max-memory do not apply to --hcd, which works in patches (--hcd-patch)".into()));
+        }
+        let d = HcdOptions::default();
+        let o = HcdOptions { iters: self.hcd_iters.unwrap_or(d.iters), patch: self.hcd_patch.unwrap_or(d.patch), seed: self.seed.unwrap_or(d.seed), ..d };
+        if o.patch < 8 {
+            return Err(Error::InvalidArgument(format!("--hcd-patch {} is below 8 LR pixels", o.patch)));
+        }
+        o.check()?;
+        Ok(Some(o))
+    }
 }
 
 #[derive(Args)]
@@ -318,18 +370,19 @@ fn upscale_one(ctx: &GpuContext, m: &mut dyn Model, opts: &UpscaleOptions, input
 
 fn downscale(cli: &Cli, a: &DownscaleArgs) -> Result<()> {
     let tiling = a.tiling.policy()?;
+    let hcd = a.hcd_options()?;
     if a.input.is_dir() {
         let files = files::images_in(&a.input)?;
         files::prepare_out_dir(&a.input, &a.output)?;
         let (ctx, mut m) = load_model(cli, Some(&a.model))?;
         check_downscaler(m.as_ref(), &a.model)?;
-        return files::for_each(&files, &a.output, |i, o| downscale_one(&ctx, m.as_mut(), i, o, a.crop, &tiling, false));
+        return files::for_each(&files, &a.output, |i, o| downscale_one(&ctx, m.as_mut(), i, o, a.crop, &tiling, hcd.as_ref(), false));
     }
     check_output(&a.output)?;
     check_not_input(&a.input, &a.output)?;
     let (ctx, mut m) = load_model(cli, Some(&a.model))?;
     check_downscaler(m.as_ref(), &a.model)?;
-    downscale_one(&ctx, m.as_mut(), &a.input, &a.output, a.crop, &tiling, true)?;
+    downscale_one(&ctx, m.as_mut(), &a.input, &a.output, a.crop, &tiling, hcd.as_ref(), true)?;
     eprintln!("wrote {}", a.output.display());
     Ok(())
 }
@@ -342,7 +395,9 @@ fn check_downscaler(m: &dyn Model, spec: &str) -> Result<()> {
 }
 
 /// Downscale one file (tiled when needed; alpha with bicubic, layout and
-/// depth kept); `.npy` gets the values before 8-bit quantisation.
+/// depth kept); `.npy` gets the values before 8-bit quantisation (with
+/// HCD, the optimised 8-bit values).
+#[allow(clippy::too_many_arguments)]
 fn downscale_one(
     ctx: &GpuContext,
     m: &mut dyn Model,
@@ -350,6 +405,7 @@ fn downscale_one(
     output: &Path,
     crop: bool,
     tiling: &models::TilePolicy,
+    hcd: Option<&HcdOptions>,
     show_progress: bool,
 ) -> Result<()> {
     let s = m.scale();
@@ -362,6 +418,36 @@ fn downscale_one(
         let rgb = fit(img.rgb.clone(), s, crop, "input")?;
         img.crop(0, 0, rgb.width, rgb.height)?
     };
+    if let Some(o) = hcd {
+        let pb = if show_progress { progress::bar(0, "HCD steps") } else { indicatif::ProgressBar::hidden() };
+        let mut traces = Vec::new();
+        let lr = img.map_rgb_scaled(Scale::Down(s), |x| {
+            let r = m.downscale_hcd(ctx, x, o, &mut |d, n| {
+                pb.set_length(n as u64);
+                pb.set_position(d as u64);
+            })?;
+            traces = r.patches;
+            Ok(r.lr)
+        });
+        pb.finish_and_clear();
+        let lr = lr?;
+        if show_progress {
+            // Whole-image loss as the pixel-weighted mean over patches.
+            let mean = |f: &dyn Fn(&models::hcflow::hcd::PatchTrace) -> f64| {
+                let (mut acc, mut px) = (0.0, 0.0);
+                for t in &traces {
+                    let a = (t.rect.2 * t.rect.3) as f64;
+                    acc += a * f(t);
+                    px += a;
+                }
+                -10.0 * (acc / px).log10()
+            };
+            let first = mean(&|t| t.loss_hr.first().copied().unwrap_or(f64::NAN));
+            let last = mean(&|t| t.loss_lr.last().copied().unwrap_or(f64::NAN));
+            eprintln!("HCD: {} patch(es), model round-trip PSNR (RGB) {first:.2} dB at the start -> {last:.2} dB; upscale with --seed {}", traces.len(), o.seed);
+        }
+        return lr.save(output);
+    }
     let pb = tile_bar(m, ctx, TiledPass::Downscale, img.width() / s, img.height() / s, tiling, show_progress)?;
     let npy = output.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
     let lr = img.map_rgb_scaled(Scale::Down(s), |x| {
@@ -438,7 +524,8 @@ pub fn run() -> Result<()> {
                 tiling: TileArgs::default(),
             };
             let opts = flags.options(m.as_ref())?;
-            eval::run(&ctx, m, &eval::EvalArgs { hr_dir: &a.hr, scale: a.scale, out: a.out.as_deref(), opts })
+            let hcd = a.hcd.then(|| HcdOptions { iters: a.hcd_iters.unwrap_or(HcdOptions::default().iters), ..Default::default() });
+            eval::run(&ctx, m, &eval::EvalArgs { hr_dir: &a.hr, scale: a.scale, out: a.out.as_deref(), opts, hcd })
         }
     }
 }

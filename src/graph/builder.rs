@@ -2,8 +2,9 @@
 //! inferred and checked as nodes are added, so a malformed model fails at
 //! build time with the node's name, never at run time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
+use crate::graph::autodiff::VjpFn;
 use crate::graph::ir::{Graph, Node, Role, TensorId, TensorInfo};
 use crate::graph::op::{Alias, Op};
 use crate::gpu::GpuContext;
@@ -13,16 +14,30 @@ use crate::{Error, Result, ResultExt, Shape};
 pub struct GraphBuilder<'c> {
     pub(crate) ctx: &'c GpuContext,
     weights: Option<&'c WeightStore>,
-    tensors: Vec<TensorInfo>,
-    nodes: Vec<Node>,
+    pub(super) tensors: Vec<TensorInfo>,
+    pub(super) nodes: Vec<Node>,
     inputs: Vec<(String, TensorId)>,
     outputs: Vec<(String, TensorId)>,
     params: BTreeMap<String, f64>,
+    /// Gradients enabled: differentiable builder methods record their VJP.
+    pub(super) grad: bool,
+    /// VJP of node i (see `autodiff`).
+    pub(super) vjps: HashMap<usize, VjpFn>,
 }
 
 impl<'c> GraphBuilder<'c> {
     pub fn new(ctx: &'c GpuContext) -> Self {
-        GraphBuilder { ctx, weights: None, tensors: Vec::new(), nodes: Vec::new(), inputs: Vec::new(), outputs: Vec::new(), params: BTreeMap::new() }
+        GraphBuilder {
+            ctx,
+            weights: None,
+            tensors: Vec::new(),
+            nodes: Vec::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            params: BTreeMap::new(),
+            grad: false,
+            vjps: HashMap::new(),
+        }
     }
 
     /// A builder whose ops bind their parameters by name from `weights`.

@@ -1,6 +1,7 @@
 //! Static graph interpreter: build once (shapes inferred, weights bound),
 //! plan memory, prepare dispatches once, replay many times.
 
+pub mod autodiff;
 mod builder;
 mod cache;
 mod exec;

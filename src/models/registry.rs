@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::models::hcflow::hcd::{HcdOptions, HcdResult};
 use crate::image_io::RgbImage;
 use crate::models::hcflow::HcFlow;
 use crate::models::pixelcnn::PixelCnn;
@@ -146,6 +147,11 @@ pub trait Model: Send {
             "downscaling needs an HCFlow rescaling model; this is {}",
             self.describe()
         )))
+    }
+    /// HCD collaborative downscaling (HCFlow rescaling models);
+    /// `progress(done, total)` over iterations of all patches.
+    fn downscale_hcd(&mut self, _ctx: &GpuContext, _hr: &RgbImage, _opts: &HcdOptions, _progress: &mut dyn FnMut(usize, usize)) -> Result<HcdResult> {
+        Err(Error::InvalidArgument(format!("HCD needs an HCFlow rescaling model; this is {}", self.describe())))
     }
     /// Bits per HR pixel of (HR, LR) under an HCFlow SR model.
     fn nll(&mut self, _ctx: &GpuContext, _hr: &RgbImage, _lr: &RgbImage, _seed: u64) -> Result<f64> {

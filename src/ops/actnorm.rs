@@ -35,7 +35,8 @@ impl ActNorm {
         packed.extend_from_slice(bias);
         packed.extend(logs.iter().map(|&l| (l as f64).exp() as f32));
         packed.extend(logs.iter().map(|&l| (-(l as f64)).exp() as f32));
-        if let Some(v) = packed.iter().find(|v| !v.is_finite() || **v == 0.0) {
+        // Only the exponentials can overflow or underflow (a zero bias is fine).
+        if let Some(v) = packed[c..].iter().find(|v| !v.is_finite() || **v == 0.0) {
             return Err(Error::InvalidArgument(format!("actnorm: exp(logs) overflows f32 ({v})")));
         }
         let params = Tensor::from_slice(ctx, Shape::new(1, 1, 3, c), &packed)?;

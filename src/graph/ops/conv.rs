@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
+use crate::graph::autodiff::VjpArgs;
 use crate::graph::{GraphBuilder, TensorId};
+use crate::ops::grad;
+use crate::{Shape, Tensor};
 use crate::ops::conv::{self, Activation, Conv2dParams, Conv2dWeights, ConvTranspose2dParams, Epilogue};
 use crate::weights::HostTensor;
 use crate::graph::ops::node_label;
@@ -93,14 +96,19 @@ impl GraphBuilder<'_> {
         }
         let attrs = describe(shape, &c.params.stride, &c.params.padding, c.params.groups, &c.epilogue, bias.is_some(), scale.is_some(), c.residual.is_some());
         let (w, p, epi) = (Arc::new(w), c.params, c.epilogue);
-        self.kernel(
+        let y = self.kernel(
             name,
             KIND,
             attrs,
             &inputs,
             out,
             Box::new(move |ctx, i, o, _| Ok(vec![conv::conv2d(ctx, i[0], &w, &p, &epi, i.get(1).copied(), o[0])?])),
-        )
+        )?;
+        if self.gradients_enabled() {
+            let vjp = ConvVjp { weight: Arc::new(weight.data.clone()), shape, params: c.params, epilogue: c.epilogue, scale: scale.map(<[f32]>::to_vec), x: xs, y };
+            self.vjp(move |g, v| vjp.apply(g, v));
+        }
+        Ok(y)
     }
 
     /// `ConvTranspose2d` with weights `{prefix}.weight` ([Cin, Cout/groups, kh, kw])
@@ -134,6 +142,97 @@ impl GraphBuilder<'_> {
             &[x],
             out,
             Box::new(move |ctx, i, o, _| Ok(vec![conv::conv_transpose2d(ctx, i[0], &w, &p, &epilogue, None, o[0])?])),
+        )
+    }
+}
+
+/// What the gradient of a conv node needs: its host weights (the input
+/// gradient is the transposed conv with the same weights), geometry,
+/// epilogue and output (the activation's derivative is read from it).
+struct ConvVjp {
+    weight: Arc<Vec<f32>>,
+    shape: [usize; 4],
+    params: Conv2dParams,
+    epilogue: Epilogue,
+    scale: Option<Vec<f32>>,
+    x: Shape,
+    y: TensorId,
+}
+
+impl ConvVjp {
+    /// y = alpha * act((conv(x) + b) * s) + beta * r:
+    /// dr = beta * dy; dpre = alpha * s * act'(.) * dy; dx = conv^T(dpre).
+    fn apply(&self, g: &mut GraphBuilder<'_>, v: &VjpArgs) -> Result<Vec<Option<TensorId>>> {
+        const KIND: &str = "conv2d";
+        let dy = v.dy0()?;
+        let e = self.epilogue;
+        let has_res = v.needs.len() > 1;
+        if has_res && e.activation != Activation::None {
+            return Err(g.shape_error(v.name, KIND, "no gradient for an activation followed by a residual (the output does not give the activation's input)".into()));
+        }
+        let mut dx = Vec::with_capacity(v.needs.len());
+        let dpre = if e.activation == Activation::None && self.scale.is_none() && e.alpha == 1.0 {
+            dy
+        } else {
+            let scale = match &self.scale {
+                Some(s) => Some(Arc::new(Tensor::from_slice(g.ctx(), Shape::new(1, s.len(), 1, 1), s)?)),
+                None => None,
+            };
+            let (act, alpha, ys) = (e.activation, e.alpha, g.shape(self.y)?);
+            g.kernel(
+                &v.node("pre"),
+                "act_grad",
+                format!("{act:?} alpha={alpha}"),
+                &[dy, self.y],
+                ys,
+                Box::new(move |c, i, o, _| Ok(vec![grad::act_grad(c, i[0], i[1], scale.as_deref(), act, alpha, o[0])?])),
+            )?
+        };
+        if v.needs[0] {
+            dx.push(Some(self.input_grad(g, v, dpre)?));
+        } else {
+            dx.push(None);
+        }
+        if has_res {
+            dx.push(if v.needs[1] { Some(if e.beta == 1.0 { dy } else { g.affine(&v.node("res"), dy, e.beta, 0.0)? }) } else { None });
+        }
+        Ok(dx)
+    }
+
+    fn input_grad(&self, g: &mut GraphBuilder<'_>, v: &VjpArgs, dpre: TensorId) -> Result<TensorId> {
+        const KIND: &str = "conv2d";
+        let p = self.params;
+        if p.dilation != [1, 1] {
+            return Err(g.shape_error(v.name, KIND, "no gradient for a dilated convolution".into()));
+        }
+        let [_, _, kh, kw] = self.shape;
+        let ds = g.shape(dpre)?;
+        // The transposed conv maps the output grid back onto the input; the
+        // rows/columns a strided conv never reached come back as output padding.
+        let mut out_pad = [0; 2];
+        for (d, (full, (o, k))) in [(self.x.h(), (ds.h(), kh)), (self.x.w(), (ds.w(), kw))].into_iter().enumerate() {
+            let reach = (o - 1) * p.stride[d] + k;
+            out_pad[d] = (full + 2 * p.padding[d]).checked_sub(reach).filter(|r| *r < p.stride[d].max(1)).ok_or_else(|| {
+                g.shape_error(v.name, KIND, format!("cannot map the output {ds} back onto the input {}", self.x))
+            })?;
+        }
+        // torch Conv2d weights [Cout, Cin/g, kh, kw] are exactly the
+        // ConvTranspose2d weights [Cin_t = Cout, Cout_t/g = Cin/g, kh, kw]
+        // of its adjoint.
+        let wt = Conv2dWeights::new_transposed(g.ctx(), &self.weight, self.shape, p.groups, None, None).with_context(|| node_label(v.name, KIND))?;
+        let tp = ConvTranspose2dParams { stride: p.stride, padding: p.padding, output_padding: out_pad, dilation: [1, 1], groups: p.groups };
+        let out = conv::conv_transpose2d_out_shape(ds, &wt, &tp).with_context(|| node_label(v.name, KIND))?;
+        if out != self.x {
+            return Err(g.shape_error(v.name, KIND, format!("input gradient {out} differs from the input {}", self.x)));
+        }
+        let w = Arc::new(wt);
+        g.kernel(
+            &v.node("x"),
+            "conv_transpose2d",
+            format!("adjoint of {}", v.name),
+            &[dpre],
+            out,
+            Box::new(move |ctx, i, o, _| Ok(vec![conv::conv_transpose2d(ctx, i[0], &w, &tp, &Epilogue::default(), None, o[0])?])),
         )
     }
 }

@@ -4,6 +4,7 @@ use crate::gpu::{Dispatch, GpuContext};
 use crate::graph::ops::Scalar;
 use crate::graph::{Alias, GraphBuilder, Op, OutputSpec, ParamValues, TensorId};
 use crate::ops::elementwise::{self as ew, ElementwiseUniform};
+use crate::ops::grad;
 use crate::{Error, Result, Shape, Tensor};
 
 fn same(inputs: &[Shape], op: &str) -> Result<Shape> {
@@ -171,10 +172,26 @@ impl Op for Reshape {
     }
 }
 
+/// `alpha * g` as a gradient node, or `g` itself when alpha is the constant 1.
+fn scaled(g: &mut GraphBuilder<'_>, name: String, t: TensorId, alpha: &Scalar) -> Result<TensorId> {
+    if *alpha == Scalar::Const(1.0) {
+        return Ok(t);
+    }
+    g.affine(&name, t, alpha.clone(), 0.0)
+}
+
 impl GraphBuilder<'_> {
     /// alpha * a + beta * b
     pub fn axpby(&mut self, name: &str, a: TensorId, b: TensorId, alpha: impl Into<Scalar>, beta: impl Into<Scalar>) -> Result<TensorId> {
-        self.node1(name, Box::new(Axpby { alpha: alpha.into(), beta: beta.into() }), &[a, b])
+        let (alpha, beta) = (alpha.into(), beta.into());
+        let y = self.node1(name, Box::new(Axpby { alpha: alpha.clone(), beta: beta.clone() }), &[a, b])?;
+        self.vjp(move |g, v| {
+            let dy = v.dy0()?;
+            let da = if v.needs[0] { Some(scaled(g, v.node("a"), dy, &alpha)?) } else { None };
+            let db = if v.needs[1] { Some(scaled(g, v.node("b"), dy, &beta)?) } else { None };
+            Ok(vec![da, db])
+        });
+        Ok(y)
     }
     /// a + b
     pub fn add(&mut self, name: &str, a: TensorId, b: TensorId) -> Result<TensorId> {
@@ -182,18 +199,47 @@ impl GraphBuilder<'_> {
     }
     /// alpha * a * b
     pub fn mul(&mut self, name: &str, a: TensorId, b: TensorId, alpha: impl Into<Scalar>) -> Result<TensorId> {
-        self.node1(name, Box::new(Mul { alpha: alpha.into() }), &[a, b])
+        let alpha = alpha.into();
+        let y = self.node1(name, Box::new(Mul { alpha: alpha.clone() }), &[a, b])?;
+        self.vjp(move |g, v| {
+            let dy = v.dy0()?;
+            let da = if v.needs[0] { Some(g.mul(&v.node("a"), dy, b, alpha.clone())?) } else { None };
+            let db = if v.needs[1] { Some(g.mul(&v.node("b"), dy, a, alpha.clone())?) } else { None };
+            Ok(vec![da, db])
+        });
+        Ok(y)
     }
     /// alpha * x + beta
     pub fn affine(&mut self, name: &str, x: TensorId, alpha: impl Into<Scalar>, beta: impl Into<Scalar>) -> Result<TensorId> {
-        self.node1(name, Box::new(Unary { clamp: false, alpha: alpha.into(), beta: beta.into() }), &[x])
+        let alpha = alpha.into();
+        let y = self.node1(name, Box::new(Unary { clamp: false, alpha: alpha.clone(), beta: beta.into() }), &[x])?;
+        self.vjp(move |g, v| Ok(vec![Some(scaled(g, v.node("x"), v.dy0()?, &alpha)?)]));
+        Ok(y)
     }
-    /// clamp(x, lo, hi)
+    /// clamp(x, lo, hi); its gradient is torch.clamp's (dy inside [lo, hi], else 0).
     pub fn clamp(&mut self, name: &str, x: TensorId, lo: f32, hi: f32) -> Result<TensorId> {
         if !(lo <= hi) {
             return Err(Error::InvalidArgument(format!("{name}: clamp range [{lo}, {hi}] is empty")));
         }
-        self.node1(name, Box::new(Unary { clamp: true, alpha: lo.into(), beta: hi.into() }), &[x])
+        let y = self.node1(name, Box::new(Unary { clamp: true, alpha: lo.into(), beta: hi.into() }), &[x])?;
+        self.vjp(move |g, v| {
+            let dy = v.dy0()?;
+            let s = g.shape(x)?;
+            let dx = g.kernel(&v.node("x"), "clamp_grad", format!("[{lo}, {hi}]"), &[dy, x], s, Box::new(move |c, i, o, _| Ok(vec![grad::clamp_grad(c, i[0], i[1], lo, hi, o[0])?])))?;
+            Ok(vec![Some(dx)])
+        });
+        Ok(y)
+    }
+    /// round(clamp(x, 0, 1) * levels) / levels (half to even), with the
+    /// straight-through gradient of the official `Quantization` (dx = dy).
+    pub fn quantize_ste(&mut self, name: &str, x: TensorId, levels: f32) -> Result<TensorId> {
+        if !(levels.is_finite() && levels >= 1.0) {
+            return Err(Error::InvalidArgument(format!("{name}: quantisation levels {levels} must be >= 1")));
+        }
+        let s = self.shape(x)?;
+        let y = self.kernel(name, "quantize", format!("levels={levels}"), &[x], s, Box::new(move |c, i, o, _| Ok(vec![ew::quantize(c, i[0], o[0], levels)?])))?;
+        self.vjp(|_, v| Ok(vec![Some(v.dy0()?)]));
+        Ok(y)
     }
     /// A tensor of `shape` filled with `value` at the start of every run.
     pub fn fill(&mut self, name: &str, shape: Shape, value: impl Into<Scalar>) -> Result<TensorId> {
@@ -218,6 +264,9 @@ impl GraphBuilder<'_> {
     }
     /// Reinterpret with a new shape of the same size (no copy).
     pub fn reshape(&mut self, name: &str, x: TensorId, shape: Shape) -> Result<TensorId> {
-        self.node1(name, Box::new(Reshape { shape }), &[x])
+        let from = self.shape(x)?;
+        let y = self.node1(name, Box::new(Reshape { shape }), &[x])?;
+        self.vjp(move |g, v| Ok(vec![Some(g.reshape(&v.node("x"), v.dy0()?, from)?)]));
+        Ok(y)
     }
 }

@@ -12,7 +12,9 @@ use crate::graph::{Alias, GraphBuilder, OutputSpec, TensorId};
 use crate::ops::actnorm::ActNorm;
 use crate::ops::coupling::{self, GaussianScale};
 use crate::ops::invconv::InvConv;
+use crate::ops::grad;
 use crate::ops::reduce;
+use crate::graph::autodiff::VjpArgs;
 use crate::{Error, Result, ResultExt, Shape};
 
 /// Direction of a flow layer.
@@ -28,6 +30,14 @@ fn outputs_with_logdet(y: Shape, logdet: Option<TensorId>, logdet_input: usize) 
         o.push(OutputSpec { shape: Shape::new(y.n(), 1, 1, 1), alias: Alias::InPlace(logdet_input) });
     }
     o
+}
+
+/// Gradients of a flow layer's inputs [x, logdet?]: dx, and none for the
+/// log-determinant (never differentiated).
+fn vjp_flow_inputs(v: &VjpArgs, dx: TensorId) -> Vec<Option<TensorId>> {
+    let mut g = vec![Some(dx)];
+    g.resize(v.needs.len(), None);
+    g
 }
 
 fn split_outs(outs: Vec<TensorId>) -> (TensorId, Option<TensorId>) {
@@ -97,6 +107,7 @@ impl GraphBuilder<'_> {
             )));
         }
         let an = Arc::new(ActNorm::new(self.ctx(), &b.data, &l.data)?);
+        let logs = l.data.clone();
         let mut inputs = vec![x];
         inputs.extend(logdet);
         let outs = self.kernel_multi(
@@ -111,6 +122,18 @@ impl GraphBuilder<'_> {
             }),
             None,
         )?;
+        // Forward y = (x + b) e^logs, reverse y = x e^-logs - b: dx is dy
+        // through the same layer without its bias.
+        self.vjp(move |g, v| {
+            let dy = v.dy0()?;
+            let an = Arc::new(ActNorm::new(g.ctx(), &vec![0.0; logs.len()], &logs)?);
+            let s = g.shape(dy)?;
+            let dx = g.kernel(&v.node("x"), "actnorm", format!("{dir:?} without bias"), &[dy], s, Box::new(move |c, i, o, _| match dir {
+                Dir::Forward => an.forward(c, i[0], o[0], None),
+                Dir::Reverse => an.reverse(c, i[0], o[0], None),
+            }))?;
+            Ok(vjp_flow_inputs(v, dx))
+        });
         Ok(split_outs(outs))
     }
 
@@ -129,6 +152,8 @@ impl GraphBuilder<'_> {
         }
         let ic = InvConv::from_weight(self.ctx(), &w.data, s.c()).with_context(|| format!("node '{name}'"))?;
         let ic = Arc::new(ic);
+        let c = s.c();
+        let wt: Vec<f32> = (0..c * c).map(|k| w.data[(k % c) * c + k / c]).collect();
         let mut inputs = vec![x];
         inputs.extend(logdet);
         let outs = self.kernel_multi(
@@ -143,6 +168,18 @@ impl GraphBuilder<'_> {
             }),
             None,
         )?;
+        // Forward y = W x: dx = W^T dy; reverse y = W^-1 x: dx = W^-T dy,
+        // the reverse of the layer with weight W^T.
+        self.vjp(move |g, v| {
+            let dy = v.dy0()?;
+            let ict = Arc::new(InvConv::from_weight(g.ctx(), &wt, c).with_context(|| format!("node '{}'", v.name))?);
+            let s = g.shape(dy)?;
+            let dx = g.kernel(&v.node("x"), "invconv", format!("{dir:?} W^T"), &[dy], s, Box::new(move |c, i, o, _| match dir {
+                Dir::Forward => ict.forward(c, i[0], o[0], None),
+                Dir::Reverse => ict.reverse(c, i[0], o[0], None),
+            }))?;
+            Ok(vjp_flow_inputs(v, dx))
+        });
         Ok(split_outs(outs))
     }
 
@@ -179,6 +216,21 @@ impl GraphBuilder<'_> {
             }),
             None,
         )?;
+        self.vjp(move |g, v| {
+            let dy = v.dy0()?;
+            let outs = g.kernel_multi(
+                &v.node("z_h"),
+                "affine_coupling_grad",
+                format!("{dir:?} split={split}"),
+                &[dy, z, h],
+                vec![OutputSpec::new(s), OutputSpec::new(sh)],
+                Box::new(move |c, i, o, _| Ok(vec![grad::affine_coupling_grad(c, i[0], i[1], i[2], o[0], o[1], split, dir == Dir::Reverse)?])),
+                None,
+            )?;
+            let mut dx = vec![Some(outs[0]), Some(outs[1])];
+            dx.resize(v.needs.len(), None);
+            Ok(dx)
+        });
         Ok(split_outs(outs))
     }
 
@@ -188,7 +240,7 @@ impl GraphBuilder<'_> {
         if ss.c() == 0 || ss.c() >= s.c() || (ss.n(), ss.h(), ss.w()) != (s.n(), s.h(), s.w()) {
             return Err(self.shape_error(name, "additive_coupling", format!("shift {ss} does not fit z {s}")));
         }
-        self.kernel(
+        let y = self.kernel(
             name,
             "additive_coupling",
             format!("{dir:?} k={}", ss.c()),
@@ -200,7 +252,20 @@ impl GraphBuilder<'_> {
                     Dir::Reverse => coupling::additive_reverse(c, i[0], i[1], o[0])?,
                 }])
             }),
-        )
+        )?;
+        // y[:k] = z[:k] +/- shift: dz = dy, dshift = +/- dy[:k].
+        let k = ss.c();
+        self.vjp(move |g, v| {
+            let dy = v.dy0()?;
+            let dshift = if v.needs[1] {
+                let t = g.slice_channels(&v.node("shift"), dy, 0, 1, k)?;
+                Some(if dir == Dir::Forward { t } else { g.affine(&v.node("shift_neg"), t, -1.0, 0.0)? })
+            } else {
+                None
+            };
+            Ok(vec![Some(dy), dshift])
+        });
+        Ok(y)
     }
 
     /// Split-off latent: mean + scale(h) * eps * heat, with mean/scale = cross(h).
@@ -219,9 +284,33 @@ impl GraphBuilder<'_> {
             format!("heat={heat} {scale:?}"),
             &[h, eps],
             vec![OutputSpec::new(se)],
-            Box::new(move |c, i, o, p| Ok(vec![coupling::gaussian_sample(c, i[0], i[1], heat.value(p)?, o[0], scale)?])),
+            Box::new({
+                let heat = heat.clone();
+                move |c, i, o, p| Ok(vec![coupling::gaussian_sample(c, i[0], i[1], heat.value(p)?, o[0], scale)?])
+            }),
             dynamic,
         )?;
+        // a = mean + e^logs * eps * heat: gradient wrt h (mean and scale);
+        // the latents eps are data, never differentiated.
+        self.vjp(move |g, v| {
+            if v.needs[1] {
+                return Err(Error::Graph(format!("node '{}': no gradient with respect to the latents", v.name)));
+            }
+            let da = v.dy0()?;
+            let (h2, h3) = (heat.clone(), heat.clone());
+            let update: UpdateFn = Box::new(move |c, d, _, o, p| grad::set_grad_heat(c, &d[0], o[0].shape(), h2.value(p)?));
+            let dynamic = heat.param_name().map(|n| (vec![n], update));
+            let outs = g.kernel_multi(
+                &v.node("h"),
+                "gaussian_sample_grad",
+                format!("heat={heat} {scale:?}"),
+                &[da, eps, h],
+                vec![OutputSpec::new(sh)],
+                Box::new(move |c, i, o, p| Ok(vec![grad::gaussian_sample_grad(c, i[0], i[1], i[2], h3.value(p)?, scale, o[0])?])),
+                dynamic,
+            )?;
+            Ok(vec![Some(outs[0]), None])
+        });
         Ok(outs[0])
     }
 

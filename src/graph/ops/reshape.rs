@@ -6,44 +6,83 @@
 use crate::graph::ops::node_label;
 use crate::graph::{GraphBuilder, TensorId};
 use crate::ops::reshape as rs;
-use crate::{Result, ResultExt};
+use crate::graph::ops::conv::Conv;
+use crate::ops::conv::Conv2dParams;
+use crate::weights::HostTensor;
+use crate::{Error, Result, ResultExt, Shape};
 
 impl GraphBuilder<'_> {
     /// HCFlow squeeze2d (= torch pixel_unshuffle): [n,c,h,w] -> [n,c*f*f,h/f,w/f].
     pub fn squeeze(&mut self, name: &str, x: TensorId, f: usize) -> Result<TensorId> {
         let out = rs::space_to_depth_shape(self.shape(x)?, f).with_context(|| node_label(name, "squeeze"))?;
-        self.kernel(name, "squeeze", format!("f={f}"), &[x], out, Box::new(move |c, i, o, _| Ok(vec![rs::squeeze(c, i[0], f, o[0])?])))
+        let y = self.kernel(name, "squeeze", format!("f={f}"), &[x], out, Box::new(move |c, i, o, _| Ok(vec![rs::squeeze(c, i[0], f, o[0])?])))?;
+        // A permutation: its transpose is its inverse.
+        self.vjp(move |g, v| Ok(vec![Some(g.unsqueeze(&v.node("x"), v.dy0()?, f)?)]));
+        Ok(y)
     }
 
     /// HCFlow unsqueeze2d (= torch pixel_shuffle): [n,c,h,w] -> [n,c/(f*f),h*f,w*f].
     pub fn unsqueeze(&mut self, name: &str, x: TensorId, f: usize) -> Result<TensorId> {
         let out = rs::depth_to_space_shape(self.shape(x)?, f).with_context(|| node_label(name, "unsqueeze"))?;
-        self.kernel(name, "unsqueeze", format!("f={f}"), &[x], out, Box::new(move |c, i, o, _| Ok(vec![rs::unsqueeze(c, i[0], f, o[0])?])))
+        let y = self.kernel(name, "unsqueeze", format!("f={f}"), &[x], out, Box::new(move |c, i, o, _| Ok(vec![rs::unsqueeze(c, i[0], f, o[0])?])))?;
+        self.vjp(move |g, v| Ok(vec![Some(g.squeeze(&v.node("x"), v.dy0()?, f)?)]));
+        Ok(y)
     }
 
     /// Haar wavelet downsampling, band-major channels: [n,c,h,w] -> [n,4c,h/2,w/2].
     pub fn haar_down(&mut self, name: &str, x: TensorId) -> Result<TensorId> {
         let out = rs::haar_down_shape(self.shape(x)?).with_context(|| node_label(name, "haar_down"))?;
-        self.kernel(name, "haar_down", String::new(), &[x], out, Box::new(|c, i, o, _| Ok(vec![rs::haar_down(c, i[0], o[0])?])))
+        let y = self.kernel(name, "haar_down", String::new(), &[x], out, Box::new(|c, i, o, _| Ok(vec![rs::haar_down(c, i[0], o[0])?])))?;
+        // down = H / 4 with H the +-1 filter bank and up = H^T (H^T H = 4 I),
+        // so down^T = up / 4 and up^T = 4 down.
+        self.vjp(|g, v| {
+            let t = g.haar_up(&v.node("up"), v.dy0()?)?;
+            Ok(vec![Some(g.affine(&v.node("x"), t, 0.25, 0.0)?)])
+        });
+        Ok(y)
     }
 
     /// Inverse of `haar_down`: [n,4c,h,w] -> [n,c,2h,2w].
     pub fn haar_up(&mut self, name: &str, x: TensorId) -> Result<TensorId> {
         let out = rs::haar_up_shape(self.shape(x)?).with_context(|| node_label(name, "haar_up"))?;
-        self.kernel(name, "haar_up", String::new(), &[x], out, Box::new(|c, i, o, _| Ok(vec![rs::haar_up(c, i[0], o[0])?])))
+        let y = self.kernel(name, "haar_up", String::new(), &[x], out, Box::new(|c, i, o, _| Ok(vec![rs::haar_up(c, i[0], o[0])?])))?;
+        self.vjp(|g, v| {
+            let t = g.haar_down(&v.node("down"), v.dy0()?)?;
+            Ok(vec![Some(g.affine(&v.node("x"), t, 4.0, 0.0)?)])
+        });
+        Ok(y)
     }
 
     /// Channels start, start+step, ... (count of them).
     pub fn slice_channels(&mut self, name: &str, x: TensorId, start: usize, step: usize, count: usize) -> Result<TensorId> {
-        let out = rs::slice_channels_shape(self.shape(x)?, start, step, count).with_context(|| node_label(name, "slice_channels"))?;
-        self.kernel(
+        let sx = self.shape(x)?;
+        let out = rs::slice_channels_shape(sx, start, step, count).with_context(|| node_label(name, "slice_channels"))?;
+        let y = self.kernel(
             name,
             "slice_channels",
             format!("start={start} step={step} count={count}"),
             &[x],
             out,
             Box::new(move |c, i, o, _| Ok(vec![rs::slice_channels(c, i[0], start, step, count, o[0])?])),
-        )
+        )?;
+        // dx = dy in the sliced channels, zero elsewhere: a concat with zeros.
+        self.vjp(move |g, v| {
+            let dy = v.dy0()?;
+            if step != 1 && count > 1 {
+                return Err(Error::Graph(format!("node '{}': no gradient for a strided channel slice", v.name)));
+            }
+            let mut parts = Vec::new();
+            if start > 0 {
+                parts.push(g.fill(&v.node("zeros_before"), Shape::new(sx.n(), start, sx.h(), sx.w()), 0.0)?);
+            }
+            parts.push(dy);
+            let after = sx.c() - start - count;
+            if after > 0 {
+                parts.push(g.fill(&v.node("zeros_after"), Shape::new(sx.n(), after, sx.h(), sx.w()), 0.0)?);
+            }
+            Ok(vec![Some(if parts.len() == 1 { dy } else { g.concat(&v.node("x"), &parts)? })])
+        });
+        Ok(y)
     }
 
     /// HCFlow split_feature(x, "split"): first half, second half.
@@ -66,13 +105,34 @@ impl GraphBuilder<'_> {
     pub fn concat(&mut self, name: &str, xs: &[TensorId]) -> Result<TensorId> {
         let shapes = xs.iter().map(|t| self.shape(*t)).collect::<Result<Vec<_>>>()?;
         let out = rs::concat_shape(&shapes).with_context(|| node_label(name, "concat"))?;
-        self.kernel(name, "concat", format!("{} inputs", xs.len()), xs, out, Box::new(|c, i, o, _| rs::concat_channels(c, i, o[0])))
+        let y = self.kernel(name, "concat", format!("{} inputs", xs.len()), xs, out, Box::new(|c, i, o, _| rs::concat_channels(c, i, o[0])))?;
+        self.vjp(move |g, v| {
+            let dy = v.dy0()?;
+            let mut start = 0;
+            let mut dx = Vec::with_capacity(shapes.len());
+            for (k, s) in shapes.iter().enumerate() {
+                dx.push(if v.needs[k] { Some(g.slice_channels(&v.node(&format!("part{k}")), dy, start, 1, s.c())?) } else { None });
+                start += s.c();
+            }
+            Ok(dx)
+        });
+        Ok(y)
     }
 
     /// Nearest-neighbour upsampling by an integer factor.
     pub fn upsample_nearest(&mut self, name: &str, x: TensorId, f: usize) -> Result<TensorId> {
-        let out = rs::upsample_nearest_shape(self.shape(x)?, f).with_context(|| node_label(name, "upsample_nearest"))?;
-        self.kernel(name, "upsample_nearest", format!("f={f}"), &[x], out, Box::new(move |c, i, o, _| Ok(vec![rs::upsample_nearest(c, i[0], f, o[0])?])))
+        let sx = self.shape(x)?;
+        let out = rs::upsample_nearest_shape(sx, f).with_context(|| node_label(name, "upsample_nearest"))?;
+        let y = self.kernel(name, "upsample_nearest", format!("f={f}"), &[x], out, Box::new(move |c, i, o, _| Ok(vec![rs::upsample_nearest(c, i[0], f, o[0])?])))?;
+        // dx = the sum over each f x f block of dy: a depthwise conv with
+        // all-ones weights and stride f.
+        self.vjp(move |g, v| {
+            let ones = HostTensor::new(vec![sx.c(), 1, f, f], vec![1.0; sx.c() * f * f])?;
+            let params = Conv2dParams { stride: [f, f], groups: sx.c(), ..Default::default() };
+            let c = Conv { params, bias: false, ..Default::default() };
+            Ok(vec![Some(g.conv2d_with(&v.node("x"), v.dy0()?, &ones, None, None, c)?)])
+        });
+        Ok(y)
     }
 
     /// cat([a, upsample_nearest(b, f)], channels) in two dispatches, no temporary.

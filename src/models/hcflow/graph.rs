@@ -274,9 +274,23 @@ pub fn eps_shapes(cfg: &HcflowConfig, lr: Shape) -> Vec<Shape> {
 pub fn build_reverse(g: &mut GraphBuilder, cfg: &HcflowConfig, lr: Shape, trace: bool) -> Result<()> {
     let mut c = Ctx { g, cfg };
     c.g.param(HEAT, cfg.default_heat as f64)?;
-    let mut z = c.g.input("lr", lr)?;
-    let eps: Vec<TensorId> =
-        eps_shapes(cfg, lr).into_iter().enumerate().map(|(l, s)| c.g.input(&eps_name(l), s)).collect::<Result<_>>()?;
+    let z = c.g.input("lr", lr)?;
+    let eps = eps_inputs(&mut c, lr)?;
+    let hr_raw = reverse_body(&mut c, z, &eps, trace)?;
+    if trace {
+        c.g.output("hr_raw", hr_raw)?;
+    }
+    let hr = c.g.clamp("clamp", hr_raw, 0.0, 1.0)?;
+    c.g.output("hr", hr)
+}
+
+fn eps_inputs(c: &mut Ctx, lr: Shape) -> Result<Vec<TensorId>> {
+    eps_shapes(c.cfg, lr).into_iter().enumerate().map(|(l, s)| c.g.input(&eps_name(l), s)).collect()
+}
+
+/// The reverse pass from LR tensor `z` and the latents to the unclamped HR.
+fn reverse_body(c: &mut Ctx, mut z: TensorId, eps: &[TensorId], trace: bool) -> Result<TensorId> {
+    let cfg = c.cfg;
     let nl = cfg.n_levels();
     let mut feats: Vec<Option<TensorId>> = vec![None; nl];
     for l in (0..nl).rev() {
@@ -301,11 +315,7 @@ pub fn build_reverse(g: &mut GraphBuilder, cfg: &HcflowConfig, lr: Shape, trace:
         }
         z = c.squeeze(z, l, Dir::Reverse)?;
     }
-    if trace {
-        c.g.output("hr_raw", z)?;
-    }
-    let hr = c.g.clamp("clamp", z, 0.0, 1.0)?;
-    c.g.output("hr", hr)
+    Ok(z)
 }
 
 /// Forward pass: input `hr` (and `noise`, U(0,1) dequantisation, for SR);
@@ -314,7 +324,6 @@ pub fn build_reverse(g: &mut GraphBuilder, cfg: &HcflowConfig, lr: Shape, trace:
 /// `trace`: `squeeze{l}`, `step{N}` (first main step of each level), `feat{l}`.
 pub fn build_forward(g: &mut GraphBuilder, cfg: &HcflowConfig, hr: Shape, trace: bool) -> Result<()> {
     let mut c = Ctx { g, cfg };
-    let nl = cfg.n_levels();
     let sr = cfg.task == Task::Sr;
     let mut x = c.g.input("hr", hr)?;
     let mut logdet = None;
@@ -324,6 +333,18 @@ pub fn build_forward(g: &mut GraphBuilder, cfg: &HcflowConfig, hr: Shape, trace:
         let pixels = (hr.h() * hr.w()) as f64;
         logdet = Some(c.g.logdet("logdet0", hr.n(), (-(cfg.quant.ln()) * pixels) as f32)?);
     }
+    let (ys, offs, logdet) = forward_main(&mut c, x, logdet, trace)?;
+    c.g.output("z", *ys.last().expect("at least one level"))?;
+    forward_split(&mut c, &ys, &offs, logdet, trace)
+}
+
+type Levels = (Vec<TensorId>, Vec<TensorId>, Option<TensorId>);
+
+/// The main flow: per level squeeze, flow steps, split into the kept
+/// channels `ys[l]` and the split-off `offs[l]`; the last `ys` is the LR.
+fn forward_main(c: &mut Ctx, mut x: TensorId, mut logdet: Option<TensorId>, trace: bool) -> Result<Levels> {
+    let cfg = c.cfg;
+    let nl = cfg.n_levels();
     let mut ys = Vec::with_capacity(nl);
     let mut offs = Vec::with_capacity(nl);
     for l in 0..nl {
@@ -345,7 +366,14 @@ pub fn build_forward(g: &mut GraphBuilder, cfg: &HcflowConfig, hr: Shape, trace:
         offs.push(a);
         x = y;
     }
-    c.g.output("z", x)?;
+    Ok((ys, offs, logdet))
+}
+
+/// Forward pass continued: conditional features, split-off flows, eps.
+#[allow(clippy::needless_range_loop)]
+fn forward_split(c: &mut Ctx, ys: &[TensorId], offs: &[TensorId], mut logdet: Option<TensorId>, trace: bool) -> Result<()> {
+    let cfg = c.cfg;
+    let nl = cfg.n_levels();
     let mut feats: Vec<Option<TensorId>> = vec![None; nl];
     for l in (0..nl).rev() {
         let lev = cfg.levels[l].clone();
@@ -372,4 +400,58 @@ pub fn build_forward(g: &mut GraphBuilder, cfg: &HcflowConfig, hr: Shape, trace:
         c.g.output("logdet", ld)?;
     }
     Ok(())
+}
+
+/// The two stages of HCD (collaborative downscaling) on a rescaling model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HcdStage {
+    /// Optimise the HR perturbation through down then up.
+    Hr,
+    /// Optimise the LR through up.
+    Lr,
+}
+
+/// One HCD step's graph, forward and backward together, for an LR of
+/// `lr` (the HR is `scale` times larger):
+/// - `Hr`: inputs `x` (HR + perturbation), `target` (the HR) and `eps{l}`;
+///   `lr = Quant(down(x))` (8-bit, straight-through gradient as the official
+///   `Quantization`), `sr = clamp(up(lr, eps, heat), 0, 1)`;
+///   outputs `sr`, `lr` and `grad` = d mean((sr - target)^2) / d x.
+/// - `Lr`: inputs `lr`, `target`, `eps{l}`; `sr = clamp(up(lr, eps, heat), 0, 1)`;
+///   outputs `sr` and `grad` = d mean((sr - target)^2) / d lr.
+///
+/// `up` is exactly the reverse graph `wgsr upscale` runs (same latents and
+/// heat parameter), so the LR is optimised for the upscaler the user runs.
+pub fn build_hcd(g: &mut GraphBuilder, cfg: &HcflowConfig, stage: HcdStage, lr: Shape) -> Result<()> {
+    if cfg.task != Task::Rescale {
+        return Err(Error::InvalidArgument("HCD needs an HCFlow rescaling model (task \"rescale\"); this is an SR model".into()));
+    }
+    g.enable_gradients();
+    let mut c = Ctx { g, cfg };
+    c.g.param(HEAT, cfg.default_heat as f64)?;
+    let s = cfg.scale;
+    let hr = Shape::new(lr.n(), lr.c(), lr.h() * s, lr.w() * s);
+    let (wrt, lr_q) = match stage {
+        HcdStage::Hr => {
+            let x = c.g.input("x", hr)?;
+            let (ys, _, _) = forward_main(&mut c, x, None, false)?;
+            let z = *ys.last().expect("at least one level");
+            let q = c.g.quantize_ste("hcd.quantize", z, 255.0)?;
+            c.g.output("lr", q)?;
+            (x, q)
+        }
+        HcdStage::Lr => {
+            let x = c.g.input("lr", lr)?;
+            (x, x)
+        }
+    };
+    let target = c.g.input("target", hr)?;
+    let eps = eps_inputs(&mut c, lr)?;
+    let raw = reverse_body(&mut c, lr_q, &eps, false)?;
+    let sr = c.g.clamp("clamp", raw, 0.0, 1.0)?;
+    c.g.output("sr", sr)?;
+    let k = 2.0 / hr.numel() as f32;
+    let seed = c.g.axpby("hcd.loss_grad", sr, target, k, -k)?;
+    let grad = c.g.backward(&[(sr, seed)], &[wrt])?[0];
+    c.g.output("grad", grad)
 }

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod graph;
 mod gpu_io;
+pub mod hcd;
 pub mod latents;
 mod model;
 pub mod tiled;
@@ -41,6 +42,7 @@ pub struct HcFlow {
     forward: GraphCache<(bool, Shape)>,
     /// Memory plans of the shapes tiling has sized (no buffers held).
     plans: Vec<((tiled::TiledPass, Shape), tiled::PlanBytes)>,
+    hcd: hcd::HcdGraphs,
 }
 
 /// Result of an SR forward pass (HR -> LR, latents, likelihood).
@@ -86,7 +88,7 @@ impl HcFlow {
     pub fn from_parts(config: &serde_json::Value, weights: WeightStore) -> Result<Self> {
         let cfg = HcflowConfig::from_json(config)?;
         cfg.check_weights(&weights)?;
-        Ok(HcFlow { cfg, weights, reverse: GraphCache::new(), forward: GraphCache::new(), plans: Vec::new() })
+        Ok(HcFlow { cfg, weights, reverse: GraphCache::new(), forward: GraphCache::new(), plans: Vec::new(), hcd: hcd::HcdGraphs::default() })
     }
 
     pub fn config(&self) -> &HcflowConfig {

@@ -1,5 +1,6 @@
 //! [`Model`](crate::models::registry::Model) for HCFlow: the registry's face of the family.
 
+use super::hcd::{HcdOptions, HcdResult, HcdStart};
 use crate::image_io::RgbImage;
 use crate::models::registry::{family, finite, Downscaled, FamilyInfo, Model, UpscaleOptions};
 use crate::models::tiling::{TileGrid, TilePolicy, TiledPass};
@@ -36,6 +37,9 @@ impl Model for HcFlow {
         let (lr, raw) = self.downscale_tiled(ctx, hr, tiling, &mut |d, _| progress(d))?;
         let raw = finite(&self.describe(), vec![raw])?.remove(0);
         Ok(Downscaled { lr, raw })
+    }
+    fn downscale_hcd(&mut self, ctx: &GpuContext, hr: &RgbImage, opts: &HcdOptions, progress: &mut dyn FnMut(usize, usize)) -> Result<HcdResult> {
+        HcFlow::downscale_hcd(self, ctx, hr, opts, &HcdStart::Random, progress)
     }
     fn nll(&mut self, ctx: &GpuContext, hr: &RgbImage, lr: &RgbImage, seed: u64) -> Result<f64> {
         if self.config().task != Task::Sr {
