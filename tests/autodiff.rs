@@ -162,6 +162,8 @@ fn conv_ref(x: &[f64], s: Shape, w: &[f32], ws: [usize; 4], bias: Option<&[f32]>
     (out, os)
 }
 
+/// HCFlow's bounded log-scale; 0.318 is the model's constant, not 1/pi.
+#[allow(clippy::approx_constant)]
 fn logscale(v: f64) -> f64 {
     0.318 * (2.0 * v).atan()
 }
@@ -201,6 +203,7 @@ fn store(items: Vec<(&str, Vec<usize>, Vec<f32>)>) -> WeightStore {
     w
 }
 
+#[allow(clippy::too_many_arguments)]
 fn conv_case(name: &'static str, s: Shape, ws: [usize; 4], stride: usize, pad: usize, groups: usize, act: Activation, alpha: f32, with_scale: bool, residual: bool, seed: u64) -> Case {
     let mut rng = Rng::new(seed ^ 0xC0);
     let w = rng.vec(ws.iter().product(), -0.5, 0.5);
