@@ -99,6 +99,39 @@ fn downscale_and_nll() {
 }
 
 #[test]
+fn hcd_downscale_through_the_cli() {
+    let d = scratch("hcd");
+    let hr = d.join("hr.png");
+    write_png(&hr, 16, 12, 4);
+    let rescale = fixture("hcflow_rescale_x4_tiny");
+    let (a, b) = (d.join("a.png"), d.join("b.png"));
+    let o = wgsr(&["downscale", s(&hr), s(&a), "--model", s(&rescale), "--hcd", "--hcd-iters", "2,3", "--seed", "9"]);
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("HCD: 1 patch(es)") && err.contains("--seed 9"), "{err}");
+    let img = image::open(&a).unwrap();
+    assert_eq!((img.width(), img.height()), (4, 3));
+    // Same seed, same bytes; and HCD moves the LR off the plain downscale.
+    ok(&wgsr(&["downscale", s(&hr), s(&b), "--model", s(&rescale), "--hcd", "--hcd-iters", "2,3", "--seed", "9"]));
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let plain = d.join("plain.png");
+    ok(&wgsr(&["downscale", s(&hr), s(&plain), "--model", s(&rescale)]));
+    assert_ne!(pixels(&plain), pixels(&a));
+    // Refusals, before any work: HCD flags without --hcd, bad counts,
+    // tiling flags, an SR model.
+    let out = d.join("x.png");
+    fails_with(&wgsr(&["downscale", s(&hr), s(&out), "--model", s(&rescale), "--hcd-iters", "2,3"]), "--hcd");
+    fails_with(&wgsr(&["downscale", s(&hr), s(&out), "--model", s(&rescale), "--seed", "3"]), "--hcd");
+    fails_with(&wgsr(&["downscale", s(&hr), s(&out), "--model", s(&rescale), "--hcd", "--hcd-iters", "15"]), "H,L");
+    fails_with(&wgsr(&["downscale", s(&hr), s(&out), "--model", s(&rescale), "--hcd", "--hcd-iters", "2,5000"]), "at most");
+    fails_with(&wgsr(&["downscale", s(&hr), s(&out), "--model", s(&rescale), "--hcd", "--tile", "2"]), "--hcd-patch");
+    fails_with(&wgsr(&["downscale", s(&hr), s(&out), "--model", s(&rescale), "--hcd", "--hcd-patch", "2"]), "below 8");
+    fails_with(&wgsr(&["downscale", s(&hr), s(&out), "--model", s(&fixture("hcflow_sr_x4_tiny")), "--hcd"]), "rescaling model");
+    assert!(!out.exists());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
 fn bad_inputs_fail_cleanly_and_write_nothing() {
     let d = scratch("bad");
     let model = fixture("hcflow_sr_x4_tiny");
