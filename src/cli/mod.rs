@@ -421,12 +421,14 @@ fn downscale_one(
     if let Some(o) = hcd {
         let pb = if show_progress { progress::bar(0, "HCD steps") } else { indicatif::ProgressBar::hidden() };
         let mut traces = Vec::new();
+        let mut plan = 0;
         let lr = img.map_rgb_scaled(Scale::Down(s), |x| {
             let r = m.downscale_hcd(ctx, x, o, &mut |d, n| {
                 pb.set_length(n as u64);
                 pb.set_position(d as u64);
             })?;
             traces = r.patches;
+            plan = r.plan_bytes;
             Ok(r.lr)
         });
         pb.finish_and_clear();
@@ -444,7 +446,12 @@ fn downscale_one(
             };
             let first = mean(&|t| t.loss_hr.first().copied().unwrap_or(f64::NAN));
             let last = mean(&|t| t.loss_lr.last().copied().unwrap_or(f64::NAN));
-            eprintln!("HCD: {} patch(es), model round-trip PSNR (RGB) {first:.2} dB at the start -> {last:.2} dB; upscale with --seed {}", traces.len(), o.seed);
+            eprintln!(
+                "HCD: {} patch(es), model round-trip PSNR (RGB) {first:.2} dB at the start -> {last:.2} dB; gradient graphs {} MiB; upscale with --seed {}",
+                traces.len(),
+                plan >> 20,
+                o.seed
+            );
         }
         return lr.save(output);
     }
