@@ -188,10 +188,16 @@ impl GpuContext {
         naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
             .validate(&parsed)
             .map_err(|e| Error::Kernel(format!("kernels/{name}.wgsl (composed): {}", e.emit_to_string(src))))?;
-        let module = Arc::new(self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(name),
-            source: wgpu::ShaderSource::Wgsl(src.into()),
-        }));
+        let desc = wgpu::ShaderModuleDescriptor { label: Some(name), source: wgpu::ShaderSource::Wgsl(src.into()) };
+        let module = Arc::new(if shader_checks_off() {
+            // SAFETY: measurement switch only (benches; see `shader_checks_off`):
+            // every kernel bounds-checks its own thread index and loops over
+            // uniform-bounded ranges; the runtime checks wgpu injects on top
+            // are what this switch measures.
+            unsafe { self.device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
+        } else {
+            self.device.create_shader_module(desc)
+        });
         m.insert(key, module.clone());
         Ok(module)
     }
@@ -387,4 +393,13 @@ pub fn grid_1d(n: usize) -> [u32; 3] {
         let x = n.div_ceil(y);
         [x as u32, y as u32, 1]
     }
+}
+
+/// `WGSR_SHADER_CHECKS=off`: compile kernels without wgpu's injected runtime
+/// checks (buffer bounds, loop bounding, integer division guards). For
+/// measuring what the checks cost (`cargo bench`); never the default, since
+/// no test proves every index of every kernel in range.
+fn shader_checks_off() -> bool {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OFF.get_or_init(|| std::env::var("WGSR_SHADER_CHECKS").is_ok_and(|v| v == "off"))
 }
