@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use wgsr::graph::{Executor, GraphBuilder};
-use wgsr::models::hcflow::graph::{build_forward, build_reverse};
+use wgsr::models::hcflow::graph::{build_forward, build_hcd, build_reverse, HcdStage};
 use wgsr::models::hcflow::HcflowConfig;
 use wgsr::models::sr3::{unet, Sr3Config};
 use wgsr::weights::ModelDir;
@@ -46,6 +46,29 @@ fn plan_peak_equals_allocated_bytes() {
         let (peak, got, scratch) = measure(&ctx, &format!("{name} forward"), g);
         assert_eq!(peak, got, "{name} forward: plan peak vs allocated");
         total_scratch += scratch;
+    }
+    // HCD's gradient graphs (forward + backward in one plan) on the tiny
+    // rescaling model: the backward keeps the activations it reads, which
+    // costs a multiple of the plain passes' plans (printed for the notes).
+    let dir = fixture("hcflow_rescale_x4_tiny");
+    let cfg = HcflowConfig::from_json(&dir.config).unwrap();
+    let lr = Shape::new(1, 3, 8, 8);
+    let mut plain = 0;
+    for fwd in [true, false] {
+        let mut g = GraphBuilder::with_weights(&ctx, &dir.weights);
+        if fwd {
+            build_forward(&mut g, &cfg, Shape::new(1, 3, 32, 32), false).unwrap();
+        } else {
+            build_reverse(&mut g, &cfg, lr, false).unwrap();
+        }
+        plain += measure(&ctx, &format!("hcflow_rescale_x4_tiny {} (HCD's sizes)", if fwd { "forward" } else { "reverse" }), g).0;
+    }
+    for stage in [HcdStage::Hr, HcdStage::Lr] {
+        let mut g = GraphBuilder::with_weights(&ctx, &dir.weights);
+        build_hcd(&mut g, &cfg, stage, lr).unwrap();
+        let (peak, got, _) = measure(&ctx, &format!("hcflow_rescale_x4_tiny HCD {stage:?} stage, LR 8x8"), g);
+        assert_eq!(peak, got, "HCD {stage:?}: plan peak vs allocated");
+        println!("HCD {stage:?} stage plan / (forward + reverse plans) = {:.2}", peak as f64 / plain as f64);
     }
     let dir = fixture("sr3_tiny");
     let cfg = Sr3Config::from_json(&dir.config).unwrap();
