@@ -100,15 +100,18 @@ pub struct PatchTrace {
 pub struct HcdResult {
     pub lr: RgbImage,
     pub patches: Vec<PatchTrace>,
-    /// Bytes the two gradient graphs' plans hold (the largest patch).
+    /// Bytes the larger stage's gradient graph holds (the largest patch);
+    /// one stage's graph is allocated at a time.
     pub plan_bytes: u64,
 }
 
-/// The two stages' gradient graphs, built for one patch shape.
+/// The gradient graph of the current stage and patch shape. One slot for
+/// both stages: switching stage frees the other's buffers first, so the
+/// peak is the larger stage's plan, not the sum (a rebuild per stage and
+/// patch costs well under one iteration).
 #[derive(Default)]
 pub(super) struct HcdGraphs {
-    hr: GraphCache<Shape>,
-    lr: GraphCache<Shape>,
+    graph: GraphCache<(HcdStage, Shape)>,
 }
 
 fn mse(a: &[f32], b: &[f32]) -> f64 {
@@ -159,11 +162,7 @@ fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
 impl HcFlow {
     fn hcd_executor(&mut self, ctx: &GpuContext, stage: HcdStage, lr: Shape) -> Result<&mut Executor> {
         let (cfg, weights) = (&self.cfg, &self.weights);
-        let cache = match stage {
-            HcdStage::Hr => &mut self.hcd.hr,
-            HcdStage::Lr => &mut self.hcd.lr,
-        };
-        cache.get_or_build(lr, || {
+        self.hcd.graph.get_or_build((stage, lr), || {
             let mut g = GraphBuilder::with_weights(ctx, weights);
             graph::build_hcd(&mut g, cfg, stage, lr)?;
             Executor::new(ctx, g.build()?)
@@ -276,6 +275,7 @@ impl HcFlow {
             let (sr, _, q) = self.hcd_gradient(ctx, HcdStage::Hr, lr_shape, &add(&hr_p, &d), &hr_p, &eps, heat).with_context(label)?;
             loss_hr.push(mse(&sr, &hr_p));
             let x0 = q.expect("the HR stage outputs its LR");
+            let hr_stage_bytes = self.hcd_plan_bytes();
             tick(opts.iters.0 + 1);
             // LR stage.
             let mut e = match start {
@@ -298,15 +298,15 @@ impl HcFlow {
             let lr_p = quantize8(&add(&x0, &e));
             let tile = Tile { window: c, core: c };
             paste(&mut lr_out, w, h, &lr_p, &tile, 1, 3);
-            plan_bytes = plan_bytes.max(self.hcd_plan_bytes());
+            plan_bytes = plan_bytes.max(hr_stage_bytes).max(self.hcd_plan_bytes());
             patches.push(PatchTrace { rect: (c.x, c.y, c.w, c.h), loss_hr, loss_lr });
         }
         Ok(HcdResult { lr: RgbImage::new(w, h, lr_out)?, patches, plan_bytes })
     }
 
-    /// Bytes allocated by the cached HCD graphs.
+    /// Bytes allocated by the cached HCD graph.
     pub fn hcd_plan_bytes(&self) -> u64 {
-        [&self.hcd.hr, &self.hcd.lr].into_iter().filter_map(|c| c.get()).map(|e| e.allocated_bytes()).sum()
+        self.hcd.graph.get().map_or(0, |e| e.allocated_bytes())
     }
 }
 
