@@ -205,8 +205,39 @@ impl ConvVjp {
         if p.dilation != [1, 1] {
             return Err(g.shape_error(v.name, KIND, "no gradient for a dilated convolution".into()));
         }
-        let [_, _, kh, kw] = self.shape;
+        let [cout, cin_g, kh, kw] = self.shape;
         let ds = g.shape(dpre)?;
+        if p.stride == [1, 1] && p.padding[0] < kh && p.padding[1] < kw {
+            // Stride 1: the adjoint is a plain conv with the kernel flipped
+            // and its channel roles swapped, padded k - 1 - p, which runs on
+            // the (faster) direct conv path: W'[g*cin_g + ci][o][kh-1-y][kw-1-x]
+            // = W[g*cout_g + o][ci][y][x].
+            let groups = p.groups;
+            let cout_g = cout / groups;
+            let mut wf = vec![0f32; self.weight.len()];
+            for gi in 0..groups {
+                for o in 0..cout_g {
+                    for ci in 0..cin_g {
+                        for y in 0..kh {
+                            for x in 0..kw {
+                                let src = (((gi * cout_g + o) * cin_g + ci) * kh + y) * kw + x;
+                                let dst = (((gi * cin_g + ci) * cout_g + o) * kh + (kh - 1 - y)) * kw + (kw - 1 - x);
+                                wf[dst] = self.weight[src];
+                            }
+                        }
+                    }
+                }
+            }
+            let wt = HostTensor::new(vec![groups * cin_g, cout_g, kh, kw], wf)?;
+            let params = Conv2dParams { stride: [1, 1], padding: [kh - 1 - p.padding[0], kw - 1 - p.padding[1]], dilation: [1, 1], groups };
+            let c = Conv { params, bias: false, ..Default::default() };
+            let dx = g.conv2d_with(&v.node("x"), dpre, &wt, None, None, c)?;
+            let got = g.shape(dx)?;
+            if got != self.x {
+                return Err(g.shape_error(v.name, KIND, format!("input gradient {got} differs from the input {}", self.x)));
+            }
+            return Ok(dx);
+        }
         // The transposed conv maps the output grid back onto the input; the
         // rows/columns a strided conv never reached come back as output padding.
         let mut out_pad = [0; 2];
