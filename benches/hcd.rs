@@ -44,5 +44,11 @@ fn main() {
             println!("{kind:<24} {:>9} {n:>6} {ms:>10.2} {:>6.1}%", if grad { "backward" } else { "forward" }, 100.0 * ms / total);
         }
         println!("total: {total:.1} ms per step ({})", p.source);
+        let mut slow: Vec<_> = p.rows.iter().collect();
+        slow.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        println!("slowest nodes:");
+        for r in slow.iter().take(8) {
+            println!("  {:>8.2} ms {:>7.2} GFLOP/s  {:<40} {:<18} {}", r.ms, r.gflops, r.name, r.kind, r.shapes);
+        }
     }
 }

@@ -173,7 +173,11 @@ pub struct Conv2dWeights {
     shape: [usize; 4],
     cout: usize,
     k: usize,
-    /// Packed weights: `Conv`: [K][Cout]; `Transposed`: [groups][K][Cout/groups].
+    /// Row stride of the packed `Conv` matrix (`Transposed`: unused).
+    kstride: usize,
+    /// Packed weights: `Conv`: [K][kstride] (Cout padded to a multiple of 4,
+    /// so conv2d_rows reads whole vec4 rows even for 3 or 18 channels);
+    /// `Transposed`: [groups][K][Cout/groups].
     packed: Arc<wgpu::Buffer>,
     packed_bytes: u64,
     /// K entries of `ci << 16 | ky << 8 | kx` (ci within the group).
@@ -211,13 +215,14 @@ impl Conv2dWeights {
         Self::check_shape("conv2d", weight, shape)?;
         let k = cin_g * kh * kw;
         // A[k][co] = w[co][k]: a row of output channels is contiguous.
-        let mut packed = vec![0f32; k * cout];
+        let kstride = cout.next_multiple_of(4);
+        let mut packed = vec![0f32; k * kstride];
         for co in 0..cout {
             for kk in 0..k {
-                packed[kk * cout + co] = weight[co * k + kk];
+                packed[kk * kstride + co] = weight[co * k + kk];
             }
         }
-        Self::upload(ctx, Kind::Conv, shape, cout, cin_g, &packed, bias, scale)
+        Self::upload(ctx, Kind::Conv, shape, cout, cin_g, kstride, &packed, bias, scale)
     }
 
     /// Weights of a `ConvTranspose2d`: `weight` in torch layout
@@ -252,7 +257,7 @@ impl Conv2dWeights {
                 }
             }
         }
-        Self::upload(ctx, Kind::Transposed { groups }, shape, groups * cout_g, cin, &packed, bias, scale)
+        Self::upload(ctx, Kind::Transposed { groups }, shape, groups * cout_g, cin, cout_g, &packed, bias, scale)
     }
 
     fn check_shape(op: &str, weight: &[f32], shape: [usize; 4]) -> Result<()> {
@@ -273,6 +278,7 @@ impl Conv2dWeights {
         shape: [usize; 4],
         cout: usize,
         cin: usize,
+        kstride: usize,
         packed: &[f32],
         bias: Option<&[f32]>,
         scale: Option<&[f32]>,
@@ -322,6 +328,7 @@ impl Conv2dWeights {
             shape,
             cout,
             k,
+            kstride,
             packed: make("conv weights", bytemuck::cast_slice(&packed)),
             packed_bytes,
             taps: make("conv taps", bytemuck::cast_slice(&taps)),
@@ -545,11 +552,18 @@ fn launch(
     // conv2d_rows (see conv.wgsl), which needs whole vec4 weight rows.
     // WGSR_CONV_TILED set in the environment forces the tiled kernel there
     // too, so CPU-only CI can test the GPU path.
-    let rows = geo.cout_g % 4 == 0 && ctx.info().device_type == "Cpu" && std::env::var_os("WGSR_CONV_TILED").is_none();
+    // A single-group conv has its rows padded to whole vec4s (`kstride`), so
+    // it qualifies whatever its channel count.
+    let vec_rows = geo.cout_g % 4 == 0 || (geo.groups == 1 && w.kind == Kind::Conv);
+    let rows = vec_rows && ctx.info().device_type == "Cpu" && std::env::var_os("WGSR_CONV_TILED").is_none();
     // conv2d_rows tile: 4*rq channels x 64*rj columns (rq*rj <= 32). Wide
     // (rj = 8) is fastest on llvmpipe where there are enough columns;
     // narrower tiles waste fewer lanes on small images.
+    // Few output channels (coupling-net outputs: 3, 18): a channel tile of
+    // 4 or 8 instead of 16 multiplies fewer padding rows.
     let (rq, rj) = match ntot {
+        _ if geo.cout_g <= 4 => (1, 8),
+        _ if geo.cout_g <= 8 => (2, 8),
         n if n >= 4096 || geo.cout_g <= 16 => (4, 8),
         n if n >= 1024 => (8, 4),
         _ => (8, 2),
@@ -560,7 +574,7 @@ fn launch(
         geo.cout_g.div_ceil(if half_m { TILE_M / 2 } else { TILE_M })
     };
     let (a_kstride, a_gstride) = match w.kind {
-        Kind::Conv => (w.cout, geo.cout_g),
+        Kind::Conv => (w.kstride, geo.cout_g),
         Kind::Transposed { .. } => (geo.cout_g, k * geo.cout_g),
     };
     let params = ConvUniform {
