@@ -154,10 +154,10 @@ fn additive(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
             @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
     if (i >= p.total) { return; }
-    let q = i / p.hw;
-    let px = i - q * p.hw;
-    let ch = q % p.c;
-    let n = q / p.c;
+    let at = nchw(i, p.c, p.hw);
+    let n = at.n;
+    let ch = at.ch;
+    let px = at.px;
     if (ch < p.k) {
         let s = aux[(n * p.k + ch) * p.hw + px];
         let v = load_in(i);
@@ -190,10 +190,10 @@ fn gaussian_sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
                    @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
     if (i >= p.total) { return; }
-    let q = i / p.hw;
-    let px = i - q * p.hw;
-    let ch = q % p.c;
-    let n = q / p.c;
+    let at = nchw(i, p.c, p.hw);
+    let n = at.n;
+    let ch = at.ch;
+    let px = at.px;
     let hi = gauss_index(n, ch, px);
     let mean = aux[hi];
     let logs = gauss_logs(aux[hi + p.hw]);
@@ -206,10 +206,10 @@ fn gaussian_normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
                       @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
     if (i >= p.total) { return; }
-    let q = i / p.hw;
-    let px = i - q * p.hw;
-    let ch = q % p.c;
-    let n = q / p.c;
+    let at = nchw(i, p.c, p.hw);
+    let n = at.n;
+    let ch = at.ch;
+    let px = at.px;
     let hi = gauss_index(n, ch, px);
     let mean = aux[hi];
     let logs = gauss_logs(aux[hi + p.hw]);

@@ -100,10 +100,10 @@ fn affine_coupling_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
                         @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
     if (i >= p.total) { return; }
-    let q = i / p.hw;
-    let px = i - q * p.hw;
-    let ch = q % p.c;
-    let n = q / p.c;
+    let at = nchw(i, p.c, p.hw);
+    let n = at.n;
+    let ch = at.ch;
+    let px = at.px;
     let dy = g_in[i];
     if (ch < p.k) {
         dst[i] = dy;
@@ -138,10 +138,10 @@ fn gaussian_sample_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
                         @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
     if (i >= p.total) { return; }
-    let q = i / p.hw;
-    let px = i - q * p.hw;
-    let ch = q % p.c;
-    let n = q / p.c;
+    let at = nchw(i, p.c, p.hw);
+    let n = at.n;
+    let ch = at.ch;
+    let px = at.px;
     let hi = (n * 2u * p.c + 2u * ch) * p.hw + px;
     let da = g_in[i];
     let v = aux[hi + p.hw];

@@ -14,6 +14,18 @@ fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return wg_index(wid, nwg) * WG + lid;
 }
 
+// Sample, channel and pixel of flat NCHW index i (c channels of hw pixels).
+struct Nchw {
+    n: u32,
+    ch: u32,
+    px: u32,
+}
+
+fn nchw(i: u32, c: u32, hw: u32) -> Nchw {
+    let q = i / hw;
+    return Nchw(q / c, q % c, i - q * hw);
+}
+
 // Scratch of the workgroup reductions below. Only entries that call them
 // use it, so it costs the others no workgroup memory.
 var<workgroup> red: array<f32, WG>;
