@@ -220,3 +220,14 @@ mod hcd_golden {
         }
     }
 }
+
+#[test]
+fn a_non_finite_hr_is_refused_before_any_work() {
+    let mut m = model("hcflow_rescale_x4_tiny");
+    let mut hr = photo(32, 32);
+    hr.data[77] = f32::NAN;
+    let mut calls = 0;
+    let e = m.downscale_hcd(ctx(), &hr, &HcdOptions::default(), &HcdStart::Random, &mut |_, _| calls += 1).unwrap_err();
+    assert!(e.to_string().contains("not finite"), "{e}");
+    assert_eq!(calls, 0);
+}

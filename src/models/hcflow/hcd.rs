@@ -191,6 +191,12 @@ impl HcFlow {
         ex.run(ctx)?;
         let sr = ex.read_output(ctx, "sr")?;
         let grad = ex.read_output(ctx, "grad")?;
+        // A NaN would pass through every projection into the LR.
+        if let Some(i) = sr.iter().chain(&grad).position(|v| !v.is_finite()) {
+            return Err(Error::InvalidArgument(format!(
+                "HCD {stage:?} stage: the model produced a non-finite value (element {i}); its weights overflow on this input"
+            )));
+        }
         let q = if stage == HcdStage::Hr { Some(ex.read_output(ctx, "lr")?) } else { None };
         Ok((sr, grad, q))
     }
@@ -229,6 +235,9 @@ impl HcFlow {
         }
         let s = self.cfg.scale;
         self.check_hr(Shape::new(1, 3, hr.height, hr.width))?;
+        if let Some(i) = hr.data.iter().position(|v| !v.is_finite()) {
+            return Err(Error::InvalidArgument(format!("HCD: HR value {i} is not finite ({})", hr.data[i])));
+        }
         let (w, h) = (hr.width / s, hr.height / s);
         let grid = match start {
             HcdStart::Random => TileGrid::new(w, h, opts.patch, 0),
