@@ -157,3 +157,107 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>,
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// CPU variant (gemm_rows), chosen for CPU adapters (llvmpipe/lavapipe), on
+// the reasoning of conv.wgsl's conv2d_rows: there every workgroup-memory
+// read above is a per-lane scalar loop, so this variant uses none. A thread
+// owns 16 rows (m0 .. m0+15, the same for the whole workgroup, so their A
+// loads are at uniform addresses) and 8 columns n0 + lid + 64*j (B loads of
+// neighbouring lanes are neighbouring words unless TRANS_B): per k, 8 B
+// loads and 16 uniform A loads feed 128 multiply-adds, with no barriers.
+const RM: u32 = 16u;
+const RN: u32 = 8u;
+
+fn a_at(base: u32, m: u32, k: u32) -> f32 {
+    if (m >= p.m) { return 0.0; }
+    if (TRANS_A) { return A[base + k * p.lda + m]; }
+    return A[base + m * p.lda + k];
+}
+
+fn b_at(base: u32, n: u32, k: u32) -> f32 {
+    if (n >= p.n) { return 0.0; }
+    if (TRANS_B) { return B[base + n * p.ldb + k]; }
+    return B[base + k * p.ldb + n];
+}
+
+// Rows m .. m+3 of column n of C (the parts inside M x N), with alpha and bias.
+fn store_rows(c_base: u32, m: u32, n: u32, acc: vec4<f32>) {
+    if (n >= p.n) { return; }
+    for (var i = 0u; i < 4u; i++) {
+        let gm = m + i;
+        if (gm >= p.m) { return; }
+        var v = p.alpha * acc[i];
+        if (BIAS_MODE == BIAS_PER_COLUMN) {
+            v += bias[p.bias_off + n];
+        } else if (BIAS_MODE == BIAS_PER_ROW) {
+            v += bias[p.bias_off + gm];
+        }
+        C[c_base + gm * p.ldc + n] = v;
+    }
+}
+
+@compute @workgroup_size(64)
+fn gemm_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let n0 = wid.x * 64u * RN + lid;
+    let m0 = wid.y * RM;
+    let a_base = p.a_off + wid.z * p.a_bs;
+    let b_base = p.b_off + wid.z * p.b_bs;
+    // r<q>_<j>: rows m0 + 4q .. +3 of column n0 + 64 j, in named variables
+    // (an indexed array would live in memory on llvmpipe).
+    var r0_0 = vec4<f32>(0.0); var r0_1 = vec4<f32>(0.0); var r0_2 = vec4<f32>(0.0); var r0_3 = vec4<f32>(0.0); var r0_4 = vec4<f32>(0.0); var r0_5 = vec4<f32>(0.0); var r0_6 = vec4<f32>(0.0); var r0_7 = vec4<f32>(0.0);
+    var r1_0 = vec4<f32>(0.0); var r1_1 = vec4<f32>(0.0); var r1_2 = vec4<f32>(0.0); var r1_3 = vec4<f32>(0.0); var r1_4 = vec4<f32>(0.0); var r1_5 = vec4<f32>(0.0); var r1_6 = vec4<f32>(0.0); var r1_7 = vec4<f32>(0.0);
+    var r2_0 = vec4<f32>(0.0); var r2_1 = vec4<f32>(0.0); var r2_2 = vec4<f32>(0.0); var r2_3 = vec4<f32>(0.0); var r2_4 = vec4<f32>(0.0); var r2_5 = vec4<f32>(0.0); var r2_6 = vec4<f32>(0.0); var r2_7 = vec4<f32>(0.0);
+    var r3_0 = vec4<f32>(0.0); var r3_1 = vec4<f32>(0.0); var r3_2 = vec4<f32>(0.0); var r3_3 = vec4<f32>(0.0); var r3_4 = vec4<f32>(0.0); var r3_5 = vec4<f32>(0.0); var r3_6 = vec4<f32>(0.0); var r3_7 = vec4<f32>(0.0);
+    for (var k = 0u; k < p.k; k++) {
+        let a0 = vec4<f32>(a_at(a_base, m0 + 0u, k), a_at(a_base, m0 + 1u, k), a_at(a_base, m0 + 2u, k), a_at(a_base, m0 + 3u, k));
+        let a1 = vec4<f32>(a_at(a_base, m0 + 4u, k), a_at(a_base, m0 + 5u, k), a_at(a_base, m0 + 6u, k), a_at(a_base, m0 + 7u, k));
+        let a2 = vec4<f32>(a_at(a_base, m0 + 8u, k), a_at(a_base, m0 + 9u, k), a_at(a_base, m0 + 10u, k), a_at(a_base, m0 + 11u, k));
+        let a3 = vec4<f32>(a_at(a_base, m0 + 12u, k), a_at(a_base, m0 + 13u, k), a_at(a_base, m0 + 14u, k), a_at(a_base, m0 + 15u, k));
+        let b0 = b_at(b_base, n0 + 0u, k);
+        let b1 = b_at(b_base, n0 + 64u, k);
+        let b2 = b_at(b_base, n0 + 128u, k);
+        let b3 = b_at(b_base, n0 + 192u, k);
+        let b4 = b_at(b_base, n0 + 256u, k);
+        let b5 = b_at(b_base, n0 + 320u, k);
+        let b6 = b_at(b_base, n0 + 384u, k);
+        let b7 = b_at(b_base, n0 + 448u, k);
+        r0_0 += a0 * b0; r0_1 += a0 * b1; r0_2 += a0 * b2; r0_3 += a0 * b3; r0_4 += a0 * b4; r0_5 += a0 * b5; r0_6 += a0 * b6; r0_7 += a0 * b7;
+        r1_0 += a1 * b0; r1_1 += a1 * b1; r1_2 += a1 * b2; r1_3 += a1 * b3; r1_4 += a1 * b4; r1_5 += a1 * b5; r1_6 += a1 * b6; r1_7 += a1 * b7;
+        r2_0 += a2 * b0; r2_1 += a2 * b1; r2_2 += a2 * b2; r2_3 += a2 * b3; r2_4 += a2 * b4; r2_5 += a2 * b5; r2_6 += a2 * b6; r2_7 += a2 * b7;
+        r3_0 += a3 * b0; r3_1 += a3 * b1; r3_2 += a3 * b2; r3_3 += a3 * b3; r3_4 += a3 * b4; r3_5 += a3 * b5; r3_6 += a3 * b6; r3_7 += a3 * b7;
+    }
+    let c_base = p.c_off + wid.z * p.c_bs;
+    store_rows(c_base, m0 + 0u, n0 + 0u, r0_0);
+    store_rows(c_base, m0 + 0u, n0 + 64u, r0_1);
+    store_rows(c_base, m0 + 0u, n0 + 128u, r0_2);
+    store_rows(c_base, m0 + 0u, n0 + 192u, r0_3);
+    store_rows(c_base, m0 + 0u, n0 + 256u, r0_4);
+    store_rows(c_base, m0 + 0u, n0 + 320u, r0_5);
+    store_rows(c_base, m0 + 0u, n0 + 384u, r0_6);
+    store_rows(c_base, m0 + 0u, n0 + 448u, r0_7);
+    store_rows(c_base, m0 + 4u, n0 + 0u, r1_0);
+    store_rows(c_base, m0 + 4u, n0 + 64u, r1_1);
+    store_rows(c_base, m0 + 4u, n0 + 128u, r1_2);
+    store_rows(c_base, m0 + 4u, n0 + 192u, r1_3);
+    store_rows(c_base, m0 + 4u, n0 + 256u, r1_4);
+    store_rows(c_base, m0 + 4u, n0 + 320u, r1_5);
+    store_rows(c_base, m0 + 4u, n0 + 384u, r1_6);
+    store_rows(c_base, m0 + 4u, n0 + 448u, r1_7);
+    store_rows(c_base, m0 + 8u, n0 + 0u, r2_0);
+    store_rows(c_base, m0 + 8u, n0 + 64u, r2_1);
+    store_rows(c_base, m0 + 8u, n0 + 128u, r2_2);
+    store_rows(c_base, m0 + 8u, n0 + 192u, r2_3);
+    store_rows(c_base, m0 + 8u, n0 + 256u, r2_4);
+    store_rows(c_base, m0 + 8u, n0 + 320u, r2_5);
+    store_rows(c_base, m0 + 8u, n0 + 384u, r2_6);
+    store_rows(c_base, m0 + 8u, n0 + 448u, r2_7);
+    store_rows(c_base, m0 + 12u, n0 + 0u, r3_0);
+    store_rows(c_base, m0 + 12u, n0 + 64u, r3_1);
+    store_rows(c_base, m0 + 12u, n0 + 128u, r3_2);
+    store_rows(c_base, m0 + 12u, n0 + 192u, r3_3);
+    store_rows(c_base, m0 + 12u, n0 + 256u, r3_4);
+    store_rows(c_base, m0 + 12u, n0 + 320u, r3_5);
+    store_rows(c_base, m0 + 12u, n0 + 384u, r3_6);
+    store_rows(c_base, m0 + 12u, n0 + 448u, r3_7);
+}

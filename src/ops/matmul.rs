@@ -13,11 +13,14 @@ use crate::{Error, Result, Shape, Tensor};
 
 /// Output tile of one workgroup (TM/TN in matmul.wgsl, checked by the reflection test).
 const TILE: usize = 64;
+/// gemm_rows' tile: RM rows x 64 * RN columns.
+const ROWS_M: usize = 16;
+const ROWS_N: usize = 64 * 8;
 
 pub(crate) const SHADER: ShaderSource = ShaderSource::new("matmul", include_str!("../../kernels/matmul.wgsl"))
     .params(&[GemmUniform::LAYOUT])
-    .entries(&[EntryPoint::new("gemm", [16, 16, 1])])
-    .consts(&[("TM", TILE as u32), ("TN", TILE as u32)]);
+    .entries(&[EntryPoint::new("gemm", [16, 16, 1]), EntryPoint::new("gemm_rows", [64, 1, 1])])
+    .consts(&[("TM", TILE as u32), ("TN", TILE as u32), ("RM", ROWS_M as u32), ("RN", (ROWS_N / 64) as u32)]);
 
 crate::kernel_params! {
     /// Uniform block of kernels/matmul.wgsl: sizes, then per operand its
@@ -173,7 +176,10 @@ pub(crate) fn gemm(ctx: &GpuContext, g: &Gemm<'_>) -> Result<Dispatch> {
         ("TRANS_B", g.trans_b as u32 as f64),
         ("BIAS_MODE", mode.constant()),
     ];
-    let grid = [g.n.div_ceil(TILE), g.m.div_ceil(TILE), g.batch];
+    // CPU adapters take gemm_rows (see matmul.wgsl), a 16 x 512 tile per
+    // workgroup; WGSR_CONV_TILED forces the shared-memory kernel there too.
+    let rows = ctx.info().device_type == "Cpu" && std::env::var_os("WGSR_CONV_TILED").is_none();
+    let grid = if rows { [g.n.div_ceil(ROWS_N), g.m.div_ceil(ROWS_M), g.batch] } else { [g.n.div_ceil(TILE), g.m.div_ceil(TILE), g.batch] };
     if grid.iter().any(|&v| v > u32::MAX as usize) {
         return Err(Error::TooLarge(format!("{op}: grid {grid:?} is too large")));
     }
@@ -182,7 +188,7 @@ pub(crate) fn gemm(ctx: &GpuContext, g: &Gemm<'_>) -> Result<Dispatch> {
     Ok(ctx
         .dispatch(KernelCall {
             shader: &SHADER,
-            entry: "gemm",
+            entry: if rows { "gemm_rows" } else { "gemm" },
             constants: &constants,
             params: Some(&params),
             buffers: &[g.a.tensor.arg(), g.b.tensor.arg(), bias_t.arg(), g.c.tensor.arg_mut()],

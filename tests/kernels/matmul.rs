@@ -93,6 +93,10 @@ fn matmul_transposes_and_bias() {
         check(&mut rng, 2, 1, 70, 130, 40, ta, tb, BiasKind::Col);
         check(&mut rng, 1, 2, 129, 65, 7, ta, tb, BiasKind::Row);
     }
+    // Several column tiles of the CPU variant (gemm_rows: 16 x 512) with a
+    // partial last one, in both B layouts.
+    check(&mut rng, 2, 2, 20, 1100, 9, false, false, BiasKind::Col);
+    check(&mut rng, 1, 1, 37, 530, 12, true, true, BiasKind::Row);
     // Degenerate vector shapes.
     check(&mut rng, 1, 1, 1, 1, 300, false, false, BiasKind::None);
     check(&mut rng, 1, 1, 200, 3, 1, true, true, BiasKind::Col);
