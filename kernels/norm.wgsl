@@ -75,7 +75,7 @@ fn group_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     var q = 0.0;
     for (var i = lid; i < cnt; i += WG) {
         let d = (x[start + i] - shift) - mean;
-        q = fma(d, d, q);
+        q += d * d;
     }
     let m2 = wg_sum(lid, q);
 
@@ -137,7 +137,7 @@ fn group_normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
         let off = start + i;
         let ch = ch0 + off / p.hw;
         let v = ((x[gbase + off] - shift) - g_mean) * rstd;
-        var o = fma(v, gb[ch], gb[nc + ch]);
+        var o = v * gb[ch] + gb[nc + ch];
         if (SWISH) {
             // sigmoid via exp(-|o|) <= 1 so nothing overflows for large |o|.
             let e = exp(-abs(o));
