@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::gpu::{grid_1d, to_u32, wg_entries, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, WG};
 use crate::{Error, Result, Shape, Tensor};
 
-const ENTRIES: [EntryPoint; 2] = wg_entries(["group_stats", "group_normalize"]);
+const ENTRIES: [EntryPoint; 4] = wg_entries(["group_stats", "group_normalize", "group_stats4", "group_normalize4"]);
 pub(crate) const SHADER: ShaderSource = ShaderSource::new("norm", include_str!("../../kernels/norm.wgsl"))
     .params(&[NormUniform::LAYOUT])
     .entries(&ENTRIES);
@@ -37,10 +37,14 @@ const MAX_CHUNKS: usize = WG;
 /// torch.nn.GroupNorm's default epsilon (SR3 uses the default).
 pub const DEFAULT_EPS: f32 = 1e-5;
 
-/// Split a group span of `len` values into `(chunk, nchunks)` with no empty chunk.
+/// Split a group span of `len` values into `(chunk, nchunks)` with no empty
+/// chunk; chunks are whole vec4s when `len` is.
 fn plan_chunks(len: usize) -> (usize, usize) {
     let n = len.div_ceil(CHUNK_TARGET).clamp(1, MAX_CHUNKS);
-    let chunk = len.div_ceil(n);
+    let mut chunk = len.div_ceil(n);
+    if len % 4 == 0 {
+        chunk = chunk.next_multiple_of(4);
+    }
     (chunk, len.div_ceil(chunk))
 }
 
@@ -126,10 +130,13 @@ impl GroupNorm {
             eps: self.eps,
         };
         let n = s.numel() as f64;
+        // vec4 entries when every vec4 stays in one chunk and one channel.
+        let vec4 = len % 4 == 0 && chunk % 4 == 0 && s.hw() % 4 == 0;
+        let (stats_entry, norm_entry) = if vec4 { ("group_stats4", "group_normalize4") } else { ("group_stats", "group_normalize") };
         let stats = ctx
             .dispatch(KernelCall {
                 shader: &SHADER,
-                entry: "group_stats",
+                entry: stats_entry,
                 constants: &[],
                 params: Some(&params),
                 buffers: &[x.arg(), partials.arg_mut()],
@@ -139,7 +146,7 @@ impl GroupNorm {
         let normalize = ctx
             .dispatch(KernelCall {
                 shader: &SHADER,
-                entry: "group_normalize",
+                entry: norm_entry,
                 constants: &[("SWISH", swish as u32 as f64)],
                 params: Some(&params),
                 buffers: &[x.arg(), self.affine.arg(), partials.arg(), out.arg_mut()],
