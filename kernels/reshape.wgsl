@@ -149,6 +149,34 @@ fn copy_channels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         x[((b * p.c_in + ci) * p.h_in + yo / p.f) * p.w_in + xo / p.f];
 }
 
+// Nearest x2 upsampling of contiguous channels (copy_channels with f = 2,
+// steps 1, even w_in): each thread reads 2 neighbouring input pixels as one
+// vec2 and writes the 4 output pixels they become to both output rows as
+// vec4s (per-lane scalar accesses are the cost on CPU drivers).
+// n = B * count * h_in * w_in / 2.
+@group(0) @binding(1) var<storage, read> x2: array<vec2<f32>>;
+@group(0) @binding(2) var<storage, read_write> y4: array<vec4<f32>>;
+
+@compute @workgroup_size(WG)
+fn upsample2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let half = p.w_in / 2u;
+    let xj = i % half;
+    var t = i / half;
+    let yi = t % p.h_in;
+    t = t / p.h_in;
+    let k = t % p.count;
+    let b = t / p.count;
+    let v = x2[((b * p.c_in + p.in_start + k) * p.h_in + yi) * half + xj];
+    let o = vec4<f32>(v.x, v.x, v.y, v.y);
+    // An output row (w_out = 2 w_in floats) is `half` vec4s.
+    let row = ((b * p.c_out + p.out_start + k) * p.h_out + 2u * yi) * half + xj;
+    y4[row] = o;
+    y4[row + half] = o;
+}
+
 // Contiguous channel block copy (concatenation, slicing with step 1, no
 // upsampling): per sample, `w_out` consecutive floats from x[b * c_in + h_in]
 // to y[b * c_out + h_out] (fields reused as batch strides / offsets in

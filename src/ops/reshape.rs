@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crate::gpu::{grid_1d, to_u32, wg_entries, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, WG};
 use crate::{Error, Result, Shape, Tensor};
 
-const ENTRIES: [EntryPoint; 6] = wg_entries(["space_to_depth", "depth_to_space", "haar_down", "haar_up", "copy_channels", "copy_block"]);
+const ENTRIES: [EntryPoint; 7] = wg_entries(["space_to_depth", "depth_to_space", "haar_down", "haar_up", "copy_channels", "copy_block", "upsample2"]);
 pub(crate) const SHADER: ShaderSource = ShaderSource::new("reshape", include_str!("../../kernels/reshape.wgsl"))
     .params(&[ReshapeUniform::LAYOUT])
     .entries(&ENTRIES);
@@ -318,6 +318,10 @@ fn copy_channels(ctx: &GpuContext, op: &str, x: &Tensor, out: &Tensor, f: usize,
     let n = si.n() * c.count * so.hw();
     if f == 1 && c.in_step == 1 && c.out_step == 1 {
         return copy_block(ctx, x, out, c);
+    }
+    if f == 2 && c.in_step == 1 && c.out_step == 1 && si.w() % 2 == 0 {
+        let threads = si.n() * c.count * si.hw() / 2;
+        return launch(ctx, "upsample2", x, out, threads, f, c, 0.0, 4.0 * (n + si.n() * c.count * si.hw()) as f64);
     }
     launch(ctx, "copy_channels", x, out, n, f, c, 0.0, 4.0 * (n + si.n() * c.count * si.hw()) as f64)
 }

@@ -417,7 +417,9 @@ fn concat_and_write_channels() {
 fn upsample_nearest_matches_reference() {
     let c = ctx();
     let mut rng = Rng::new(17);
-    for (s, f) in [(Shape::new(2, 3, 6, 10), 2), (Shape::new(1, 5, 3, 4), 3), (Shape::new(2, 5, 5, 7), 1)] {
+    // f = 2 with an even width takes the vec4 entry (upsample2), odd widths
+    // and other factors the general one.
+    for (s, f) in [(Shape::new(2, 3, 6, 10), 2), (Shape::new(2, 3, 5, 7), 2), (Shape::new(1, 5, 3, 4), 3), (Shape::new(2, 5, 5, 7), 1)] {
         let (x, xv) = rand_tensor(&mut rng, s, -2.0, 2.0);
         let out = poisoned(out_shape(s, s.c(), s.h() * f, s.w() * f));
         let got = run_and_read(reshape::upsample_nearest(c, &x, f, &out).unwrap(), &out);
@@ -441,6 +443,23 @@ fn upsample_nearest_matches_reference() {
         want.extend_from_slice(&up[b * 300..(b + 1) * 300]);
     }
     assert_exact("reshape.cat(y, upsample_nearest_into(feat, 2))", &got, &want);
+    // The same with an even feature width (the vec4 entry, at a channel offset).
+    let fs = Shape::new(2, 5, 3, 4);
+    let (feat, fv) = rand_tensor(&mut rng, fs, -2.0, 2.0);
+    let (y, yv) = rand_tensor(&mut rng, Shape::new(2, 3, 6, 8), -2.0, 2.0);
+    let out = poisoned(Shape::new(2, 8, 6, 8));
+    let ds = vec![
+        reshape::write_channels(c, &y, &out, 0, 1).unwrap(),
+        reshape::upsample_nearest_into(c, &feat, 2, &out, 3).unwrap(),
+    ];
+    let got = run_and_read(ds, &out);
+    let up = upsample_ref(&fv, fs, 2);
+    let mut want = Vec::new();
+    for b in 0..2 {
+        want.extend_from_slice(&yv[b * 144..(b + 1) * 144]);
+        want.extend_from_slice(&up[b * 240..(b + 1) * 240]);
+    }
+    assert_exact("reshape.cat(y, upsample_nearest_into(feat, 2)) even width", &got, &want);
 }
 
 #[test]
