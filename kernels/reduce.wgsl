@@ -4,7 +4,7 @@
 //
 // A per-sample sum runs in two passes with a fixed summation order (no float
 // atomics), so repeated runs give bit-identical results:
-//   partial_sum: workgroup g covers CHUNK = 1024 consecutive elements of one
+//   partial_sum: workgroup g covers CHUNK = 4096 consecutive elements of one
 //                sample (sample g / parts, chunk g % parts) and writes one
 //                partial sum; kernels/flow.wgsl writes partials the same way.
 //   finish:      one workgroup per sample sums its `parts` partials and writes

@@ -5,8 +5,10 @@
 
 /// Threads per workgroup of every 1-D kernel (`WG` in WGSL).
 pub const WG: usize = 256;
-/// Elements each thread of a partial-sum pass reads (`PER_THREAD`).
-pub const PER_THREAD: usize = 4;
+/// Elements each thread of a partial-sum pass reads (`PER_THREAD`). 16, not
+/// 4: a quarter of the workgroups, so a quarter of the barrier-bound
+/// workgroup reductions (lavapipe: sum over 1x64x128x128 11-13 -> 5-6 ms).
+pub const PER_THREAD: usize = 16;
 /// Elements per workgroup of a partial-sum pass (`CHUNK`), reduce.wgsl and flow.wgsl.
 pub const CHUNK: usize = WG * PER_THREAD;
 
