@@ -68,6 +68,56 @@ fn depth_to_space(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     y[i] = x[((b * p.c_in + ci) * p.h_in + yo / p.f) * p.w_in + xo / p.f];
 }
 
+// space_to_depth / depth_to_space for f = 2 and W (input / output) a
+// multiple of 4, on vectors: a thread takes 4 consecutive input pixels of
+// both rows of a 2x2 row pair (two vec4s) and moves them as four vec2s of
+// the four sub-pixel channels (per-lane scalar accesses are the cost on CPU
+// drivers). n = B * C * (H / 2) * (W / 4), C and H of the full-resolution
+// side; the fields are those of the general entries.
+@group(0) @binding(1) var<storage, read> x4in: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> y2out: array<vec2<f32>>;
+@group(0) @binding(1) var<storage, read> x2in: array<vec2<f32>>;
+@group(0) @binding(2) var<storage, read_write> y4out: array<vec4<f32>>;
+
+@compute @workgroup_size(WG)
+fn space_to_depth2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let q = p.w_in / 4u;
+    let jj = i % q;
+    var t = i / q;
+    let r = t % p.h_out;
+    let bc = t / p.h_out;             // b * c_in + c
+    let half = p.w_out / 2u;          // vec2s per output row
+    for (var dy = 0u; dy < 2u; dy++) {
+        let v = x4in[((bc * p.h_in + 2u * r + dy) * p.w_in) / 4u + jj];
+        // out channel 4c + 2dy + dx, columns 2jj, 2jj+1.
+        let o = ((4u * bc + 2u * dy) * p.h_out + r) * half + jj;
+        y2out[o] = vec2<f32>(v.x, v.z);
+        y2out[o + p.h_out * half] = vec2<f32>(v.y, v.w);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn depth_to_space2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let q = p.w_out / 4u;
+    let jj = i % q;
+    var t = i / q;
+    let r = t % p.h_in;
+    let bc = t / p.h_in;              // b * c_out + c
+    let half = p.w_in / 2u;
+    for (var dy = 0u; dy < 2u; dy++) {
+        let src = ((4u * bc + 2u * dy) * p.h_in + r) * half + jj;
+        let a = x2in[src];
+        let b = x2in[src + p.h_in * half];
+        y4out[((bc * p.h_out + 2u * r + dy) * p.w_out) / 4u + jj] = vec4<f32>(a.x, b.x, a.y, b.y);
+    }
+}
+
 // Haar analysis of each 2x2 block (a = x[2i][2j], b = x[2i][2j+1],
 // c = x[2i+1][2j], d = x[2i+1][2j+1]) into 4 bands, divided by 4, written
 // band-major: out channel = band*C + c. Band filters as in HCFlow's

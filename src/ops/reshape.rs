@@ -19,7 +19,8 @@ use std::sync::Arc;
 use crate::gpu::{grid_1d, to_u32, wg_entries, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, WG};
 use crate::{Error, Result, Shape, Tensor};
 
-const ENTRIES: [EntryPoint; 7] = wg_entries(["space_to_depth", "depth_to_space", "haar_down", "haar_up", "copy_channels", "copy_block", "upsample2"]);
+const ENTRIES: [EntryPoint; 9] =
+    wg_entries(["space_to_depth", "depth_to_space", "haar_down", "haar_up", "copy_channels", "copy_block", "upsample2", "space_to_depth2", "depth_to_space2"]);
 pub(crate) const SHADER: ShaderSource = ShaderSource::new("reshape", include_str!("../../kernels/reshape.wgsl"))
     .params(&[ReshapeUniform::LAYOUT])
     .entries(&ENTRIES);
@@ -207,6 +208,9 @@ fn space_to_depth(ctx: &GpuContext, op: &str, x: &Tensor, out: &Tensor, f: usize
     expect_out(op, x.shape(), out.shape(), want)?;
     no_alias(op, x, out)?;
     let n = want.numel();
+    if f == 2 && x.shape().w() % 4 == 0 {
+        return launch(ctx, "space_to_depth2", x, out, n / 8, f, ChanCopy::default(), 0.0, 8.0 * n as f64);
+    }
     launch(ctx, "space_to_depth", x, out, n, f, ChanCopy::default(), 0.0, 8.0 * n as f64)
 }
 
@@ -215,6 +219,9 @@ fn depth_to_space(ctx: &GpuContext, op: &str, x: &Tensor, out: &Tensor, f: usize
     expect_out(op, x.shape(), out.shape(), want)?;
     no_alias(op, x, out)?;
     let n = want.numel();
+    if f == 2 && want.w() % 4 == 0 {
+        return launch(ctx, "depth_to_space2", x, out, n / 8, f, ChanCopy::default(), 0.0, 8.0 * n as f64);
+    }
     launch(ctx, "depth_to_space", x, out, n, f, ChanCopy::default(), 0.0, 8.0 * n as f64)
 }
 

@@ -213,6 +213,9 @@ fn squeeze_and_pixel_unshuffle_match_references() {
         (Shape::new(2, 5, 6, 9), 3),
         (Shape::new(1, 5, 8, 4), 4),
         (Shape::new(2, 3, 32, 18), 2),
+        // f = 2 with W a multiple of 4: the vector entry (space_to_depth2).
+        (Shape::new(2, 3, 6, 12), 2),
+        (Shape::new(1, 5, 34, 36), 2),
     ];
     for (s, f) in cases {
         let (x, xv) = rand_tensor(&mut rng, s, -2.0, 2.0);
@@ -232,7 +235,8 @@ fn squeeze_and_pixel_unshuffle_match_references() {
 fn unsqueeze_and_pixel_shuffle_match_references() {
     let c = ctx();
     let mut rng = Rng::new(12);
-    let cases = [(Shape::new(2, 12, 3, 5), 2), (Shape::new(2, 45, 2, 3), 3), (Shape::new(1, 20, 5, 7), 2)];
+    // The last two: f = 2 with an output width a multiple of 4 (depth_to_space2).
+    let cases = [(Shape::new(2, 12, 3, 5), 2), (Shape::new(2, 45, 2, 3), 3), (Shape::new(1, 20, 5, 7), 2), (Shape::new(2, 12, 3, 6), 2), (Shape::new(1, 20, 17, 18), 2)];
     for (s, f) in cases {
         let (x, xv) = rand_tensor(&mut rng, s, -2.0, 2.0);
         let os = out_shape(s, s.c() / (f * f), s.h() * f, s.w() * f);
