@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # All the GPU work of a session in one call (a lent machine with a real GPU,
-# e.g. through the device tool): build, the kernel roofline table, the three
-# model benches, in under 8 minutes. Results go to $OUT (or ./device-out).
+# e.g. through the device tool): build, the kernel roofline table, the model
+# benches (HCFlow, SR3, PixelCNN, HCD), in under 8 minutes. Results go to $OUT (or ./device-out).
 #
 #   bash benches/device.sh            # on the GPU machine, from the repo root
 #
@@ -44,4 +44,5 @@ step hcflow 60 cargo bench --bench hcflow -- sr_x4 64 5
 step hcflow256 60 cargo bench --bench hcflow -- sr_x4 256 3
 step sr3 40 env SR3_BENCH_STEPS=10 cargo bench --bench sr3
 step pixelcnn 60 cargo bench --bench pixelcnn
+step hcd 40 cargo bench --bench hcd -- 128
 echo "results in $OUT" | tee -a "$OUT/summary.txt"
