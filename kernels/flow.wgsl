@@ -65,6 +65,30 @@ fn actnorm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     }
 }
 
+// ActNorm on vec4s when H*W is a multiple of 4 (a vec4 stays in one channel):
+// per-lane scalar accesses are the cost on CPU drivers. Same fields.
+@group(0) @binding(1) var<storage, read> src4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> dst4: array<vec4<f32>>;
+
+@compute @workgroup_size(WG)
+fn actnorm4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (4u * i >= p.total) { return; }
+    let ch = (4u * i / p.hw) % p.c;
+    var v: vec4<f32>;
+    if (INPLACE) {
+        v = dst4[i];
+    } else {
+        v = src4[i];
+    }
+    if (REVERSE) {
+        dst4[i] = v * aux[2u * p.c + ch] - vec4<f32>(aux[ch]);
+    } else {
+        dst4[i] = (v + vec4<f32>(aux[ch])) * aux[p.c + ch];
+    }
+}
+
 // ------------------------------------------------- invertible 1x1 convolution
 // y[o] = sum_i W[o][i] x[i] per pixel. aux holds W and W^-1, each stored
 // input-major with the output index padded to a multiple of 4:
