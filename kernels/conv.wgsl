@@ -505,3 +505,66 @@ fn conv2d_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     if (RQ > 6u) { store_cols(c0, c1, c2, c3, c4, c5, c6, c7, g, m0 + 24u, r6_0, r6_1, r6_2, r6_3, z, z, z, z); }
     if (RQ > 7u) { store_cols(c0, c1, c2, c3, c4, c5, c6, c7, g, m0 + 28u, r7_0, r7_1, r7_2, r7_3, z, z, z, z); }
 }
+
+// ---------------------------------------------------------------------------
+// Narrow CPU variant (conv2d_narrow): outputs of at most a few columns
+// (N = batch*Ho*Wo <= 32, e.g. one pixel or one short row of a batch), where conv2d_rows
+// would leave nearly every lane of its 64*RJ-column tile idle. Lanes run
+// along output channels instead: thread lid owns channels m0 + 4*lid .. +3
+// (one weight vec4 per k, consecutive across lanes) and all CJ columns of
+// the workgroup (their gathers are at workgroup-uniform addresses). A
+// workgroup covers 4*NWG = 64 channels, so a 768-channel layer is 12
+// workgroups and keeps every core busy. The sum is the same multiply-add
+// chain in k order as the other entries, so an output element is
+// bit-identical whichever entry computed it.
+const NWG: u32 = 16u;
+override CJ: u32 = 1u;
+
+@compute @workgroup_size(16)
+fn conv2d_narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let n0 = wg_index(wid, nwg) * CJ;
+    if (n0 >= p.ntot) { return; }
+    let g = wid.z / p.m_tiles;
+    let m = (wid.z % p.m_tiles) * 4u * NWG + 4u * lid;
+    // A_VEC (cout_g % 4 == 0) is required; there are no barriers, so idle lanes leave now.
+    if (m >= p.cout_g) { return; }
+    let a0 = (g * p.a_gstride + m) / 4u;
+    let a4 = p.a_kstride / 4u;
+    let c0 = column(n0 + 0u, g);
+    let c1 = column(n0 + 1u, g);
+    let c2 = column(n0 + 2u, g);
+    let c3 = column(n0 + 3u, g);
+    let c4 = column(n0 + 4u, g);
+    let c5 = column(n0 + 5u, g);
+    let c6 = column(n0 + 6u, g);
+    let c7 = column(n0 + 7u, g);
+    var r0 = vec4<f32>(0.0);
+    var r1 = vec4<f32>(0.0);
+    var r2 = vec4<f32>(0.0);
+    var r3 = vec4<f32>(0.0);
+    var r4 = vec4<f32>(0.0);
+    var r5 = vec4<f32>(0.0);
+    var r6 = vec4<f32>(0.0);
+    var r7 = vec4<f32>(0.0);
+    for (var k = 0u; k < p.k; k++) {
+        let t = tap_of(k);
+        let a = wpk[a0 + k * a4];
+        r0 += a * gather(c0, t);
+        if (CJ > 1u) { r1 += a * gather(c1, t); }
+        if (CJ > 2u) { r2 += a * gather(c2, t); }
+        if (CJ > 3u) { r3 += a * gather(c3, t); }
+        if (CJ > 4u) { r4 += a * gather(c4, t); }
+        if (CJ > 5u) { r5 += a * gather(c5, t); }
+        if (CJ > 6u) { r6 += a * gather(c6, t); }
+        if (CJ > 7u) { r7 += a * gather(c7, t); }
+    }
+    store4(c0, g, m, r0);
+    if (CJ > 1u) { store4(c1, g, m, r1); }
+    if (CJ > 2u) { store4(c2, g, m, r2); }
+    if (CJ > 3u) { store4(c3, g, m, r3); }
+    if (CJ > 4u) { store4(c4, g, m, r4); }
+    if (CJ > 5u) { store4(c5, g, m, r5); }
+    if (CJ > 6u) { store4(c6, g, m, r6); }
+    if (CJ > 7u) { store4(c7, g, m, r7); }
+}

@@ -161,15 +161,26 @@ impl Tensor {
 
     /// Download to the host (waits for all submitted work).
     pub fn to_vec(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
-        let size = self.shape.bytes();
+        Ok(Tensor::read_many(ctx, &[self])?.swap_remove(0))
+    }
+
+    /// Download several tensors through one staging buffer and one wait
+    /// (each wait is a host/GPU round trip; small per-step reads add up).
+    pub fn read_many(ctx: &GpuContext, tensors: &[&Tensor]) -> Result<Vec<Vec<f32>>> {
+        let sizes: Vec<u64> = tensors.iter().map(|t| t.shape.bytes()).collect();
+        let total: u64 = sizes.iter().sum();
         let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
-            size,
+            size: total.max(4),
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
-        enc.copy_buffer_to_buffer(&self.buffer, 0, &staging, 0, size);
+        let mut at = 0;
+        for (t, &size) in tensors.iter().zip(&sizes) {
+            enc.copy_buffer_to_buffer(&t.buffer, 0, &staging, at, size);
+            at += size;
+        }
         ctx.queue.submit([enc.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
@@ -183,7 +194,16 @@ impl Tensor {
             let view = staging
                 .get_mapped_range(..)
                 .map_err(|e| Error::Device(format!("mapping a readback buffer failed: {e}")))?;
-            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+            let all = bytemuck::cast_slice::<u8, f32>(&view);
+            let mut at = 0;
+            sizes
+                .iter()
+                .map(|&size| {
+                    let n = (size / 4) as usize;
+                    at += n;
+                    all[at - n..at].to_vec()
+                })
+                .collect()
         };
         staging.unmap();
         Ok(out)

@@ -1,7 +1,9 @@
 //! Pixel Recursive SR against the PyTorch reference (tools/pixelcnn_ref.py,
 //! fixture from tools/make_pixelcnn_fixtures.py): logits within 1e-4, the
 //! sampler's draws exactly the reference sampler's for a fixed uniform
-//! stream, naive == fast, T -> 0 == greedy, and clear errors for bad input.
+//! stream, every sampler (naive, row, cached) bit-identical to the naive one
+//! (tiny fixture and the paper's architecture, batch > 1, T = 0 and > 0),
+//! T -> 0 == greedy, and clear errors for bad input.
 
 #[path = "kernels/common.rs"]
 mod common;
@@ -11,7 +13,8 @@ use std::path::PathBuf;
 
 use common::*;
 use wgsr::image_io::RgbImage;
-use wgsr::models::pixelcnn::{PixelCnn, PixelCnnOptions};
+use wgsr::models::pixelcnn::{random_weights, PixelCnn, PixelCnnConfig, PixelCnnOptions, Sampler};
+use wgsr::ops::rng::host_uniform;
 use wgsr::weights::{read_safetensors_f64, HostTensor, ModelDir, WeightStore};
 use wgsr::Error;
 
@@ -53,6 +56,8 @@ fn values(v: &[u8]) -> Vec<f32> {
     v.iter().map(|&x| x as f32).collect()
 }
 
+const SAMPLERS: [Sampler; 3] = [Sampler::Naive, Sampler::Row, Sampler::Cached];
+
 #[test]
 fn samplers_draw_the_reference_values() {
     let g = golden();
@@ -63,11 +68,12 @@ fn samplers_draw_the_reference_values() {
         println!("T={t}: reference draw margin {:.3e}", g[&format!("margin_{name}")].1[0]);
         for n in 0..2 {
             let (lr_n, u_n, want_n) = (item(&lr, n, 2), item(&u, n, 2), item(&want, n, 2));
-            let fast = m.sample(ctx(), &lr_n, &u_n, 1, t, true, usize::MAX, &mut |_, _| {}).unwrap();
-            let naive = m.sample(ctx(), &lr_n, &u_n, 1, t, false, usize::MAX, &mut |_, _| {}).unwrap();
+            let naive = m.sample(ctx(), &lr_n, &u_n, 1, t, Sampler::Naive, usize::MAX, &mut |_, _| {}).unwrap();
             assert_exact(&format!("naive sampler T={t} image {n}"), &values(&naive), &want_n);
-            assert_exact(&format!("fast sampler T={t} image {n}"), &values(&fast), &want_n);
-            assert_eq!(fast, naive, "naive and fast samplers differ at T={t}, image {n}");
+            for s in [Sampler::Row, Sampler::Cached] {
+                let got = m.sample(ctx(), &lr_n, &u_n, 1, t, s, usize::MAX, &mut |_, _| {}).unwrap();
+                assert_eq!(got, naive, "{s:?} and naive samplers differ at T={t}, image {n}");
+            }
         }
     }
 }
@@ -78,36 +84,74 @@ fn batched_samples_and_low_temperature() {
     let mut m = model();
     let (lr, u) = (g32(&g, "lr"), g32(&g, "uniforms"));
     let lr0 = item(&lr, 0, 2);
-    // Two samples of one LR in one batch = two separate runs with those uniforms.
-    let both = m.sample(ctx(), &lr0, &u, 2, 1.0, true, usize::MAX, &mut |_, _| {}).unwrap();
-    for s in 0..2 {
-        let one = m.sample(ctx(), &lr0, &item(&u, s, 2), 1, 1.0, true, usize::MAX, &mut |_, _| {}).unwrap();
-        assert_eq!(&both[s * one.len()..(s + 1) * one.len()], one.as_slice(), "batched sample {s}");
+    for t in [1.0f32, 0.0] {
+        // Two samples of one LR in one batch = two separate runs with those uniforms, for every sampler.
+        let naive = m.sample(ctx(), &lr0, &u, 2, t, Sampler::Naive, usize::MAX, &mut |_, _| {}).unwrap();
+        for s in SAMPLERS {
+            let both = m.sample(ctx(), &lr0, &u, 2, t, s, usize::MAX, &mut |_, _| {}).unwrap();
+            assert_eq!(both, naive, "{s:?} batch of 2 at T={t} differs from the naive batch");
+            for k in 0..2 {
+                let one = m.sample(ctx(), &lr0, &item(&u, k, 2), 1, t, s, usize::MAX, &mut |_, _| {}).unwrap();
+                assert_eq!(&both[k * one.len()..(k + 1) * one.len()], one.as_slice(), "{s:?} batched sample {k} at T={t}");
+            }
+        }
+        if t > 0.0 {
+            assert_ne!(naive[..naive.len() / 2], naive[naive.len() / 2..], "different uniforms gave identical samples");
+        }
     }
-    assert_ne!(both[..both.len() / 2], both[both.len() / 2..], "different uniforms gave identical samples");
     // T -> 0 is greedy: the fixture's argmax gaps are >= 1e-3, so T = 1e-5 leaves rivals exp(-100).
     let greedy = item(&g32(&g, "samples_t0"), 0, 2);
-    let cold = m.sample(ctx(), &lr0, &item(&u, 0, 2), 1, 1e-5, true, usize::MAX, &mut |_, _| {}).unwrap();
+    let cold = m.sample(ctx(), &lr0, &item(&u, 0, 2), 1, 1e-5, Sampler::Cached, usize::MAX, &mut |_, _| {}).unwrap();
     assert_exact("T=1e-5 vs greedy", &values(&cold), &greedy);
 }
 
+/// The paper's prior (20 gated blocks x 32 channels, 7x7 input, 5x5
+/// vertical, 1x5 horizontal, hidden 1024) with random masked weights on a
+/// 2x2 -> 8x8 image (the naive sampler is slow at 32x32): the first two rows
+/// and two pixels of the third (every colour, both row boundaries, columns at
+/// and away from the image edges), batch 2, T = 0 and T = 0.8.
 #[test]
-fn upscale_api_naive_equals_fast() {
+fn samplers_agree_on_the_paper_architecture() {
+    let cfg = PixelCnnConfig { lr_h: 2, lr_w: 2, ..Default::default() };
+    let mut m = PixelCnn::from_parts(ctx(), cfg.clone(), random_weights(&cfg, 1000).unwrap()).unwrap();
+    let (h, w) = (cfg.hr_h(), cfg.hr_w());
+    let prefix = 3 * (2 * w + 2);
+    let lr: Vec<f32> = host_uniform(7, 0, 3 * 4).iter().map(|&x| (x * 255.0).floor()).collect();
+    let u = host_uniform(3, 0, 2 * 3 * h * w);
+    for t in [0.0f32, 0.8] {
+        let naive = m.sample(ctx(), &lr, &u, 2, t, Sampler::Naive, prefix, &mut |_, _| {}).unwrap();
+        assert!(naive.iter().any(|&v| v != 0), "the prefix drew only zeros at T={t}");
+        for s in [Sampler::Row, Sampler::Cached] {
+            let got = m.sample(ctx(), &lr, &u, 2, t, s, prefix, &mut |_, _| {}).unwrap();
+            assert_eq!(got, naive, "{s:?} and naive samplers differ on the paper architecture at T={t}");
+        }
+    }
+    // The cached sampler runs the whole image too (and is deterministic).
+    let a = m.sample(ctx(), &lr, &u, 2, 0.8, Sampler::Cached, usize::MAX, &mut |_, _| {}).unwrap();
+    let b = m.sample(ctx(), &lr, &u, 2, 0.8, Sampler::Cached, usize::MAX, &mut |_, _| {}).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn upscale_api_samplers_agree() {
     let g = golden();
     let mut m = model();
     let lr = item(&g32(&g, "lr"), 1, 2);
     let img = RgbImage::new(1, 2, lr.iter().map(|v| v / 255.0).collect()).unwrap();
     let mut calls = Vec::new();
-    let opts = PixelCnnOptions { temperature: 0.9, seed: 7, samples: 3, fast: true };
+    let opts = PixelCnnOptions { temperature: 0.9, seed: 7, samples: 3, ..Default::default() };
+    assert_eq!(opts.sampler, Sampler::Cached, "the cached sampler is the default");
     let fast = m.upscale(ctx(), &img, &opts, &mut |d, t| calls.push((d, t))).unwrap();
     assert_eq!(calls.len(), 96);
     assert_eq!(calls.last(), Some(&(96, 96)));
-    let naive = m.upscale(ctx(), &img, &PixelCnnOptions { fast: false, ..opts }, &mut |_, _| {}).unwrap();
     assert_eq!(fast.len(), 3);
-    for (s, (f, n)) in fast.iter().zip(&naive).enumerate() {
-        assert_eq!((f.width, f.height), (4, 8));
-        assert_eq!(f, n, "sample {s}: naive and fast differ for the same seed");
-        assert!(f.data.iter().all(|&v| (v * 255.0).round() == v * 255.0 && (0.0..=1.0).contains(&v)));
+    for s in [Sampler::Naive, Sampler::Row] {
+        let other = m.upscale(ctx(), &img, &PixelCnnOptions { sampler: s, ..opts }, &mut |_, _| {}).unwrap();
+        for (k, (f, n)) in fast.iter().zip(&other).enumerate() {
+            assert_eq!((f.width, f.height), (4, 8));
+            assert_eq!(f, n, "sample {k}: {s:?} and cached differ for the same seed");
+            assert!(f.data.iter().all(|&v| (v * 255.0).round() == v * 255.0 && (0.0..=1.0).contains(&v)));
+        }
     }
     assert_ne!(fast[0], fast[1], "samples of one batch must differ");
     let again = m.upscale(ctx(), &img, &PixelCnnOptions { samples: 1, ..opts }, &mut |_, _| {}).unwrap();

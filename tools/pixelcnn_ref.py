@@ -382,9 +382,9 @@ def sample_naive(model, lr, uniforms, temperature, samples_per_lr=1, return_marg
 
 @torch.no_grad()
 def sample_cached(model, lr, uniforms, temperature):
-    """Exact sampling with the restricted-recompute schedule of tools/PIXELCNN.md ("fast exact
-    sampling"): the vertical stack is computed once per row (it depends only on finished rows),
-    and for each sub-pixel only the horizontal stack and output layers at the current pixel are
+    """Exact sampling with the restricted-recompute schedule of the engine's cached sampler
+    (tools/PIXELCNN.md, "Exact samplers"): the vertical stack is computed once per row (it
+    depends only on finished rows), and for each sub-pixel only the horizontal stack and output layers at the current pixel are
     recomputed, from cached left-context columns.  Same arguments and result as sample_naive
     with samples_per_lr=1; exists to prove the schedule in the document is exact."""
     model.eval()

@@ -169,6 +169,12 @@ impl Executor {
         self.output(name)?.to_vec(ctx)
     }
 
+    /// Download several named outputs with one wait (see [`Tensor::read_many`]).
+    pub fn read_outputs(&self, ctx: &GpuContext, names: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let ts = names.iter().map(|n| self.output(n)).collect::<Result<Vec<_>>>()?;
+        Tensor::read_many(ctx, &ts)
+    }
+
     /// Bytes held in the planned buffers (inputs and outputs included).
     pub fn allocated_bytes(&self) -> u64 {
         self.plan.peak_bytes

@@ -338,6 +338,65 @@ fn conv_cpu_row_tiles() {
 }
 
 #[test]
+fn conv_cpu_narrow_columns() {
+    // At most 32 output columns, output channels a multiple of 4: on CPU
+    // adapters these take conv2d_narrow (lanes along output channels); 264
+    // channels span five 64-channel tiles (the last partial); 3, 12 and 32
+    // columns: one partial, one full and a partial, four full column blocks.
+    let res = |act| Extras { bias: true, scale: true, residual: true, epi: Epilogue { activation: act, alpha: 0.75, beta: 1.5 } };
+    check_conv("conv.narrow_1px_40to264", 19, Shape::new(1, 40, 1, 1), [264, 40, 1, 1], Conv2dParams::default(), res(Activation::Relu));
+    check_conv("conv.narrow_b3_5x5_g2", 20, Shape::new(3, 8, 5, 5), [12, 4, 5, 5], params([1, 1], [0, 0], [1, 1], 2), Extras::bias(Activation::None));
+    check_conv("conv.narrow_12cols_pad", 21, Shape::new(2, 6, 2, 3), [8, 6, 3, 3], Conv2dParams::new(1, 1), res(Activation::Tanh));
+    check_conv("conv.narrow_32cols_pad", 23, Shape::new(1, 8, 4, 8), [20, 8, 3, 3], Conv2dParams::new(1, 1), res(Activation::Sigmoid));
+}
+
+/// Each output element is the same products summed in the same order
+/// whatever the output size and kernel entry: the conv of an exact input
+/// window (zeros where the full conv pads) gives the full conv's bits.
+#[test]
+fn conv_output_bits_do_not_depend_on_output_size() {
+    let c = ctx();
+    let mut rng = Rng::new(22);
+    let (xs, ws, pad) = (Shape::new(2, 8, 6, 7), [16usize, 8, 3, 5], [1usize, 2]);
+    let (x, xv) = rand_tensor(&mut rng, xs, -XMAX, XMAX);
+    let wv = rng.vec(ws.iter().product(), -WMAX, WMAX);
+    let bias = rng.vec(ws[0], -0.5, 0.5);
+    let w = Conv2dWeights::new(c, &wv, ws, Some(&bias), None).unwrap();
+    let p = Conv2dParams { padding: pad, ..Default::default() };
+    let full_s = conv2d_out_shape(xs, &w, &p).unwrap();
+    let out = poisoned(full_s);
+    let full = run_and_read(conv2d(c, &x, &w, &p, &Epilogue::default(), None, &out).unwrap(), &out);
+    let (kh, kw) = (ws[2], ws[3]);
+    for (oy, ox) in [(0usize, 0usize), (2, 3), (5, 6), (5, 0)] {
+        // [n, cin, kh, kw] window around (oy, ox), zero outside the image.
+        let mut win = vec![0f32; xs.n() * xs.c() * kh * kw];
+        for b in 0..xs.n() {
+            for ci in 0..xs.c() {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let (iy, ix) = ((oy + ky) as isize - pad[0] as isize, (ox + kx) as isize - pad[1] as isize);
+                        if iy >= 0 && ix >= 0 && (iy as usize) < xs.h() && (ix as usize) < xs.w() {
+                            win[((b * xs.c() + ci) * kh + ky) * kw + kx] = xv[((b * xs.c() + ci) * xs.h() + iy as usize) * xs.w() + ix as usize];
+                        }
+                    }
+                }
+            }
+        }
+        let wt = Tensor::from_slice(c, Shape::new(xs.n(), xs.c(), kh, kw), &win).unwrap();
+        let os = Shape::new(xs.n(), ws[0], 1, 1);
+        let o = poisoned(os);
+        let got = run_and_read(conv2d(c, &wt, &w, &Conv2dParams::default(), &Epilogue::default(), None, &o).unwrap(), &o);
+        for b in 0..xs.n() {
+            for co in 0..ws[0] {
+                let want = full[((b * ws[0] + co) * full_s.h() + oy) * full_s.w() + ox];
+                let g = got[b * ws[0] + co];
+                assert_eq!(g.to_bits(), want.to_bits(), "pixel ({oy},{ox}) batch {b} channel {co}: window {g} vs full {want}");
+            }
+        }
+    }
+}
+
+#[test]
 fn conv_transposed_stride2() {
     check_transposed(
         "convT.k4_s2_p1",

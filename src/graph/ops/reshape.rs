@@ -119,6 +119,25 @@ impl GraphBuilder<'_> {
         Ok(y)
     }
 
+    /// A copy of `base` whose channels start + k*step hold channel k of `x`
+    /// (same batch and size): two copy dispatches, no gradient. Builds a
+    /// tensor from cached channels plus freshly computed ones.
+    pub fn insert_channels(&mut self, name: &str, base: TensorId, x: TensorId, start: usize, step: usize) -> Result<TensorId> {
+        let (sb, sx) = (self.shape(base)?, self.shape(x)?);
+        rs::slice_channels_shape(sb, start, step, sx.c()).with_context(|| node_label(name, "insert_channels"))?;
+        if (sb.n(), sb.h(), sb.w()) != (sx.n(), sx.h(), sx.w()) {
+            return Err(self.shape_error(name, "insert_channels", format!("inserted {sx} does not match {sb} in batch or size")));
+        }
+        self.kernel(
+            name,
+            "insert_channels",
+            format!("start={start} step={step}"),
+            &[base, x],
+            sb,
+            Box::new(move |c, i, o, _| Ok(vec![rs::write_channels(c, i[0], o[0], 0, 1)?, rs::write_channels(c, i[1], o[0], start, step)?])),
+        )
+    }
+
     /// Nearest-neighbour upsampling by an integer factor.
     pub fn upsample_nearest(&mut self, name: &str, x: TensorId, f: usize) -> Result<TensorId> {
         let sx = self.shape(x)?;

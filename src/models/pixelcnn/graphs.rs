@@ -1,4 +1,4 @@
-//! The four graphs of Pixel Recursive SR, each built once per batch size and
+//! Four graphs of Pixel Recursive SR (the cached sampler's two: cache_graphs.rs), each built once per batch size and
 //! replayed (op order: tools/PIXELCNN.md):
 //!
 //! * `cond`:  LR [N,3,h,w] (scaled to [-1,1]) -> A logits [N,768,H,W]
@@ -10,7 +10,7 @@
 //!
 //! `row` performs, per output element, exactly the multiply-adds of `prior`
 //! in the same order (same kernels, same full kernels, the rows the masks zero
-//! are still fed), so the fast sampler's logits are bit-identical to the naive
+//! are still fed), so the row sampler's logits are bit-identical to the naive
 //! one's and both draw the same samples.
 //!
 //! The gate tanh(a) * sigmoid(b) of a 2C-channel tensor is one fused

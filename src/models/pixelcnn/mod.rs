@@ -4,25 +4,36 @@
 //! `softmax((A_i + B_i) / T)` over 256 values. Format, architecture and op
 //! order: tools/PIXELCNN.md; PyTorch reference: tools/pixelcnn_ref.py.
 //!
-//! Two exact samplers:
+//! Three exact samplers ([`Sampler`]); all compute bit-identical logits, so
+//! for the same uniforms they draw identical samples:
 //! * naive: re-runs the whole prior on the full HR image for every sub-pixel;
-//! * fast: once per row, the vertical stack on the full image (row r depends
-//!   only on rows < r); per sub-pixel, only the horizontal stack and head on
-//!   that row (a 1-row graph). Both compute bit-identical logits, so for the
-//!   same uniforms they draw identical samples.
+//! * row: once per row, the vertical stack on the full image (row r depends
+//!   only on rows < r); per sub-pixel, the horizontal stack and head on that
+//!   whole row (a 1-row graph);
+//! * cached (default): once per row, one row of the vertical stack from
+//!   cached rows; per sub-pixel, one column of the horizontal stack and the
+//!   head at that pixel from cached columns (cached.rs).
 //!
 //! Draws are made on the host from the downloaded logits (f64 inverse CDF,
 //! the convention of kernels/softmax.wgsl `sample_rows`), with uniforms from
 //! the crate's Philox stream: sample s, sub-pixel (row, col, colour c) uses
 //! element `((s * 3 + c) * H + row) * W + col` of `host_uniform(seed, 0, ..)`.
 
+mod cache_graphs;
+mod cached;
+mod canvas;
 mod config;
 mod graphs;
 mod model;
+mod profile;
+mod random;
+mod samplers;
 
 pub use config::{PixelCnnConfig, COLOURS, LEVELS, LOGITS};
+pub use random::random_weights;
 
 use crate::graph::{Executor, GraphCache};
+use canvas::Canvas;
 use crate::image_io::RgbImage;
 use crate::ops::rng::host_uniform;
 use crate::weights::{ModelDir, WeightStore};
@@ -38,13 +49,27 @@ pub struct PixelCnnOptions {
     pub seed: u64,
     /// Samples drawn for the LR image, in one batch.
     pub samples: usize,
-    /// The fast exact sampler (same result as the naive one).
-    pub fast: bool,
+    /// Which exact sampler draws (all draw the same samples).
+    pub sampler: Sampler,
+}
+
+/// The exact samplers (module docs); same uniforms, same samples.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sampler {
+    /// The whole prior on the full image for every sub-pixel.
+    Naive,
+    /// The vertical stack on the full image per row, the horizontal stack
+    /// and head on the whole row per sub-pixel.
+    Row,
+    /// One row of the vertical stack per row, one column of the horizontal
+    /// stack and the head at the pixel per sub-pixel, from cached rows and columns.
+    #[default]
+    Cached,
 }
 
 impl Default for PixelCnnOptions {
     fn default() -> Self {
-        PixelCnnOptions { temperature: 0.8, seed: 0, samples: 1, fast: true }
+        PixelCnnOptions { temperature: 0.8, seed: 0, samples: 1, sampler: Sampler::Cached }
     }
 }
 
@@ -56,10 +81,13 @@ pub struct PixelCnn {
     prior: GraphCache<usize>,
     vert: GraphCache<usize>,
     row: GraphCache<usize>,
+    vrow: GraphCache<usize>,
+    /// One per colour (its head computes that colour's logits only).
+    pixel: [GraphCache<usize>; COLOURS],
 }
 
 /// 0..255 -> [-1, 1], as torch computes `x / 127.5 - 1` in f32.
-fn scale_input(v: f32) -> f32 {
+pub(crate) fn scale_input(v: f32) -> f32 {
     v / 127.5 - 1.0
 }
 
@@ -125,7 +153,7 @@ impl PixelCnn {
         if !errs.is_empty() {
             return Err(Error::Weights(format!("weights do not match the config: {}", errs.join("; "))));
         }
-        let mut m = PixelCnn { cfg, weights, cond: GraphCache::new(), prior: GraphCache::new(), vert: GraphCache::new(), row: GraphCache::new() };
+        let mut m = PixelCnn { cfg, weights, cond: GraphCache::new(), prior: GraphCache::new(), vert: GraphCache::new(), row: GraphCache::new(), vrow: GraphCache::new(), pixel: std::array::from_fn(|_| GraphCache::new()) };
         m.cond_exec(ctx, 1)?; // builds (and so checks) the conditioning net now
         Ok(m)
     }
@@ -192,7 +220,7 @@ impl PixelCnn {
         }
         let (h, w) = (self.cfg.hr_h(), self.cfg.hr_w());
         let u = host_uniform(opts.seed, 0, opts.samples * COLOURS * h * w);
-        let vals = self.sample(ctx, &lrv, &u, opts.samples, opts.temperature, opts.fast, usize::MAX, progress)?;
+        let vals = self.sample(ctx, &lrv, &u, opts.samples, opts.temperature, opts.sampler, usize::MAX, progress)?;
         let per = COLOURS * h * w;
         vals.chunks(per).map(|s| RgbImage::new(w, h, s.iter().map(|&v| v as f32 / 255.0).collect())).collect()
     }
@@ -210,7 +238,7 @@ impl PixelCnn {
         uniforms: &[f32],
         samples: usize,
         temperature: f32,
-        fast: bool,
+        sampler: Sampler,
         stop_after: usize,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Vec<u8>> {
@@ -218,8 +246,7 @@ impl PixelCnn {
             return Err(Error::InvalidArgument(format!("temperature must be finite and >= 0, got {temperature}")));
         }
         let (h, w) = (self.cfg.hr_h(), self.cfg.hr_w());
-        let hw = h * w;
-        if samples == 0 || uniforms.len() != samples * COLOURS * hw {
+        if samples == 0 || uniforms.len() != samples * COLOURS * h * w {
             return Err(Error::InvalidArgument(format!(
                 "{} uniforms for {samples} samples of 3x{h}x{w}",
                 uniforms.len()
@@ -227,91 +254,27 @@ impl PixelCnn {
         }
         let a = self.cond_logits(ctx, lr, 1)?; // [768, H, W], shared by all samples
         let n = samples;
-        let total = COLOURS * hw;
-        let steps = total.min(stop_after);
-        // Image being drawn: 0..255 values and the scaled copy the prior sees.
-        let mut img = vec![0u8; n * total];
-        let mut x = vec![scale_input(0.0); n * total];
-        let mut logits = vec![0f32; LEVELS];
-        let mut draw = |img: &mut [u8], x: &mut [f32], b: &[f32], b_hw: usize, b_at: usize, r: usize, q: usize, c: usize| {
-            for s in 0..n {
-                for (v, l) in logits.iter_mut().enumerate() {
-                    let ch = c * LEVELS + v;
-                    *l = a[ch * hw + r * w + q] + b[(s * LOGITS + ch) * b_hw + b_at];
-                }
-                let i = ((s * COLOURS + c) * h + r) * w + q;
-                let v = pick_inverse_cdf(&logits, uniforms[i], temperature) as u8;
-                img[i] = v;
-                x[i] = scale_input(v as f32);
-            }
-        };
-        let mut done = 0;
-        if !fast {
-            let (cfg, wt) = (&self.cfg, &self.weights);
-            let e = self.prior.get_or_build(n, || Executor::new(ctx, graphs::prior_graph(ctx, wt, cfg, n)?))?;
-            'outer: for r in 0..h {
-                for q in 0..w {
-                    for c in 0..COLOURS {
-                        if done == steps {
-                            break 'outer;
-                        }
-                        e.set_input(ctx, "hr", &x)?;
-                        e.run(ctx)?;
-                        let b = e.read_output(ctx, "b")?;
-                        draw(&mut img, &mut x, &b, hw, r * w + q, r, q, c);
-                        done += 1;
-                        progress(done, total);
-                    }
-                }
-            }
-            return Ok(img);
-        }
+        let mut cv = Canvas::new(n, h, w, a, uniforms, temperature);
+        let steps = (COLOURS * h * w).min(stop_after);
         let (cfg, wt) = (&self.cfg, &self.weights);
-        let nb = cfg.prior_blocks;
-        let c2 = 2 * cfg.prior_channels;
-        let kin = cfg.prior_in_kernel;
-        let pin = kin / 2;
-        let ve = self.vert.get_or_build(n, || Executor::new(ctx, graphs::vert_graph(ctx, wt, cfg, n)?))?;
-        let re = self.row.get_or_build(n, || Executor::new(ctx, graphs::row_graph(ctx, wt, cfg, n)?))?;
-        let mut rows = vec![0f32; n * COLOURS * kin * w];
-        let mut vrow = vec![0f32; n * c2 * w];
-        'rows: for r in 0..h {
-            if done == steps {
-                break;
+        match sampler {
+            Sampler::Naive => {
+                let e = self.prior.get_or_build(n, || Executor::new(ctx, graphs::prior_graph(ctx, wt, cfg, n)?))?;
+                samplers::naive(ctx, e, &mut cv, steps, progress)?;
             }
-            ve.set_input(ctx, "hr", &x)?;
-            ve.run(ctx)?;
-            for i in 0..nb {
-                let vh = ve.read_output(ctx, &format!("vh{i}"))?; // [n, 2C, H, W]
-                for (sc, dst) in vrow.chunks_mut(w).enumerate() {
-                    dst.copy_from_slice(&vh[(sc * h + r) * w..][..w]);
-                }
-                re.set_input(ctx, &format!("vh{i}"), &vrow)?;
+            Sampler::Row => {
+                let ve = self.vert.get_or_build(n, || Executor::new(ctx, graphs::vert_graph(ctx, wt, cfg, n)?))?;
+                let re = self.row.get_or_build(n, || Executor::new(ctx, graphs::row_graph(ctx, wt, cfg, n)?))?;
+                samplers::row(ctx, cfg, ve, re, &mut cv, steps, progress)?;
             }
-            for q in 0..w {
-                for c in 0..COLOURS {
-                    if done == steps {
-                        break 'rows;
-                    }
-                    // rows r-pin ..= r+pin of x; outside the image: 0 (the naive conv's zero padding)
-                    for sc in 0..n * COLOURS {
-                        for k in 0..kin {
-                            let dst = &mut rows[(sc * kin + k) * w..][..w];
-                            match (r + k).checked_sub(pin).filter(|&y| y < h) {
-                                Some(y) => dst.copy_from_slice(&x[(sc * h + y) * w..][..w]),
-                                None => dst.fill(0.0),
-                            }
-                        }
-                    }
-                    re.set_input(ctx, "hr_rows", &rows)?;
-                    re.run(ctx)?;
-                    let b = re.read_output(ctx, "b")?; // [n, 768, 1, W]
-                    draw(&mut img, &mut x, &b, w, q, r, q, c);
-                    done += 1;
-                    progress(done, total);
-                }
+            Sampler::Cached => {
+                let ve = self.vrow.get_or_build(n, || Executor::new(ctx, cache_graphs::vrow_graph(ctx, wt, cfg, n)?))?;
+                let build = |c: usize| move || Executor::new(ctx, cache_graphs::pixel_graph(ctx, wt, cfg, n, c)?);
+                let [p0, p1, p2] = &mut self.pixel;
+                let pe = [p0.get_or_build(n, build(0))?, p1.get_or_build(n, build(1))?, p2.get_or_build(n, build(2))?];
+                cached::sample(ctx, cfg, ve, pe, &mut cv, steps, progress)?;
             }
         }
-        Ok(img)
+        Ok(cv.img)
     }
 }

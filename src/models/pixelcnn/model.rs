@@ -11,7 +11,7 @@ fn pixelcnn_options(opts: &UpscaleOptions) -> PixelCnnOptions {
         temperature: opts.temperature.unwrap_or(d.temperature),
         seed: opts.seed,
         samples: opts.samples.unwrap_or(d.samples),
-        fast: true,
+        sampler: d.sampler,
     }
 }
 
