@@ -236,6 +236,10 @@ fn conv_family(b: &mut Bench) {
     conv_entry(b, "conv3x3 96->32 lrelu", Shape::new(1, 96, 128, 128), [32, 96, 3, 3], p1, Activation::LeakyRelu(0.2));
     conv_entry(b, "conv1x1 64->64", Shape::new(1, 64, 128, 128), [64, 64, 1, 1], Conv2dParams::default(), Activation::None);
     conv_entry(b, "conv3x3 3->64", Shape::new(1, 3, 128, 128), [64, 3, 3, 3], p1, Activation::None);
+    // HCFlow coupling-net outputs: few, unaligned output channels.
+    conv_entry(b, "conv3x3 131->18", Shape::new(1, 131, 64, 64), [18, 131, 3, 3], p1, Activation::None);
+    conv_entry(b, "conv3x3 137->3", Shape::new(1, 137, 64, 64), [3, 137, 3, 3], p1, Activation::None);
+    conv_entry(b, "conv3x3 64->6", Shape::new(1, 64, 64, 64), [6, 64, 3, 3], p1, Activation::None);
     conv_transposed_entry(b, "convT4x4s2 64->32", Shape::new(1, 64, 64, 64), [64, 32, 4, 4], ConvTranspose2dParams::new(2, 1, 0));
 }
 
