@@ -93,6 +93,10 @@ fn downscale_and_nll() {
     let text = String::from_utf8_lossy(&o.stdout);
     let v: f64 = text.split_whitespace().next().unwrap().parse().unwrap();
     assert!(v.is_finite(), "{text}");
+    // Without --model: the shipped rescaling model (on disk here, built in elsewhere).
+    let d_lr = d.join("default_lr.png");
+    ok(&wgsr(&["downscale", s(&hr), s(&d_lr)]));
+    assert_eq!(image::open(&d_lr).unwrap().width(), 4);
     // an SR model cannot downscale
     fails_with(&wgsr(&["downscale", s(&hr), s(&d.join("x.png")), "--model", s(&fixture("hcflow_sr_x4_tiny"))]), "rescaling model");
     let _ = std::fs::remove_dir_all(&d);

@@ -103,7 +103,7 @@ fn a_folder_run_reports_a_corrupt_file_and_carries_on() {
 }
 
 #[test]
-fn the_default_model_is_built_in_and_listed() {
+fn the_default_models_are_built_in_and_listed() {
     // From a folder with no weights/ and no $WGSR_WEIGHTS: the built-in model runs.
     let d = dir("builtin");
     let lr = d.join("lr.png");
@@ -111,8 +111,12 @@ fn the_default_model_is_built_in_and_listed() {
     let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_wgsr")).args(args).current_dir(&d).env_remove("WGSR_WEIGHTS").output().unwrap();
     let log = ok(&run(&["upscale", "lr.png", "out.png"]));
     assert_eq!(image::open(d.join("out.png")).unwrap().width(), 16, "{log}");
+    // downscale's default, the rescaling model, likewise.
+    let log = ok(&run(&["downscale", "out.png", "down.png"]));
+    assert_eq!(image::open(d.join("down.png")).unwrap().width(), 4, "{log}");
     let o = run(&["models"]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success() && text.contains("built into this binary") && text.contains("hcflow-sr-x4-small"), "{text}");
+    assert!(text.contains("hcflow-rescale-x4-small"), "{text}");
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use wgsr::models::registry::{search_dirs, DEFAULT_MODEL};
+use wgsr::models::registry::{search_dirs, DEFAULT_MODEL, DEFAULT_RESCALE_MODEL};
 use wgsr::weights::{ModelDir, WeightStore};
 use wgsr::{Result, ResultExt};
 
@@ -15,13 +15,20 @@ struct Builtin {
     weights: &'static [u8],
 }
 
-// The shipped rescaling model is not built in (nor `downscale`'s default)
-// until it beats a bicubic round trip (see its model card).
-const BUILTIN: &[Builtin] = &[Builtin {
-    name: DEFAULT_MODEL,
-    config: include_str!("../../weights/hcflow-sr-x4-small/config.json"),
-    weights: include_bytes!("../../weights/hcflow-sr-x4-small/model.safetensors"),
-}];
+// The two shipped models: upscale's default and downscale's (the rescaling
+// model, built in since it beats a bicubic round trip; see its model card).
+const BUILTIN: &[Builtin] = &[
+    Builtin {
+        name: DEFAULT_MODEL,
+        config: include_str!("../../weights/hcflow-sr-x4-small/config.json"),
+        weights: include_bytes!("../../weights/hcflow-sr-x4-small/model.safetensors"),
+    },
+    Builtin {
+        name: DEFAULT_RESCALE_MODEL,
+        config: include_str!("../../weights/hcflow-rescale-x4-small/config.json"),
+        weights: include_bytes!("../../weights/hcflow-rescale-x4-small/model.safetensors"),
+    },
+];
 
 fn load_builtin(b: &Builtin) -> Result<ModelDir> {
     let what = format!("built-in model {}", b.name);
@@ -30,13 +37,14 @@ fn load_builtin(b: &Builtin) -> Result<ModelDir> {
     Ok(ModelDir { path: PathBuf::from(format!("<built-in>/{}", b.name)), config, weights })
 }
 
-/// The model directory for `--model` (None = the default): a path, a name
+/// The model directory for `--model` (None = `default`): a path, a name
 /// on the search path, or else a built-in model of that name.
-pub fn open(spec: Option<&str>) -> Result<ModelDir> {
+pub fn open(spec: Option<&str>, default: &str) -> Result<ModelDir> {
+    let spec = Some(spec.unwrap_or(default));
     match wgsr::models::find(spec) {
         Ok(dir) => ModelDir::load(dir),
         Err(e) => {
-            let name = spec.unwrap_or(DEFAULT_MODEL);
+            let name = spec.unwrap_or(default);
             match BUILTIN.iter().find(|b| b.name == name) {
                 Some(b) => load_builtin(b),
                 None => Err(e),

@@ -157,9 +157,9 @@ impl UpscaleArgs {
 struct DownscaleArgs {
     input: PathBuf,
     output: PathBuf,
-    /// HCFlow rescaling model directory or name (e.g. the shipped hcflow-rescale-x4-small).
+    /// HCFlow rescaling model directory or name (default: the shipped hcflow-rescale-x4-small).
     #[arg(long)]
-    model: String,
+    model: Option<String>,
     /// Crop the input to a multiple of the scale instead of refusing it.
     #[arg(long)]
     crop: bool,
@@ -269,7 +269,12 @@ fn check_not_input(input: &Path, output: &Path) -> Result<()> {
 /// Read the model files, then open the GPU and load the model: file
 /// problems are reported before any device work.
 fn load_model(cli: &Cli, spec: Option<&str>) -> Result<(GpuContext, Box<dyn Model>)> {
-    let dir = builtin::open(spec)?;
+    load_model_or(cli, spec, models::registry::DEFAULT_MODEL)
+}
+
+/// [`load_model`] with another default than upscale's.
+fn load_model_or(cli: &Cli, spec: Option<&str>, default: &str) -> Result<(GpuContext, Box<dyn Model>)> {
+    let dir = builtin::open(spec, default)?;
     let ctx = context(cli)?;
     let m = models::load(&ctx, dir)?;
     Ok((ctx, m))
@@ -374,14 +379,14 @@ fn downscale(cli: &Cli, a: &DownscaleArgs) -> Result<()> {
     if a.input.is_dir() {
         let files = files::images_in(&a.input)?;
         files::prepare_out_dir(&a.input, &a.output)?;
-        let (ctx, mut m) = load_model(cli, Some(&a.model))?;
-        check_downscaler(m.as_ref(), &a.model)?;
+        let (ctx, mut m) = load_model_or(cli, a.model.as_deref(), models::registry::DEFAULT_RESCALE_MODEL)?;
+        check_downscaler(m.as_ref(), a.model.as_deref().unwrap_or(models::registry::DEFAULT_RESCALE_MODEL))?;
         return files::for_each(&files, &a.output, |i, o| downscale_one(&ctx, m.as_mut(), i, o, a.crop, &tiling, hcd.as_ref(), false));
     }
     check_output(&a.output)?;
     check_not_input(&a.input, &a.output)?;
-    let (ctx, mut m) = load_model(cli, Some(&a.model))?;
-    check_downscaler(m.as_ref(), &a.model)?;
+    let (ctx, mut m) = load_model_or(cli, a.model.as_deref(), models::registry::DEFAULT_RESCALE_MODEL)?;
+    check_downscaler(m.as_ref(), a.model.as_deref().unwrap_or(models::registry::DEFAULT_RESCALE_MODEL))?;
     downscale_one(&ctx, m.as_mut(), &a.input, &a.output, a.crop, &tiling, hcd.as_ref(), true)?;
     eprintln!("wrote {}", a.output.display());
     Ok(())

@@ -21,6 +21,8 @@ use crate::{Error, GpuContext, Result};
 
 /// The model `upscale` and `eval` use when none is named.
 pub const DEFAULT_MODEL: &str = "hcflow-sr-x4-small";
+/// The model `downscale` uses when none is named.
+pub const DEFAULT_RESCALE_MODEL: &str = "hcflow-rescale-x4-small";
 
 /// A run-time setting a family may read. The CLI maps its flags onto these
 /// and refuses a flag whose setting the model's family does not list.
