@@ -430,40 +430,29 @@ fn upsample_nearest_matches_reference() {
         assert_exact(&format!("reshape.upsample_nearest f={f} {s}"), &got, &upsample_ref(&xv, s, f));
     }
 
-    // HCFlow's cat([y, interpolate(feat, 2)], 1) in two dispatches.
-    let (y, yv) = rand_tensor(&mut rng, Shape::new(2, 3, 6, 10), -2.0, 2.0);
-    let fs = Shape::new(2, 5, 3, 5);
-    let (feat, fv) = rand_tensor(&mut rng, fs, -2.0, 2.0);
-    let out = poisoned(Shape::new(2, 8, 6, 10));
-    let ds = vec![
-        reshape::write_channels(c, &y, &out, 0, 1).unwrap(),
-        reshape::upsample_nearest_into(c, &feat, 2, &out, 3).unwrap(),
-    ];
-    let got = run_and_read(ds, &out);
-    let up = upsample_ref(&fv, fs, 2);
-    let mut want = Vec::new();
-    for b in 0..2 {
-        want.extend_from_slice(&yv[b * 180..(b + 1) * 180]);
-        want.extend_from_slice(&up[b * 300..(b + 1) * 300]);
+    // HCFlow's cat([y, interpolate(feat, 2)], 1) in two dispatches; an odd
+    // feature width takes the general entry, an even one the vec4 entry.
+    for (fs, ys, label) in [
+        (Shape::new(2, 5, 3, 5), Shape::new(2, 3, 6, 10), "reshape.cat(y, upsample_nearest_into(feat, 2))"),
+        (Shape::new(2, 5, 3, 4), Shape::new(2, 3, 6, 8), "reshape.cat(y, upsample_nearest_into(feat, 2)) even width"),
+    ] {
+        let (y, yv) = rand_tensor(&mut rng, ys, -2.0, 2.0);
+        let (feat, fv) = rand_tensor(&mut rng, fs, -2.0, 2.0);
+        let out = poisoned(Shape::new(2, 8, ys.h(), ys.w()));
+        let ds = vec![
+            reshape::write_channels(c, &y, &out, 0, 1).unwrap(),
+            reshape::upsample_nearest_into(c, &feat, 2, &out, 3).unwrap(),
+        ];
+        let got = run_and_read(ds, &out);
+        let up = upsample_ref(&fv, fs, 2);
+        let (yn, un) = (ys.numel() / 2, up.len() / 2);
+        let mut want = Vec::new();
+        for b in 0..2 {
+            want.extend_from_slice(&yv[b * yn..(b + 1) * yn]);
+            want.extend_from_slice(&up[b * un..(b + 1) * un]);
+        }
+        assert_exact(label, &got, &want);
     }
-    assert_exact("reshape.cat(y, upsample_nearest_into(feat, 2))", &got, &want);
-    // The same with an even feature width (the vec4 entry, at a channel offset).
-    let fs = Shape::new(2, 5, 3, 4);
-    let (feat, fv) = rand_tensor(&mut rng, fs, -2.0, 2.0);
-    let (y, yv) = rand_tensor(&mut rng, Shape::new(2, 3, 6, 8), -2.0, 2.0);
-    let out = poisoned(Shape::new(2, 8, 6, 8));
-    let ds = vec![
-        reshape::write_channels(c, &y, &out, 0, 1).unwrap(),
-        reshape::upsample_nearest_into(c, &feat, 2, &out, 3).unwrap(),
-    ];
-    let got = run_and_read(ds, &out);
-    let up = upsample_ref(&fv, fs, 2);
-    let mut want = Vec::new();
-    for b in 0..2 {
-        want.extend_from_slice(&yv[b * 144..(b + 1) * 144]);
-        want.extend_from_slice(&up[b * 240..(b + 1) * 240]);
-    }
-    assert_exact("reshape.cat(y, upsample_nearest_into(feat, 2)) even width", &got, &want);
 }
 
 #[test]

@@ -189,15 +189,16 @@ impl HcFlow {
         }
         ex.set_param(graph::HEAT, heat as f64)?;
         ex.run(ctx)?;
-        let sr = ex.read_output(ctx, "sr")?;
-        let grad = ex.read_output(ctx, "grad")?;
+        // One wait for all the step's outputs.
+        let names: &[&str] = if stage == HcdStage::Hr { &["sr", "grad", "lr"] } else { &["sr", "grad"] };
+        let mut outs = ex.read_outputs(ctx, names)?.into_iter();
+        let (sr, grad, q) = (outs.next().expect("sr"), outs.next().expect("grad"), outs.next());
         // A NaN would pass through every projection into the LR.
         if let Some(i) = sr.iter().chain(&grad).position(|v| !v.is_finite()) {
             return Err(Error::InvalidArgument(format!(
                 "HCD {stage:?} stage: the model produced a non-finite value (element {i}); its weights overflow on this input"
             )));
         }
-        let q = if stage == HcdStage::Hr { Some(ex.read_output(ctx, "lr")?) } else { None };
         Ok((sr, grad, q))
     }
 
