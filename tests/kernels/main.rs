@@ -21,3 +21,4 @@ mod rng;
 mod shaders;
 mod softmax;
 mod texel;
+mod winograd;
