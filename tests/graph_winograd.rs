@@ -98,8 +98,10 @@ fn graph_convs_take_winograd_where_it_applies() {
     // Too few channels or pixels: direct.
     let d = run(Shape::new(1, 3, 20, 18), 20, None, false, tol(3, 1.0));
     assert!(!d.contains("winograd"), "3 input channels\n{d}");
-    let d = run(Shape::new(1, 24, 12, 12), 20, None, false, tol(24, 1.0));
-    assert!(!d.contains("winograd"), "144 pixels\n{d}");
+    let d = run(Shape::new(1, 24, 7, 7), 20, None, false, tol(24, 1.0));
+    assert!(!d.contains("winograd"), "49 pixels\n{d}");
+    let d = run(Shape::new(1, 24, 8, 8), 20, None, false, tol(24, 32.0));
+    assert!(d.contains("winograd F4"), "64 pixels\n{d}");
 }
 
 #[test]

@@ -15,9 +15,10 @@ use crate::{Result, ResultExt, Shape};
 /// Fewer input or output channels than this and the GEMMs are too thin to
 /// pay for the transforms (a 3->64 input conv, a 64->3 output conv).
 const MIN_CHANNELS: usize = 16;
-/// Outputs of fewer pixels per image (PixelCNN windows, 8x8 tiles) stay
-/// direct: their few Winograd tiles leave most GEMM columns idle.
-const MIN_PIXELS: usize = 256;
+/// Outputs of fewer pixels per image stay direct (PixelCNN windows): too
+/// few tiles. 8x8 already gains (SR3's 512-channel 8x8 level: 2.7x faster,
+/// its handful of tiles taking the GEMM kernel for narrow products).
+const MIN_PIXELS: usize = 64;
 
 /// `WGSR_WINOGRAD` (comparison switches for benches and tests): `off` =
 /// direct convs only; `f2` / `f4` = that tile instead of the graph's;
