@@ -71,9 +71,16 @@ impl GraphBuilder<'_> {
         if !all && (cin < MIN_CHANNELS || cout < MIN_CHANNELS || pixels < MIN_PIXELS || cout % 4 != 0) {
             return None;
         }
-        let (vs, ms) = winograd::scratch_shapes(x, cin, cout, pad, tile).ok()?;
+        // Transformed weights and working buffers must each fit one binding
+        // (F(4x4) weights of a 1024->1024 conv are 144 MiB): else F(2x2)
+        // (16/36 of the size), else direct.
         let max = self.ctx().max_binding_bytes();
-        (vs.bytes() <= max && ms.bytes() <= max).then_some(tile)
+        let fits = |t: WinogradTile| {
+            let Ok((vs, ms)) = winograd::scratch_shapes(x, cin, cout, pad, t) else { return false };
+            let weights = (t.a() * t.a() * cout.next_multiple_of(4) * cin * 4) as u64 + (1 << 16);
+            vs.bytes() <= max && ms.bytes() <= max && weights <= max
+        };
+        [tile, WinogradTile::F2].into_iter().find(|&t| fits(t))
     }
 
     /// A conv over the channel concatenation of `xs` as a Winograd node.
