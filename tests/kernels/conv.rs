@@ -6,8 +6,8 @@ use wgsr::ops::conv::{
 use wgsr::{Shape, Tensor};
 
 // Value ranges of the random data: |x| < 1, |w| < 0.5.
-const XMAX: f64 = 1.0;
-const WMAX: f64 = 0.5;
+pub(crate) const XMAX: f64 = 1.0;
+pub(crate) const WMAX: f64 = 0.5;
 
 fn act_ref(a: Activation, v: f64) -> f64 {
     match a {
@@ -27,7 +27,7 @@ fn act_ref(a: Activation, v: f64) -> f64 {
 }
 
 /// Fused epilogue on f64 accumulators laid out [n][c][h][w].
-fn epilogue_ref(acc: &mut [f64], out: Shape, bias: &[f32], scale: &[f32], epi: &Epilogue, res: Option<&[f32]>) {
+pub(crate) fn epilogue_ref(acc: &mut [f64], out: Shape, bias: &[f32], scale: &[f32], epi: &Epilogue, res: Option<&[f32]>) {
     let hw = out.hw();
     for (i, v) in acc.iter_mut().enumerate() {
         let c = (i / hw) % out.c();
@@ -42,7 +42,7 @@ fn epilogue_ref(acc: &mut [f64], out: Shape, bias: &[f32], scale: &[f32], epi: &
 }
 
 /// Naive direct convolution in f64, torch Conv2d semantics.
-fn conv_ref(x: &[f32], xs: Shape, w: &[f32], ws: [usize; 4], p: &Conv2dParams, out: Shape) -> Vec<f64> {
+pub(crate) fn conv_ref(x: &[f32], xs: Shape, w: &[f32], ws: [usize; 4], p: &Conv2dParams, out: Shape) -> Vec<f64> {
     let [cout, cin_g, kh, kw] = ws;
     let cout_g = cout / p.groups;
     let mut y = vec![0f64; out.numel()];

@@ -8,6 +8,7 @@ mod common;
 mod attention;
 mod context;
 mod conv;
+mod conv_cat;
 mod elementwise;
 mod flow;
 mod grad;
