@@ -67,9 +67,11 @@ fn resnet_attn(g: &mut GraphBuilder, k: &Ctx, x: TensorId, p: &str, cin: usize, 
     Ok(out)
 }
 
-/// Add the U-Net: `x` [B, in_channel, H, W] = cat(cond, y_t), `pos_enc`
-/// [B, C0, 1, 1] = [`noise_level_encoding`]; returns eps [B, out_channel, H, W].
-pub fn build_unet(g: &mut GraphBuilder, cfg: &UNetConfig, x: TensorId, pos_enc: TensorId) -> Result<TensorId> {
+/// Add the U-Net: `x` = the channel parts of its [B, in_channel, H, W]
+/// input (cat(cond, y_t), read by the first conv as parts, never
+/// concatenated), `pos_enc` [B, C0, 1, 1] = [`noise_level_encoding`];
+/// returns eps [B, out_channel, H, W].
+pub fn build_unet(g: &mut GraphBuilder, cfg: &UNetConfig, x: &[TensorId], pos_enc: TensorId) -> Result<TensorId> {
     let c0 = cfg.inner_channel;
     // Noise MLP: Linear -> Swish -> Linear. The first Linear runs as a 1x1
     // conv on [B, C0, 1, 1] so Swish fuses into its epilogue.
@@ -85,7 +87,9 @@ pub fn build_unet(g: &mut GraphBuilder, cfg: &UNetConfig, x: TensorId, pos_enc: 
 
     let levels = cfg.channel_multiplier.len();
     let mut skips: Vec<(TensorId, usize)> = Vec::new();
-    let mut h = conv(g, x, "downs.0", cfg.in_channel, c0, 3, Conv::same(3))?;
+    expect(g, "downs.0", "downs.0.weight", &[c0, cfg.in_channel, 3, 3])?;
+    expect(g, "downs.0", "downs.0.bias", &[c0])?;
+    let mut h = g.conv2d_cat("downs.0", x, "downs.0", Conv::same(3))?;
     skips.push((h, c0));
     let mut ch = c0;
     let mut res = cfg.image_size;
