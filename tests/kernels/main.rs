@@ -14,6 +14,7 @@ mod flow;
 mod grad;
 mod matmul;
 mod norm;
+mod norm_cat;
 mod params_reflect;
 mod probe;
 mod reduce;
