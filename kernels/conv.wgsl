@@ -32,7 +32,10 @@
 // parts before this one, instead of 0. Each element is then the same
 // multiply-add chain in k order as one conv over the concatenated input, so
 // the result is bit-identical to it; earlier parts store raw sums through an
-// identity epilogue (bias 0, scale 1, no activation, no residual).
+// identity epilogue (bias 0, scale 1, no activation, no residual). PRE_IN_Y:
+// the raw sums are already in y (accumulation in place: each element is read
+// and then written by the one invocation that owns it), so a chain needs no
+// buffer besides its output.
 
 struct Params {
     cin: u32,       // total input channels
@@ -78,6 +81,7 @@ override MODE: u32 = CONV_GENERAL;
 override ACT: u32 = ACT_NONE;
 override HAS_RES: bool = false;
 override HAS_PRE: bool = false;
+override PRE_IN_Y: bool = false;
 // cout_g % 4 == 0: weight rows load as aligned vec4s.
 override A_VEC: bool = false;
 override TSY: u32 = 1u;
@@ -149,6 +153,12 @@ fn store(c: Col, co: u32, acc: f32, bias: f32, scale: f32) {
     y[idx] = v;
 }
 
+// The previous parts' raw sum of output element idx.
+fn pre_at(idx: u32) -> f32 {
+    if (PRE_IN_Y) { return y[idx]; }
+    return pre[idx];
+}
+
 // Starting sums (HAS_PRE) of output channel mg (of group g) at columns
 // (*cols)[4h .. 4h+3]; 0 for channels past cout_g and columns past N.
 fn pre_cols(cols: ptr<function, array<Col, 8>>, h: u32, g: u32, mg: u32) -> vec4<f32> {
@@ -157,7 +167,7 @@ fn pre_cols(cols: ptr<function, array<Col, 8>>, h: u32, g: u32, mg: u32) -> vec4
     let co = g * p.cout_g + mg;
     for (var j = 0u; j < 4u; j++) {
         let c = (*cols)[4u * h + j];
-        if (c.ok) { v[j] = pre[c.obase + co * p.howo]; }
+        if (c.ok) { v[j] = pre_at(c.obase + co * p.howo); }
     }
     return v;
 }
@@ -168,7 +178,7 @@ fn pre4(c: Col, g: u32, m: u32) -> vec4<f32> {
     if (!c.ok) { return v; }
     for (var i = 0u; i < 4u; i++) {
         let mg = m + i;
-        if (mg < p.cout_g) { v[i] = pre[c.obase + (g * p.cout_g + mg) * p.howo]; }
+        if (mg < p.cout_g) { v[i] = pre_at(c.obase + (g * p.cout_g + mg) * p.howo); }
     }
     return v;
 }

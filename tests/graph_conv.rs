@@ -282,8 +282,8 @@ fn cat_conv_ref(parts: &[&[f32]], chans: &[usize], n: usize, h: usize, w: usize,
     out
 }
 
-/// conv2d_cat over 2, 3 and 4 inputs (both parities of the partial-sum
-/// chain through output and scratch) equals concat + conv2d: both against
+/// conv2d_cat over 2, 3 and 4 inputs (partial sums accumulated in place in
+/// the output) equals concat + conv2d: both against
 /// the f64 reference, the bits of the direct conv kernel over the
 /// materialised concatenation, and a smaller plan.
 #[test]

@@ -559,8 +559,9 @@ pub fn conv2d(
 /// `out = alpha * act((pre + conv(x) + bias) * scale) + beta * residual`.
 /// `pre` holds the raw sums (identity epilogue) of the parts of a channel
 /// concatenation before `x`; the sum is the same k-order chain as one conv
-/// over the concatenation, so the bits are those of that conv. `out` must not
-/// alias `x`, `residual` or `pre`.
+/// over the concatenation, so the bits are those of that conv. `pre` may be
+/// `out` itself (accumulation in place, no second buffer); `out` must not
+/// alias `x` or `residual`.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_pre(
     ctx: &GpuContext,
@@ -630,10 +631,11 @@ fn launch(
         if s.shape() != geo.out {
             return Err(Error::Shape(format!("{op}: previous partial sums {} do not match the output {}", s.shape(), geo.out)));
         }
-        if Arc::ptr_eq(out.buffer(), s.buffer()) {
-            return Err(Error::InvalidArgument(format!("{op}: the output may not alias the previous partial sums")));
-        }
     }
+    // Sums already in `out`: read them there (binding the buffer twice, read
+    // and read-write, is not allowed).
+    // (Tensors bind their buffer from offset 0, and the shapes are equal.)
+    let in_place = pre.is_some_and(|s| Arc::ptr_eq(out.buffer(), s.buffer()));
     let (act, slope) = epi.activation.code();
     let (xs, os) = (geo.x, geo.out);
     let k = w.k;
@@ -722,6 +724,7 @@ fn launch(
         ("ACT", act.constant()),
         ("HAS_RES", if residual.is_some() { 1.0 } else { 0.0 }),
         ("HAS_PRE", if pre.is_some() { 1.0 } else { 0.0 }),
+        ("PRE_IN_Y", if in_place { 1.0 } else { 0.0 }),
         ("A_VEC", if geo.cout_g % 4 == 0 { 1.0 } else { 0.0 }),
         ("TSY", tsy),
         ("TSX", tsx),
@@ -748,13 +751,14 @@ fn launch(
             BufArg { buffer: &w.taps, size: w.taps_bytes, read_only: true },
             w.epi.arg(),
             res.arg(),
-            pre.unwrap_or(x).arg(),
+            pre.filter(|_| !in_place).unwrap_or(x).arg(),
             out.arg_mut(),
         ],
         workgroups: grid,
     })?;
     let flops = 2.0 * os.numel() as f64 * k as f64;
     let mut bytes = xs.bytes() as f64 + w.packed_bytes as f64 + os.bytes() as f64;
+    // (In place, the output is read as well as written.)
     for t in [residual, pre].into_iter().flatten() {
         bytes += t.shape().bytes() as f64;
     }

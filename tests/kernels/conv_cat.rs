@@ -1,8 +1,9 @@
 //! Conv over a channel concatenation as a chain of `conv2d_pre` dispatches
 //! (one per part, weights from `Conv2dWeights::split_input`) against the f64
 //! reference of one conv over the concatenated input, and bit for bit against
-//! the single `conv2d` of the materialised concatenation. Every part's output
-//! is poisoned. On lavapipe the shapes take conv2d_rows or conv2d_narrow;
+//! the single `conv2d` of the materialised concatenation, with the partial
+//! sums in separate tensors and in place in the output. Every output is
+//! poisoned. On lavapipe the shapes take conv2d_rows or conv2d_narrow;
 //! with WGSR_CONV_TILED=1 all take the tiled kernel.
 
 use crate::common::*;
@@ -67,6 +68,17 @@ fn check(case: Case) {
         })
         .collect();
     let got = run_and_read(ds, &outs[last]);
+
+    // In place: every part accumulates into one output (part 0 overwrites the poison).
+    let acc = poisoned(os);
+    let ds: Vec<_> = (0..parts.len())
+        .map(|k| {
+            let e = if k == last { case.epi } else { Epilogue::default() };
+            let r = if k == last { res.as_ref().map(|r| &r.0) } else { None };
+            conv2d_pre(c, &xs[k].0, &parts[k], &case.p, &e, r, (k > 0).then_some(&acc), &acc).unwrap()
+        })
+        .collect();
+    assert_exact(&format!("{} in place", case.name), &run_and_read(ds, &acc), &got);
 
     let hosts: Vec<Vec<f32>> = xs.iter().map(|x| x.1.clone()).collect();
     let xcat = concat_host(&hosts, &case.parts, n, h * w);
@@ -198,7 +210,9 @@ fn conv_cat_bad_arguments_are_errors() {
     let bad = Tensor::empty(c, Shape::new(1, 6, 8, 7)).unwrap();
     let e = conv2d_pre(c, &x, &parts[1], &p, &epi, None, Some(&bad), &out).unwrap_err().to_string();
     assert!(e.contains("partial sums"), "{e}");
-    let e = conv2d_pre(c, &x, &parts[1], &p, &epi, None, Some(&out), &out).unwrap_err().to_string();
+    // The output itself as the partial sums is accumulation in place; the input is not.
+    assert!(conv2d_pre(c, &x, &parts[1], &p, &epi, None, Some(&out), &out).is_ok());
+    let e = conv2d_pre(c, &x, &parts[1], &p, &epi, Some(&out), Some(&out), &out).unwrap_err().to_string();
     assert!(e.contains("alias"), "{e}");
     // A part's weights only take that part's channels.
     let e = conv2d_pre(c, &x, &parts[0], &p, &epi, None, None, &out).unwrap_err().to_string();

@@ -2,15 +2,17 @@
 //! concatenation materialised: one node, one conv dispatch per input part
 //! (the weights split along input channels), each part's sums starting from
 //! the previous part's raw sums (`ops::conv::conv2d_pre`), the epilogue on
-//! the last. The sums are the single conv's, bit for bit. Partial sums
-//! alternate between the output and one output-sized scratch tensor.
+//! the last. The sums are the single conv's, bit for bit. The partial sums
+//! accumulate in place in the output, so the node needs no memory beyond
+//! its output (an output-sized scratch would cost more than the
+//! concatenation itself where Cout > Cin, e.g. SR3's 6 -> 64 input conv).
 
 use std::sync::Arc;
 
 use crate::graph::autodiff::VjpArgs;
 use crate::graph::ops::conv::{describe, weight4, Conv, ConvVjp};
 use crate::graph::ops::node_label;
-use crate::graph::{GraphBuilder, OutputSpec, TensorId};
+use crate::graph::{GraphBuilder, TensorId};
 use crate::ops::conv::{self, Conv2dWeights, Epilogue};
 use crate::weights::HostTensor;
 use crate::{Result, ResultExt, Shape};
@@ -73,29 +75,24 @@ impl GraphBuilder<'_> {
         }
         let attrs = describe(shape, &c.params.stride, &c.params.padding, 1, &c.epilogue, bias.is_some(), scale.is_some(), c.residual.is_some()) + &format!(" {n} inputs");
         let (parts, p, epi) = (Arc::new(parts), c.params, c.epilogue);
-        let y = self.kernel_multi(
+        let y = self.kernel(
             name,
             KIND,
             attrs,
             &node_inputs,
-            vec![OutputSpec::new(out), OutputSpec::scratch(out)],
+            out,
             Box::new(move |ctx, i, o, _| {
-                // Part k writes the output when n - 1 - k is even, the scratch
-                // otherwise: the last part writes the output and no part reads
-                // the tensor it writes.
-                let dst = |k: usize| if (n - 1 - k) % 2 == 0 { o[0] } else { o[1] };
+                // Part k > 0 starts from the raw sums part k - 1 left in the output.
                 (0..n)
                     .map(|k| {
                         let last = k + 1 == n;
                         let e = if last { epi } else { Epilogue::default() };
                         let res = if last { i.get(n).copied() } else { None };
-                        let pre = (k > 0).then(|| dst(k - 1));
-                        conv::conv2d_pre(ctx, i[k], &parts[k], &p, &e, res, pre, dst(k))
+                        conv::conv2d_pre(ctx, i[k], &parts[k], &p, &e, res, (k > 0).then_some(o[0]), o[0])
                     })
                     .collect()
             }),
-            None,
-        )?[0];
+        )?;
         if self.gradients_enabled() {
             self.cat_vjp(weight, shape, &shapes, scale, c, y)?;
         }
