@@ -32,6 +32,7 @@ use wgsr::ops::invconv::InvConv;
 use wgsr::ops::matmul::{self, Linear, MatmulOpts};
 use wgsr::ops::norm::GroupNorm;
 use wgsr::ops::{elementwise, probe, reduce, reshape, rng, softmax};
+use wgsr::ops::winograd::{self, WinogradTile, WinogradWeights};
 use wgsr::{GpuContext, Result, Shape, Tensor};
 
 /// Timing budget per entry (after warm-up) and run-count bounds.
@@ -229,6 +230,28 @@ fn conv_transposed_entry(b: &mut Bench, name: &str, x: Shape, w: [usize; 4], p: 
     b.bench_costed(name, &desc, &[d]);
 }
 
+/// A Winograd conv3x3 (pad 1); GFLOP/s and the roofline share count the
+/// direct conv's multiply-adds ("effective"), so the rows compare with conv_entry's.
+fn winograd_entry(b: &mut Bench, name: &str, x: Shape, cout: usize, tile: WinogradTile, act: Activation) {
+    if !b.wants(name) {
+        return;
+    }
+    let ctx = b.ctx();
+    let ws = [cout, x.c(), 3, 3];
+    let xt = Tensor::from_slice(ctx, x, &rand_vec(x.numel(), 1)).unwrap();
+    let wv: Vec<f32> = rand_vec(ws.iter().product(), 2).iter().map(|v| v * 0.1).collect();
+    let bias = rand_vec(cout, 3);
+    let wt = WinogradWeights::new(ctx, &wv, ws, Some(&bias), None, tile).unwrap();
+    let (vs, ms) = winograd::scratch_shapes(x, x.c(), cout, 1, tile).unwrap();
+    let (v, m) = (Tensor::empty(ctx, vs).unwrap(), Tensor::empty(ctx, ms).unwrap());
+    let os = Shape::new(x.n(), cout, x.h(), x.w());
+    let out = Tensor::empty(ctx, os).unwrap();
+    let ds = winograd::conv3x3(ctx, &[&xt], &wt, 1, &Epilogue::act(act), None, &v, &m, &out).unwrap();
+    let bytes = ds.iter().map(|d| d.bytes).sum();
+    let desc = format!("{x} * {cout}x{}x3x3 {tile:?} -> {os} (effective)", x.c());
+    b.bench(name, &desc, winograd::direct_flops(os, x.c()), bytes, &ds);
+}
+
 fn conv_family(b: &mut Bench) {
     let p1 = Conv2dParams::new(1, 1);
     conv_entry(b, "conv3x3 64->64", Shape::new(1, 64, 128, 128), [64, 64, 3, 3], p1, Activation::None);
@@ -240,6 +263,11 @@ fn conv_family(b: &mut Bench) {
     conv_entry(b, "conv3x3 131->18", Shape::new(1, 131, 64, 64), [18, 131, 3, 3], p1, Activation::None);
     conv_entry(b, "conv3x3 137->3", Shape::new(1, 137, 64, 64), [3, 137, 3, 3], p1, Activation::None);
     conv_entry(b, "conv3x3 64->6", Shape::new(1, 64, 64, 64), [6, 64, 3, 3], p1, Activation::None);
+    for (tile, tag) in [(WinogradTile::F2, "wino2"), (WinogradTile::F4, "wino4")] {
+        winograd_entry(b, &format!("{tag} conv3x3 64->64"), Shape::new(1, 64, 128, 128), 64, tile, Activation::None);
+        winograd_entry(b, &format!("{tag} conv3x3 64->64 relu"), Shape::new(1, 64, 64, 64), 64, tile, Activation::Relu);
+        winograd_entry(b, &format!("{tag} conv3x3 96->32 lrelu"), Shape::new(1, 96, 128, 128), 32, tile, Activation::LeakyRelu(0.2));
+    }
     conv_transposed_entry(b, "convT4x4s2 64->32", Shape::new(1, 64, 64, 64), [64, 32, 4, 4], ConvTranspose2dParams::new(2, 1, 0));
 }
 

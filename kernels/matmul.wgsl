@@ -167,7 +167,9 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>,
 // neighbouring lanes are neighbouring words unless TRANS_B): per k, 8 B
 // loads and 16 uniform A loads feed 128 multiply-adds, with no barriers.
 const RM: u32 = 16u;
-const RN: u32 = 8u;
+// Columns per thread (8, 4 or 2, see matmul.rs): fewer for narrow products
+// (Winograd GEMMs of a small image) so a 512-column tile is not mostly idle.
+override RN: u32 = 8u;
 
 fn a_at(base: u32, m: u32, k: u32) -> f32 {
     if (m >= p.m) { return 0.0; }
@@ -216,48 +218,61 @@ fn gemm_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
         let a3 = vec4<f32>(a_at(a_base, m0 + 12u, k), a_at(a_base, m0 + 13u, k), a_at(a_base, m0 + 14u, k), a_at(a_base, m0 + 15u, k));
         let b0 = b_at(b_base, n0 + 0u, k);
         let b1 = b_at(b_base, n0 + 64u, k);
-        let b2 = b_at(b_base, n0 + 128u, k);
-        let b3 = b_at(b_base, n0 + 192u, k);
-        let b4 = b_at(b_base, n0 + 256u, k);
-        let b5 = b_at(b_base, n0 + 320u, k);
-        let b6 = b_at(b_base, n0 + 384u, k);
-        let b7 = b_at(b_base, n0 + 448u, k);
-        r0_0 += a0 * b0; r0_1 += a0 * b1; r0_2 += a0 * b2; r0_3 += a0 * b3; r0_4 += a0 * b4; r0_5 += a0 * b5; r0_6 += a0 * b6; r0_7 += a0 * b7;
-        r1_0 += a1 * b0; r1_1 += a1 * b1; r1_2 += a1 * b2; r1_3 += a1 * b3; r1_4 += a1 * b4; r1_5 += a1 * b5; r1_6 += a1 * b6; r1_7 += a1 * b7;
-        r2_0 += a2 * b0; r2_1 += a2 * b1; r2_2 += a2 * b2; r2_3 += a2 * b3; r2_4 += a2 * b4; r2_5 += a2 * b5; r2_6 += a2 * b6; r2_7 += a2 * b7;
-        r3_0 += a3 * b0; r3_1 += a3 * b1; r3_2 += a3 * b2; r3_3 += a3 * b3; r3_4 += a3 * b4; r3_5 += a3 * b5; r3_6 += a3 * b6; r3_7 += a3 * b7;
+        var b2 = 0.0;
+        var b3 = 0.0;
+        var b4 = 0.0;
+        var b5 = 0.0;
+        var b6 = 0.0;
+        var b7 = 0.0;
+        if (RN > 2u) { b2 = b_at(b_base, n0 + 128u, k); b3 = b_at(b_base, n0 + 192u, k); }
+        if (RN > 4u) {
+            b4 = b_at(b_base, n0 + 256u, k); b5 = b_at(b_base, n0 + 320u, k);
+            b6 = b_at(b_base, n0 + 384u, k); b7 = b_at(b_base, n0 + 448u, k);
+        }
+        r0_0 += a0 * b0; r0_1 += a0 * b1;
+        if (RN > 2u) { r0_2 += a0 * b2; r0_3 += a0 * b3; }
+        if (RN > 4u) { r0_4 += a0 * b4; r0_5 += a0 * b5; r0_6 += a0 * b6; r0_7 += a0 * b7; }
+        r1_0 += a1 * b0; r1_1 += a1 * b1;
+        if (RN > 2u) { r1_2 += a1 * b2; r1_3 += a1 * b3; }
+        if (RN > 4u) { r1_4 += a1 * b4; r1_5 += a1 * b5; r1_6 += a1 * b6; r1_7 += a1 * b7; }
+        r2_0 += a2 * b0; r2_1 += a2 * b1;
+        if (RN > 2u) { r2_2 += a2 * b2; r2_3 += a2 * b3; }
+        if (RN > 4u) { r2_4 += a2 * b4; r2_5 += a2 * b5; r2_6 += a2 * b6; r2_7 += a2 * b7; }
+        r3_0 += a3 * b0; r3_1 += a3 * b1;
+        if (RN > 2u) { r3_2 += a3 * b2; r3_3 += a3 * b3; }
+        if (RN > 4u) { r3_4 += a3 * b4; r3_5 += a3 * b5; r3_6 += a3 * b6; r3_7 += a3 * b7; }
     }
     let c_base = p.c_off + wid.z * p.c_bs;
     store_rows(c_base, m0 + 0u, n0 + 0u, r0_0);
     store_rows(c_base, m0 + 0u, n0 + 64u, r0_1);
-    store_rows(c_base, m0 + 0u, n0 + 128u, r0_2);
-    store_rows(c_base, m0 + 0u, n0 + 192u, r0_3);
-    store_rows(c_base, m0 + 0u, n0 + 256u, r0_4);
-    store_rows(c_base, m0 + 0u, n0 + 320u, r0_5);
-    store_rows(c_base, m0 + 0u, n0 + 384u, r0_6);
-    store_rows(c_base, m0 + 0u, n0 + 448u, r0_7);
+    if (RN > 2u) { store_rows(c_base, m0 + 0u, n0 + 128u, r0_2); }
+    if (RN > 2u) { store_rows(c_base, m0 + 0u, n0 + 192u, r0_3); }
+    if (RN > 4u) { store_rows(c_base, m0 + 0u, n0 + 256u, r0_4); }
+    if (RN > 4u) { store_rows(c_base, m0 + 0u, n0 + 320u, r0_5); }
+    if (RN > 4u) { store_rows(c_base, m0 + 0u, n0 + 384u, r0_6); }
+    if (RN > 4u) { store_rows(c_base, m0 + 0u, n0 + 448u, r0_7); }
     store_rows(c_base, m0 + 4u, n0 + 0u, r1_0);
     store_rows(c_base, m0 + 4u, n0 + 64u, r1_1);
-    store_rows(c_base, m0 + 4u, n0 + 128u, r1_2);
-    store_rows(c_base, m0 + 4u, n0 + 192u, r1_3);
-    store_rows(c_base, m0 + 4u, n0 + 256u, r1_4);
-    store_rows(c_base, m0 + 4u, n0 + 320u, r1_5);
-    store_rows(c_base, m0 + 4u, n0 + 384u, r1_6);
-    store_rows(c_base, m0 + 4u, n0 + 448u, r1_7);
+    if (RN > 2u) { store_rows(c_base, m0 + 4u, n0 + 128u, r1_2); }
+    if (RN > 2u) { store_rows(c_base, m0 + 4u, n0 + 192u, r1_3); }
+    if (RN > 4u) { store_rows(c_base, m0 + 4u, n0 + 256u, r1_4); }
+    if (RN > 4u) { store_rows(c_base, m0 + 4u, n0 + 320u, r1_5); }
+    if (RN > 4u) { store_rows(c_base, m0 + 4u, n0 + 384u, r1_6); }
+    if (RN > 4u) { store_rows(c_base, m0 + 4u, n0 + 448u, r1_7); }
     store_rows(c_base, m0 + 8u, n0 + 0u, r2_0);
     store_rows(c_base, m0 + 8u, n0 + 64u, r2_1);
-    store_rows(c_base, m0 + 8u, n0 + 128u, r2_2);
-    store_rows(c_base, m0 + 8u, n0 + 192u, r2_3);
-    store_rows(c_base, m0 + 8u, n0 + 256u, r2_4);
-    store_rows(c_base, m0 + 8u, n0 + 320u, r2_5);
-    store_rows(c_base, m0 + 8u, n0 + 384u, r2_6);
-    store_rows(c_base, m0 + 8u, n0 + 448u, r2_7);
+    if (RN > 2u) { store_rows(c_base, m0 + 8u, n0 + 128u, r2_2); }
+    if (RN > 2u) { store_rows(c_base, m0 + 8u, n0 + 192u, r2_3); }
+    if (RN > 4u) { store_rows(c_base, m0 + 8u, n0 + 256u, r2_4); }
+    if (RN > 4u) { store_rows(c_base, m0 + 8u, n0 + 320u, r2_5); }
+    if (RN > 4u) { store_rows(c_base, m0 + 8u, n0 + 384u, r2_6); }
+    if (RN > 4u) { store_rows(c_base, m0 + 8u, n0 + 448u, r2_7); }
     store_rows(c_base, m0 + 12u, n0 + 0u, r3_0);
     store_rows(c_base, m0 + 12u, n0 + 64u, r3_1);
-    store_rows(c_base, m0 + 12u, n0 + 128u, r3_2);
-    store_rows(c_base, m0 + 12u, n0 + 192u, r3_3);
-    store_rows(c_base, m0 + 12u, n0 + 256u, r3_4);
-    store_rows(c_base, m0 + 12u, n0 + 320u, r3_5);
-    store_rows(c_base, m0 + 12u, n0 + 384u, r3_6);
-    store_rows(c_base, m0 + 12u, n0 + 448u, r3_7);
+    if (RN > 2u) { store_rows(c_base, m0 + 12u, n0 + 128u, r3_2); }
+    if (RN > 2u) { store_rows(c_base, m0 + 12u, n0 + 192u, r3_3); }
+    if (RN > 4u) { store_rows(c_base, m0 + 12u, n0 + 256u, r3_4); }
+    if (RN > 4u) { store_rows(c_base, m0 + 12u, n0 + 320u, r3_5); }
+    if (RN > 4u) { store_rows(c_base, m0 + 12u, n0 + 384u, r3_6); }
+    if (RN > 4u) { store_rows(c_base, m0 + 12u, n0 + 448u, r3_7); }
 }

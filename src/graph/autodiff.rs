@@ -57,6 +57,12 @@ impl GraphBuilder<'_> {
     /// Record a VJP for every differentiable node added from now on.
     pub fn enable_gradients(&mut self) {
         self.grad = true;
+        // Gradient graphs (HCD) are held to autograd parity and iterated, so
+        // their 3x3 convs take F(2x2), whose rounding is near the direct
+        // conv's, instead of F(4x4) (ops::winograd).
+        if self.winograd.is_some() {
+            self.winograd = Some(crate::ops::winograd::WinogradTile::F2);
+        }
     }
 
     pub fn gradients_enabled(&self) -> bool {

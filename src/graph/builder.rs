@@ -23,6 +23,8 @@ pub struct GraphBuilder<'c> {
     pub(super) grad: bool,
     /// VJP of node i (see `autodiff`).
     pub(super) vjps: HashMap<usize, VjpFn>,
+    /// The Winograd variant 3x3 convs may run as (`set_winograd`).
+    pub(crate) winograd: Option<crate::ops::winograd::WinogradTile>,
 }
 
 impl<'c> GraphBuilder<'c> {
@@ -37,6 +39,7 @@ impl<'c> GraphBuilder<'c> {
             params: BTreeMap::new(),
             grad: false,
             vjps: HashMap::new(),
+            winograd: Some(crate::ops::winograd::WinogradTile::F4),
         }
     }
 

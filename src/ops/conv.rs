@@ -136,7 +136,7 @@ pub enum Activation {
 
 impl Activation {
     /// The kernel's ACT code and LeakyReLU slope (0 for the others).
-    fn code(self) -> (ActCode, f32) {
+    pub(crate) fn code(self) -> (ActCode, f32) {
         match self {
             Activation::None => (ActCode::None, 0.0),
             Activation::Relu => (ActCode::Relu, 0.0),

@@ -13,14 +13,13 @@ use crate::{Error, Result, Shape, Tensor};
 
 /// Output tile of one workgroup (TM/TN in matmul.wgsl, checked by the reflection test).
 const TILE: usize = 64;
-/// gemm_rows' tile: RM rows x 64 * RN columns.
+/// gemm_rows' tile: RM rows x 64 * RN columns, RN = 8, 4 or 2 (an override).
 const ROWS_M: usize = 16;
-const ROWS_N: usize = 64 * 8;
 
 pub(crate) const SHADER: ShaderSource = ShaderSource::new("matmul", include_str!("../../kernels/matmul.wgsl"))
     .params(&[GemmUniform::LAYOUT])
     .entries(&[EntryPoint::new("gemm", [16, 16, 1]), EntryPoint::new("gemm_rows", [64, 1, 1])])
-    .consts(&[("TM", TILE as u32), ("TN", TILE as u32), ("RM", ROWS_M as u32), ("RN", (ROWS_N / 64) as u32)]);
+    .consts(&[("TM", TILE as u32), ("TN", TILE as u32), ("RM", ROWS_M as u32)]);
 
 crate::kernel_params! {
     /// Uniform block of kernels/matmul.wgsl: sizes, then per operand its
@@ -171,15 +170,17 @@ pub(crate) fn gemm(ctx: &GpuContext, g: &Gemm<'_>) -> Result<Dispatch> {
         c_bs: to_u32(g.c.batch_stride),
         ..Default::default()
     };
+    let rn = rows_rn(g.n);
     let constants = [
         ("TRANS_A", g.trans_a as u32 as f64),
         ("TRANS_B", g.trans_b as u32 as f64),
         ("BIAS_MODE", mode.constant()),
+        ("RN", rn as f64),
     ];
     // CPU adapters take gemm_rows (see matmul.wgsl), a 16 x 512 tile per
     // workgroup; WGSR_CONV_TILED forces the shared-memory kernel there too.
     let rows = ctx.info().device_type == "Cpu" && std::env::var_os("WGSR_CONV_TILED").is_none();
-    let grid = if rows { [g.n.div_ceil(ROWS_N), g.m.div_ceil(ROWS_M), g.batch] } else { [g.n.div_ceil(TILE), g.m.div_ceil(TILE), g.batch] };
+    let grid = if rows { [g.n.div_ceil(64 * rn), g.m.div_ceil(ROWS_M), g.batch] } else { [g.n.div_ceil(TILE), g.m.div_ceil(TILE), g.batch] };
     if grid.iter().any(|&v| v > u32::MAX as usize) {
         return Err(Error::TooLarge(format!("{op}: grid {grid:?} is too large")));
     }
@@ -195,6 +196,14 @@ pub(crate) fn gemm(ctx: &GpuContext, g: &Gemm<'_>) -> Result<Dispatch> {
             workgroups: [grid[0] as u32, grid[1] as u32, grid[2] as u32],
         })?
         .with_cost(flops, bytes))
+}
+
+/// gemm_rows' columns per thread for N columns: the widest tile (8, the
+/// most work per uniform weight load) that pads at most N/8 idle columns,
+/// else the one padding the fewest (N = 256: 4; N = 1100: 2).
+fn rows_rn(n: usize) -> usize {
+    let pad = |rn: usize| n.div_ceil(64 * rn) * 64 * rn - n;
+    [8, 4, 2].into_iter().find(|&rn| pad(rn) <= n / 8).unwrap_or_else(|| [8, 4, 2].into_iter().min_by_key(|&rn| pad(rn)).unwrap_or(8))
 }
 
 /// `(batch, rows, cols)` of a tensor used as a batch of matrices `[b, 1, rows, cols]`.

@@ -21,6 +21,7 @@ pub mod reshape;
 pub mod rng;
 pub mod softmax;
 pub mod texel;
+pub mod winograd;
 
 use crate::gpu::{Dispatch, GpuContext};
 use crate::{Error, Result, Shape, Tensor};
@@ -82,4 +83,5 @@ pub const KERNELS: &[crate::gpu::ShaderSource] = &[
     rng::SHADER,
     softmax::SHADER,
     texel::SHADER,
+    winograd::SHADER,
 ];

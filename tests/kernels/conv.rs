@@ -9,7 +9,7 @@ use wgsr::{Shape, Tensor};
 pub(crate) const XMAX: f64 = 1.0;
 pub(crate) const WMAX: f64 = 0.5;
 
-fn act_ref(a: Activation, v: f64) -> f64 {
+pub(crate) fn act_ref(a: Activation, v: f64) -> f64 {
     match a {
         Activation::None => v,
         Activation::Relu => v.max(0.0),

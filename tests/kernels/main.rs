@@ -23,3 +23,4 @@ mod rng;
 mod shaders;
 mod softmax;
 mod texel;
+mod winograd;

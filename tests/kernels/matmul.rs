@@ -93,10 +93,14 @@ fn matmul_transposes_and_bias() {
         check(&mut rng, 2, 1, 70, 130, 40, ta, tb, BiasKind::Col);
         check(&mut rng, 1, 2, 129, 65, 7, ta, tb, BiasKind::Row);
     }
-    // Several column tiles of the CPU variant (gemm_rows: 16 x 512) with a
-    // partial last one, in both B layouts.
+    // Several column tiles of the CPU variant (gemm_rows: 16 x 64*RN) with a
+    // partial last one, in both B layouts, and each column tile width
+    // (RN = 2 for 1100 and 530, 4 for 256, 8 for 1024 and 3000; matmul.rs rows_rn).
     check(&mut rng, 2, 2, 20, 1100, 9, false, false, BiasKind::Col);
     check(&mut rng, 1, 1, 37, 530, 12, true, true, BiasKind::Row);
+    check(&mut rng, 1, 1, 19, 256, 10, false, false, BiasKind::Col);
+    check(&mut rng, 1, 2, 21, 1024, 13, false, true, BiasKind::Row);
+    check(&mut rng, 1, 1, 18, 3000, 5, true, false, BiasKind::None);
     // Degenerate vector shapes.
     check(&mut rng, 1, 1, 1, 1, 300, false, false, BiasKind::None);
     check(&mut rng, 1, 1, 200, 3, 1, true, true, BiasKind::Col);

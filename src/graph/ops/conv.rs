@@ -84,8 +84,13 @@ impl GraphBuilder<'_> {
         const KIND: &str = "conv2d";
         let shape = weight4(self, name, KIND, weight)?;
         let xs = self.shape(x)?;
-        let w = Conv2dWeights::new(self.ctx(), &weight.data, shape, bias, scale).with_context(|| node_label(name, KIND))?;
-        let out = conv::conv2d_out_shape(xs, &w, &c.params).with_context(|| node_label(name, KIND))?;
+        let tile = self.winograd_tile(xs, shape, &c.params);
+        let out = match tile {
+            // Winograd convs keep only their transformed weights on the GPU.
+            Some(_) if xs.c() == shape[1] => Shape::new(xs.n(), shape[0], xs.h() + 2 * c.params.padding[0] - 2, xs.w() + 2 * c.params.padding[1] - 2),
+            _ => conv::conv2d_out_shape(xs, &Conv2dWeights::new(self.ctx(), &weight.data, shape, bias, scale).with_context(|| node_label(name, KIND))?, &c.params)
+                .with_context(|| node_label(name, KIND))?,
+        };
         let mut inputs = vec![x];
         if let Some(r) = c.residual {
             let rs = self.shape(r)?;
@@ -95,15 +100,20 @@ impl GraphBuilder<'_> {
             inputs.push(r);
         }
         let attrs = describe(shape, &c.params.stride, &c.params.padding, c.params.groups, &c.epilogue, bias.is_some(), scale.is_some(), c.residual.is_some());
-        let (w, p, epi) = (Arc::new(w), c.params, c.epilogue);
-        let y = self.kernel(
-            name,
-            KIND,
-            attrs,
-            &inputs,
-            out,
-            Box::new(move |ctx, i, o, _| Ok(vec![conv::conv2d(ctx, i[0], &w, &p, &epi, i.get(1).copied(), o[0])?])),
-        )?;
+        let y = if let Some(tile) = tile.filter(|_| xs.c() == shape[1]) {
+            self.conv2d_winograd(name, KIND, &inputs, 1, weight, shape, bias, scale, c.params.padding[0], c.epilogue, tile, out, attrs)?
+        } else {
+            let w = Conv2dWeights::new(self.ctx(), &weight.data, shape, bias, scale).with_context(|| node_label(name, KIND))?;
+            let (w, p, epi) = (Arc::new(w), c.params, c.epilogue);
+            self.kernel(
+                name,
+                KIND,
+                attrs,
+                &inputs,
+                out,
+                Box::new(move |ctx, i, o, _| Ok(vec![conv::conv2d(ctx, i[0], &w, &p, &epi, i.get(1).copied(), o[0])?])),
+            )?
+        };
         if self.gradients_enabled() {
             let vjp = ConvVjp { weight: Arc::new(weight.data.clone()), shape, params: c.params, epilogue: c.epilogue, scale: scale.map(<[f32]>::to_vec), x: xs, y };
             self.vjp(move |g, v| vjp.apply(g, v));

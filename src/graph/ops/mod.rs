@@ -8,6 +8,7 @@ pub mod elementwise;
 pub mod flow;
 pub mod reshape;
 pub mod sampling;
+pub mod winograd;
 
 use crate::graph::op::ParamValues;
 

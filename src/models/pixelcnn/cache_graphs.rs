@@ -46,6 +46,9 @@ fn window_conv(g: &mut GraphBuilder, key: &str, win: TensorId, c: Conv) -> Resul
 
 pub(crate) fn vrow_graph(ctx: &GpuContext, w: &WeightStore, cfg: &PixelCnnConfig, n: usize) -> Result<Graph> {
     let mut g = GraphBuilder::with_weights(ctx, w);
+    // The samplers' graphs must give the same bits as each other (the cached
+    // sampler recomputes windows, the others whole maps): direct convs only.
+    g.set_winograd(None);
     let (c, kv, wd) = (cfg.prior_channels, cfg.prior_v_kernel, cfg.hr_w());
     let pv = kv / 2;
     let mut v = None;
@@ -73,6 +76,9 @@ pub(crate) fn vrow_graph(ctx: &GpuContext, w: &WeightStore, cfg: &PixelCnnConfig
 
 pub(crate) fn pixel_graph(ctx: &GpuContext, w: &WeightStore, cfg: &PixelCnnConfig, n: usize, colour: usize) -> Result<Graph> {
     let mut g = GraphBuilder::with_weights(ctx, w);
+    // The samplers' graphs must give the same bits as each other (the cached
+    // sampler recomputes windows, the others whole maps): direct convs only.
+    g.set_winograd(None);
     let (c, kin, kh) = (cfg.prior_channels, cfg.prior_in_kernel, cfg.prior_h_kernel);
     let x = g.input("x_win", Shape::new(n, COLOURS * kin * kin, 1, 1))?;
     let mut h = window_conv(&mut g, "prior.conv_in", x, Conv::default())?;

@@ -81,6 +81,9 @@ fn horizontal(g: &mut GraphBuilder, cfg: &PixelCnnConfig, h0: TensorId, vh: &[Te
 
 pub(crate) fn prior_graph(ctx: &crate::GpuContext, w: &WeightStore, cfg: &PixelCnnConfig, n: usize) -> Result<Graph> {
     let mut g = GraphBuilder::with_weights(ctx, w);
+    // The samplers' graphs must give the same bits as each other (the cached
+    // sampler recomputes windows, the others whole maps): direct convs only.
+    g.set_winograd(None);
     let x = g.input("hr", Shape::new(n, COLOURS, cfg.hr_h(), cfg.hr_w()))?;
     let h0 = g.conv2d("prior.conv_in", x, "prior.conv_in", Conv::same(cfg.prior_in_kernel))?;
     let vh = vertical(&mut g, cfg, h0)?;
@@ -91,6 +94,9 @@ pub(crate) fn prior_graph(ctx: &crate::GpuContext, w: &WeightStore, cfg: &PixelC
 
 pub(crate) fn vert_graph(ctx: &crate::GpuContext, w: &WeightStore, cfg: &PixelCnnConfig, n: usize) -> Result<Graph> {
     let mut g = GraphBuilder::with_weights(ctx, w);
+    // The samplers' graphs must give the same bits as each other (the cached
+    // sampler recomputes windows, the others whole maps): direct convs only.
+    g.set_winograd(None);
     let x = g.input("hr", Shape::new(n, COLOURS, cfg.hr_h(), cfg.hr_w()))?;
     let h0 = g.conv2d("prior.conv_in", x, "prior.conv_in", Conv::same(cfg.prior_in_kernel))?;
     for (i, t) in vertical(&mut g, cfg, h0)?.into_iter().enumerate() {
@@ -101,6 +107,9 @@ pub(crate) fn vert_graph(ctx: &crate::GpuContext, w: &WeightStore, cfg: &PixelCn
 
 pub(crate) fn row_graph(ctx: &crate::GpuContext, w: &WeightStore, cfg: &PixelCnnConfig, n: usize) -> Result<Graph> {
     let mut g = GraphBuilder::with_weights(ctx, w);
+    // The samplers' graphs must give the same bits as each other (the cached
+    // sampler recomputes windows, the others whole maps): direct convs only.
+    g.set_winograd(None);
     let (kin, wd, c2) = (cfg.prior_in_kernel, cfg.hr_w(), 2 * cfg.prior_channels);
     let x = g.input("hr_rows", Shape::new(n, COLOURS, kin, wd))?;
     let vh = (0..cfg.prior_blocks).map(|i| g.input(&format!("vh{i}"), Shape::new(n, c2, 1, wd))).collect::<Result<Vec<_>>>()?;

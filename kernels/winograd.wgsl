@@ -1,0 +1,176 @@
+#import prelude
+
+// Winograd F(WM x WM, 3 x 3) for 3x3 stride-1 convolutions, WM = 2 or 4
+// (input tile NA = WM + 2). A conv is three dispatches (src/ops/winograd.rs):
+//
+//   wino_input   V[a][b][c][t] = (B^T d_{c,t} B)[a][b]   per input channel c and
+//                tile t (d = the NA x NA input patch, zero outside the image)
+//   gemm         M[a][b] = U[a][b] V[a][b]               NA*NA GEMMs over the
+//                channels (ops::matmul), U = G g G^T done once at load
+//   wino_output  y = alpha * act((A^T M A + bias) * scale) + beta * res
+//
+// F(4x4) uses the points 0, +-1, +-2 (Lavin & Gray); F(2x2) the points 0, +-1.
+// The 1-D transforms are written out so no multiplication by a zero matrix
+// entry is left for the compiler (llvmpipe cannot drop x * 0 under IEEE rules).
+// One thread per (channel, tile); consecutive threads take consecutive tiles,
+// so the V / M rows they read and write are contiguous.
+
+struct Params {
+    c: u32,       // wino_input: channels of this input; wino_output: output channels
+    h: u32,       // wino_input: input height; wino_output: output height
+    w: u32,       // same for width
+    th: u32,      // tiles along y (per image)
+    tw: u32,      // tiles along x
+    tiles: u32,   // T = batch * th * tw (columns of V and M)
+    ctot: u32,    // wino_input: channels of V (all inputs); wino_output: unused
+    c_off: u32,   // wino_input: this input's first channel in V
+    pad: i32,     // wino_input: zero padding of the convolution
+    alpha: f32,
+    beta: f32,
+    slope: f32,   // LeakyReLU negative slope
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+// wino_output: bias[0..c] then scale[c..2c]; wino_input: unused (bound to src).
+@group(0) @binding(2) var<storage, read> epi: array<f32>;
+@group(0) @binding(3) var<storage, read> res: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dst: array<f32>;
+
+override WM: u32 = 4u;
+override ACT: u32 = ACT_NONE;
+override HAS_RES: bool = false;
+
+override NA: u32 = WM + 2u;
+
+// B^T d for one line of NA inputs (entries past NA unused).
+fn bt(d: array<f32, 6>) -> array<f32, 6> {
+    var r: array<f32, 6>;
+    if (WM == 2u) {
+        r[0] = d[0] - d[2];
+        r[1] = d[1] + d[2];
+        r[2] = d[2] - d[1];
+        r[3] = d[1] - d[3];
+        return r;
+    }
+    r[0] = 4.0 * d[0] - 5.0 * d[2] + d[4];
+    r[1] = d[3] + d[4] - 4.0 * (d[1] + d[2]);
+    r[2] = 4.0 * (d[1] - d[2]) + d[4] - d[3];
+    r[3] = 2.0 * (d[3] - d[1]) + d[4] - d[2];
+    r[4] = 2.0 * (d[1] - d[3]) + d[4] - d[2];
+    r[5] = 4.0 * d[1] - 5.0 * d[3] + d[5];
+    return r;
+}
+
+// A^T m for one line of NA values -> WM outputs.
+fn at(m: array<f32, 6>) -> array<f32, 4> {
+    var o: array<f32, 4>;
+    if (WM == 2u) {
+        o[0] = m[0] + m[1] + m[2];
+        o[1] = m[1] - m[2] - m[3];
+        return o;
+    }
+    let s12 = m[1] + m[2];
+    let d12 = m[1] - m[2];
+    let s34 = m[3] + m[4];
+    let d34 = m[3] - m[4];
+    o[0] = m[0] + s12 + s34;
+    o[1] = d12 + 2.0 * d34;
+    o[2] = s12 + 4.0 * s34;
+    o[3] = d12 + 8.0 * d34 + m[5];
+    return o;
+}
+
+struct Tile {
+    b: u32,
+    y0: u32,   // first output row of the tile
+    x0: u32,   // first output column
+}
+
+fn tile_of(t: u32) -> Tile {
+    let per = p.th * p.tw;
+    let b = t / per;
+    let r = t - b * per;
+    let ty = r / p.tw;
+    return Tile(b, ty * WM, (r - ty * p.tw) * WM);
+}
+
+@compute @workgroup_size(WG)
+fn wino_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.c * p.tiles) { return; }
+    let ch = i / p.tiles;
+    let t = i - ch * p.tiles;
+    let tl = tile_of(t);
+    let base = (tl.b * p.c + ch) * p.h * p.w;
+    let iy0 = i32(tl.y0) - p.pad;
+    let ix0 = i32(tl.x0) - p.pad;
+    // Rows first: tmp[a] = B^T applied along x to input row a of the patch.
+    var tmp: array<array<f32, 6>, 6>;
+    for (var a = 0u; a < NA; a++) {
+        let iy = iy0 + i32(a);
+        var d: array<f32, 6>;
+        for (var b = 0u; b < NA; b++) {
+            let ix = ix0 + i32(b);
+            // Unsigned compare also rejects negative coordinates.
+            let ok = u32(iy) < p.h && u32(ix) < p.w;
+            d[b] = select(0.0, src[select(0u, base + u32(iy) * p.w + u32(ix), ok)], ok);
+        }
+        tmp[a] = bt(d);
+    }
+    let stride = p.ctot * p.tiles;
+    let o = (p.c_off + ch) * p.tiles + t;
+    for (var b = 0u; b < NA; b++) {
+        var col: array<f32, 6>;
+        for (var a = 0u; a < NA; a++) {
+            col[a] = tmp[a][b];
+        }
+        let v = bt(col);
+        for (var a = 0u; a < NA; a++) {
+            dst[(a * NA + b) * stride + o] = v[a];
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn wino_output(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.c * p.tiles) { return; }
+    let co = i / p.tiles;
+    let t = i - co * p.tiles;
+    let tl = tile_of(t);
+    let stride = p.c * p.tiles;
+    // Rows first: tmp[a] = A^T applied along x to row a of M.
+    var tmp: array<array<f32, 4>, 6>;
+    for (var a = 0u; a < NA; a++) {
+        var m: array<f32, 6>;
+        for (var b = 0u; b < NA; b++) {
+            m[b] = src[(a * NA + b) * stride + i];
+        }
+        tmp[a] = at(m);
+    }
+    let bias = epi[co];
+    let scale = epi[p.c + co];
+    let base = (tl.b * p.c + co) * p.h * p.w;
+    for (var j = 0u; j < WM; j++) {
+        var col: array<f32, 6>;
+        for (var a = 0u; a < NA; a++) {
+            col[a] = tmp[a][j];
+        }
+        let r = at(col);
+        let ox = tl.x0 + j;
+        for (var q = 0u; q < WM; q++) {
+            let oy = tl.y0 + q;
+            if (oy < p.h && ox < p.w) {
+                let idx = base + oy * p.w + ox;
+                var v = p.alpha * apply_act(ACT, (r[q] + bias) * scale, p.slope);
+                if (HAS_RES) {
+                    v += p.beta * res[idx];
+                }
+                dst[idx] = v;
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Which convolutions run as Winograd convs (`ops::winograd`), and the node
+//! that runs one: one input transform per input, the batched GEMM and the
+//! output transform, with the two working buffers as scratch outputs.
+
+use std::sync::Arc;
+
+use crate::graph::op::OutputSpec;
+use crate::graph::ops::node_label;
+use crate::graph::{GraphBuilder, TensorId};
+use crate::ops::conv::{Conv2dParams, Epilogue};
+use crate::ops::winograd::{self, WinogradTile, WinogradWeights};
+use crate::weights::HostTensor;
+use crate::{Result, ResultExt, Shape};
+
+/// Fewer input or output channels than this and the GEMMs are too thin to
+/// pay for the transforms (a 3->64 input conv, a 64->3 output conv).
+const MIN_CHANNELS: usize = 16;
+/// Outputs of fewer pixels per image (PixelCNN windows, 8x8 tiles) stay
+/// direct: their few Winograd tiles leave most GEMM columns idle.
+const MIN_PIXELS: usize = 256;
+
+/// `WGSR_WINOGRAD` (comparison switches for benches and tests): `off` =
+/// direct convs only; `f2` / `f4` = that tile instead of the graph's;
+/// `all` (e.g. `f4-all`) = every eligible conv whatever its size, so the
+/// small model fixtures run their convs through Winograd (CI does).
+struct Choice {
+    tile: Option<WinogradTile>,
+    all: bool,
+}
+
+fn env_choice() -> Option<Choice> {
+    let v = std::env::var("WGSR_WINOGRAD").unwrap_or_default().to_ascii_lowercase();
+    if v == "off" || v == "0" {
+        return None;
+    }
+    let tile = if v.contains("f2") {
+        Some(WinogradTile::F2)
+    } else if v.contains("f4") {
+        Some(WinogradTile::F4)
+    } else {
+        None
+    };
+    Some(Choice { tile, all: v.contains("all") })
+}
+
+impl GraphBuilder<'_> {
+    /// The Winograd variant later 3x3 convs may run as: F(4x4) by default,
+    /// F(2x2) once gradients are enabled; None = direct convs (graphs that
+    /// must give the same bits as a direct-conv twin).
+    pub fn set_winograd(&mut self, tile: Option<WinogradTile>) {
+        self.winograd = tile;
+    }
+
+    /// The Winograd variant for a conv of these weights on input `x`, or
+    /// None when it should run direct: only 3x3, stride 1, undilated,
+    /// ungrouped, square padding, enough channels and pixels, working
+    /// buffers within the device's binding limit.
+    pub(crate) fn winograd_tile(&self, x: Shape, shape: [usize; 4], p: &Conv2dParams) -> Option<WinogradTile> {
+        let own = self.winograd?;
+        let Choice { tile, all } = env_choice()?;
+        let tile = tile.unwrap_or(own);
+        let [cout, cin, kh, kw] = shape;
+        let pad = p.padding[0];
+        let plain = kh == 3 && kw == 3 && p.stride == [1, 1] && p.dilation == [1, 1] && p.groups == 1 && p.padding[1] == pad;
+        if !plain || x.h() + 2 * pad < 3 || x.w() + 2 * pad < 3 {
+            return None;
+        }
+        let pixels = (x.h() + 2 * pad - 2) * (x.w() + 2 * pad - 2);
+        if !all && (cin < MIN_CHANNELS || cout < MIN_CHANNELS || pixels < MIN_PIXELS) {
+            return None;
+        }
+        let (vs, ms) = winograd::scratch_shapes(x, cin, cout, pad, tile).ok()?;
+        let max = self.ctx().max_binding_bytes();
+        (vs.bytes() <= max && ms.bytes() <= max).then_some(tile)
+    }
+
+    /// A conv over the channel concatenation of `xs` as a Winograd node.
+    /// `inputs` are the node's inputs (`xs`, then the residual if any).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn conv2d_winograd(
+        &mut self,
+        name: &str,
+        kind: &'static str,
+        inputs: &[TensorId],
+        parts: usize,
+        weight: &HostTensor,
+        shape: [usize; 4],
+        bias: Option<&[f32]>,
+        scale: Option<&[f32]>,
+        pad: usize,
+        epi: Epilogue,
+        tile: WinogradTile,
+        out: Shape,
+        attrs: String,
+    ) -> Result<TensorId> {
+        let x0 = self.shape(inputs[0])?;
+        let w = WinogradWeights::new(self.ctx(), &weight.data, shape, bias, scale, tile).with_context(|| node_label(name, kind))?;
+        let (vs, ms) = winograd::scratch_shapes(x0, shape[1], shape[0], pad, tile)?;
+        let w = Arc::new(w);
+        let outs = self.kernel_multi(
+            name,
+            kind,
+            format!("{attrs} winograd {tile:?}"),
+            inputs,
+            vec![OutputSpec::new(out), OutputSpec::scratch(vs), OutputSpec::scratch(ms)],
+            Box::new(move |ctx, i, o, _| winograd::conv3x3(ctx, &i[..parts], &w, pad, &epi, i.get(parts).copied(), o[1], o[2], o[0])),
+            None,
+        )?;
+        Ok(outs[0])
+    }
+}

@@ -1,0 +1,319 @@
+//! Winograd F(m x m, 3 x 3) convolution (m = 2 or 4) for 3x3, stride-1,
+//! undilated, ungrouped convs: the input and output transforms of
+//! `kernels/winograd.wgsl` around a batched GEMM of `ops::matmul`, with the
+//! conv's fused epilogue. The weight transform `U = G g G^T` is done once,
+//! on the host in f64, when [`WinogradWeights`] are built.
+//!
+//! F(4x4) does 4x fewer multiply-adds than the direct conv, F(2x2) 2.25x;
+//! the price is rounding: the transforms' constants (up to 8 and 1/24 for
+//! F(4x4)) grow the f32 error (stated in tests/kernels/winograd.rs).
+//! Several inputs are concatenated for free: each input's transform writes
+//! its channel rows of V, and one GEMM reads them all.
+
+use crate::gpu::{grid_1d, to_i32, to_u32, wg_entries, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, WG};
+use crate::ops::conv::Epilogue;
+use crate::ops::matmul::{gemm, Bias, Gemm, MatView};
+use crate::{Error, Result, Shape, Tensor};
+
+const ENTRIES: [EntryPoint; 2] = wg_entries(["wino_input", "wino_output"]);
+pub(crate) const SHADER: ShaderSource = ShaderSource::new("winograd", include_str!("../../kernels/winograd.wgsl"))
+    .params(&[WinogradUniform::LAYOUT])
+    .entries(&ENTRIES);
+
+crate::kernel_params! {
+    /// Uniform block of kernels/winograd.wgsl (see its field comments).
+    pub struct WinogradUniform = "winograd"::"Params" {
+        c: u32,
+        h: u32,
+        w: u32,
+        th: u32,
+        tw: u32,
+        tiles: u32,
+        ctot: u32,
+        c_off: u32,
+        pad: i32,
+        alpha: f32,
+        beta: f32,
+        slope: f32,
+    }
+}
+
+/// Output tile side of a Winograd variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WinogradTile {
+    /// F(2x2, 3x3): 16 GEMMs, 2.25x fewer multiply-adds.
+    F2,
+    /// F(4x4, 3x3): 36 GEMMs, 4x fewer multiply-adds.
+    F4,
+}
+
+impl WinogradTile {
+    /// Output tile side m.
+    pub fn m(self) -> usize {
+        match self {
+            WinogradTile::F2 => 2,
+            WinogradTile::F4 => 4,
+        }
+    }
+    /// Input tile side m + 2; the transform has (m + 2)^2 GEMMs.
+    pub fn a(self) -> usize {
+        self.m() + 2
+    }
+    /// G (A x 3), the weight transform.
+    fn g(self) -> Vec<[f64; 3]> {
+        match self {
+            WinogradTile::F2 => vec![[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]],
+            WinogradTile::F4 => vec![
+                [0.25, 0.0, 0.0],
+                [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+                [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+                [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+                [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+                [0.0, 0.0, 1.0],
+            ],
+        }
+    }
+}
+
+/// A 3x3 conv's weights in the Winograd domain, `U[a][b][cout][cin]`, plus
+/// bias and per-channel scale (the conv epilogue's). Built once at load.
+#[derive(Clone, Debug)]
+pub struct WinogradWeights {
+    tile: WinogradTile,
+    cout: usize,
+    cin: usize,
+    u: Tensor,
+    /// bias[cout] then scale[cout].
+    epi: Tensor,
+}
+
+impl WinogradWeights {
+    /// From torch `Conv2d` weights `[cout, cin, 3, 3]`, optional `bias` and
+    /// per-output-channel `scale` (`cout` values each).
+    pub fn new(
+        ctx: &GpuContext,
+        weight: &[f32],
+        shape: [usize; 4],
+        bias: Option<&[f32]>,
+        scale: Option<&[f32]>,
+        tile: WinogradTile,
+    ) -> Result<Self> {
+        let [cout, cin, kh, kw] = shape;
+        if kh != 3 || kw != 3 || cout == 0 || cin == 0 {
+            return Err(Error::InvalidArgument(format!("winograd conv: weights {shape:?} are not a 3x3 kernel")));
+        }
+        if weight.len() != cout * cin * 9 {
+            return Err(Error::Shape(format!("winograd conv: weights {shape:?} need {} values, got {}", cout * cin * 9, weight.len())));
+        }
+        let mut epi = vec![0f32; 2 * cout];
+        for (what, v, off, fill) in [("bias", bias, 0, 0.0), ("scale", scale, cout, 1.0)] {
+            match v {
+                Some(v) if v.len() != cout => {
+                    return Err(Error::Shape(format!("winograd conv: {what} has {} values, expected {cout}", v.len())))
+                }
+                Some(v) => epi[off..off + cout].copy_from_slice(v),
+                None => epi[off..off + cout].fill(fill),
+            }
+        }
+        let g = tile.g();
+        let a = tile.a();
+        let mut u = vec![0f32; a * a * cout * cin];
+        for co in 0..cout {
+            for ci in 0..cin {
+                let k = &weight[(co * cin + ci) * 9..][..9];
+                // t = G k (A x 3), then u = t G^T (A x A).
+                let mut t = vec![[0f64; 3]; a];
+                for (i, gi) in g.iter().enumerate() {
+                    for c in 0..3 {
+                        t[i][c] = (0..3).map(|r| gi[r] * k[r * 3 + c] as f64).sum();
+                    }
+                }
+                for i in 0..a {
+                    for (j, gj) in g.iter().enumerate() {
+                        let v: f64 = (0..3).map(|c| t[i][c] * gj[c]).sum();
+                        u[((i * a + j) * cout + co) * cin + ci] = v as f32;
+                    }
+                }
+            }
+        }
+        let bytes = (u.len() * 4) as u64;
+        if bytes > ctx.max_binding_bytes() {
+            return Err(Error::TooLarge(format!("winograd conv weights {shape:?} need {bytes} bytes")));
+        }
+        Ok(WinogradWeights {
+            tile,
+            cout,
+            cin,
+            u: Tensor::from_slice(ctx, Shape::new(a * a, 1, cout, cin), &u)?,
+            epi: Tensor::from_slice(ctx, Shape::new(1, 1, 2, cout), &epi)?,
+        })
+    }
+
+    pub fn tile(&self) -> WinogradTile {
+        self.tile
+    }
+    pub fn in_channels(&self) -> usize {
+        self.cin
+    }
+    pub fn out_channels(&self) -> usize {
+        self.cout
+    }
+}
+
+/// Output size of a 3x3 stride-1 conv with padding `pad` on `x`.
+fn out_hw(op: &str, x: Shape, pad: usize) -> Result<(usize, usize)> {
+    if x.h() + 2 * pad < 3 || x.w() + 2 * pad < 3 {
+        return Err(Error::Shape(format!("{op}: input {x} with padding {pad} is smaller than the 3x3 kernel")));
+    }
+    Ok((x.h() + 2 * pad - 2, x.w() + 2 * pad - 2))
+}
+
+/// Shapes of the two working buffers of [`conv3x3`] for inputs of spatial
+/// shape `x` (batch, -, h, w) with `cin` channels in all, and `cout` outputs:
+/// `V` = `[A*A, 1, cin, T]` and `M` = `[A*A, 1, cout, T]`, T = batch * tiles.
+pub fn scratch_shapes(x: Shape, cin: usize, cout: usize, pad: usize, tile: WinogradTile) -> Result<(Shape, Shape)> {
+    let (ho, wo) = out_hw("winograd conv", x, pad)?;
+    let m = tile.m();
+    let t = x.n() * ho.div_ceil(m) * wo.div_ceil(m);
+    let aa = tile.a() * tile.a();
+    Ok((Shape::new(aa, 1, cin, t), Shape::new(aa, 1, cout, t)))
+}
+
+/// torch `Conv2d(k=3, stride=1, padding=pad)` over the channel
+/// concatenation of `inputs` (same batch and size; their channel counts sum
+/// to the weights' `cin`) into `out`, with the conv epilogue
+/// `out = alpha * act((conv + bias) * scale) + beta * residual`.
+/// `v` and `m` are working buffers of the shapes [`scratch_shapes`] gives.
+/// Returns the dispatches in order (one input transform per input, the
+/// GEMM, the output transform).
+#[allow(clippy::too_many_arguments)]
+pub fn conv3x3(
+    ctx: &GpuContext,
+    inputs: &[&Tensor],
+    w: &WinogradWeights,
+    pad: usize,
+    epi: &Epilogue,
+    residual: Option<&Tensor>,
+    v: &Tensor,
+    m: &Tensor,
+    out: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    const OP: &str = "winograd conv";
+    let x0 = inputs.first().ok_or_else(|| Error::InvalidArgument(format!("{OP}: no inputs")))?.shape();
+    let mut cin = 0;
+    for x in inputs {
+        let s = x.shape();
+        if (s.n(), s.h(), s.w()) != (x0.n(), x0.h(), x0.w()) {
+            return Err(Error::Shape(format!("{OP}: inputs {x0} and {s} differ in batch or size")));
+        }
+        cin += s.c();
+    }
+    if cin != w.cin {
+        return Err(Error::Shape(format!("{OP}: inputs have {cin} channels in all, the weights expect {}", w.cin)));
+    }
+    let (ho, wo) = out_hw(OP, x0, pad)?;
+    let want = Shape::new(x0.n(), w.cout, ho, wo);
+    if out.shape() != want {
+        return Err(Error::Shape(format!("{OP}: output is {} but the inputs give {want}", out.shape())));
+    }
+    let (vs, ms) = scratch_shapes(x0, cin, w.cout, pad, w.tile)?;
+    if v.shape() != vs || m.shape() != ms {
+        return Err(Error::Shape(format!("{OP}: working buffers are {} and {}, expected {vs} and {ms}", v.shape(), m.shape())));
+    }
+    if let Some(r) = residual {
+        if r.shape() != want {
+            return Err(Error::Shape(format!("{OP}: residual {} does not match the output {want}", r.shape())));
+        }
+    }
+    let bufs: Vec<&Tensor> = inputs.iter().copied().chain(residual).chain([v, m]).collect();
+    if bufs.iter().any(|t| std::sync::Arc::ptr_eq(t.buffer(), out.buffer()))
+        || inputs.iter().any(|t| std::sync::Arc::ptr_eq(t.buffer(), v.buffer()) || std::sync::Arc::ptr_eq(t.buffer(), m.buffer()))
+    {
+        return Err(Error::InvalidArgument(format!("{OP}: the output and working buffers must not alias the inputs or each other")));
+    }
+    let mt = w.tile.m();
+    let (th, tw) = (ho.div_ceil(mt), wo.div_ceil(mt));
+    let tiles = x0.n() * th * tw;
+    let aa = w.tile.a() * w.tile.a();
+    let (act, slope) = epi.activation.code();
+    let wm = ("WM", mt as f64);
+    let mut ds = Vec::with_capacity(inputs.len() + 2);
+    let mut c_off = 0;
+    for x in inputs {
+        let s = x.shape();
+        let params = WinogradUniform {
+            c: to_u32(s.c()),
+            h: to_u32(s.h()),
+            w: to_u32(s.w()),
+            th: to_u32(th),
+            tw: to_u32(tw),
+            tiles: to_u32(tiles),
+            ctot: to_u32(cin),
+            c_off: to_u32(c_off),
+            pad: to_i32(pad),
+            ..Default::default()
+        };
+        let n = s.c() * tiles;
+        let d = ctx.dispatch(KernelCall {
+            shader: &SHADER,
+            entry: "wino_input",
+            constants: &[wm],
+            params: Some(&params),
+            buffers: &[x.arg(), x.arg(), x.arg(), v.arg_mut()],
+            workgroups: grid_1d(n.div_ceil(WG)),
+        })?;
+        ds.push(d.with_cost(0.0, s.bytes() as f64 + (n * aa * 4) as f64));
+        c_off += s.c();
+    }
+    ds.push(gemm(
+        ctx,
+        &Gemm {
+            m: w.cout,
+            n: tiles,
+            k: cin,
+            batch: aa,
+            a: MatView { tensor: &w.u, off: 0, batch_stride: w.cout * cin, ld: cin },
+            b: MatView { tensor: v, off: 0, batch_stride: cin * tiles, ld: tiles },
+            c: MatView { tensor: m, off: 0, batch_stride: w.cout * tiles, ld: tiles },
+            trans_a: false,
+            trans_b: false,
+            alpha: 1.0,
+            bias: Bias::None,
+        },
+    )?);
+    let params = WinogradUniform {
+        c: to_u32(w.cout),
+        h: to_u32(ho),
+        w: to_u32(wo),
+        th: to_u32(th),
+        tw: to_u32(tw),
+        tiles: to_u32(tiles),
+        alpha: epi.alpha,
+        beta: epi.beta,
+        slope,
+        ..Default::default()
+    };
+    let res = residual.unwrap_or(m);
+    let n = w.cout * tiles;
+    let constants = [wm, ("ACT", act.constant()), ("HAS_RES", if residual.is_some() { 1.0 } else { 0.0 })];
+    let d = ctx.dispatch(KernelCall {
+        shader: &SHADER,
+        entry: "wino_output",
+        constants: &constants,
+        params: Some(&params),
+        buffers: &[m.arg(), w.epi.arg(), res.arg(), out.arg_mut()],
+        workgroups: grid_1d(n.div_ceil(WG)),
+    })?;
+    let mut bytes = (n * aa * 4) as f64 + out.shape().bytes() as f64;
+    if let Some(r) = residual {
+        bytes += r.shape().bytes() as f64;
+    }
+    ds.push(d.with_cost(0.0, bytes));
+    Ok(ds)
+}
+
+/// Multiply-adds of the direct conv a Winograd conv replaces (x2 = FLOPs):
+/// benches quote effective GFLOP/s against this.
+pub fn direct_flops(out: Shape, cin: usize) -> f64 {
+    2.0 * out.numel() as f64 * cin as f64 * 9.0
+}

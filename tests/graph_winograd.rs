@@ -1,0 +1,117 @@
+//! Which graph convs run as Winograd convs, and that they compute the conv:
+//! a 3x3 conv big enough for it (F(4x4) by default, F(2x2) in a gradient
+//! graph, direct when the builder says None) against an f64 reference, plus
+//! the convs that must stay direct (few channels, small maps, stride 2).
+
+#[path = "kernels/common.rs"]
+mod common;
+
+use common::*;
+use wgsr::graph::ops::conv::Conv;
+use wgsr::graph::{Executor, GraphBuilder};
+use wgsr::ops::conv::Activation;
+use wgsr::ops::winograd::WinogradTile;
+use wgsr::weights::{HostTensor, WeightStore};
+use wgsr::Shape;
+
+/// 3x3 same-padded conv + bias, LeakyReLU(0.2), + residual, in f64.
+fn reference(x: &[f32], s: Shape, w: &[f32], b: &[f32], cout: usize, res: &[f32]) -> Vec<f64> {
+    let (h, wd, cin) = (s.h(), s.w(), s.c());
+    let mut out = vec![0f64; cout * h * wd];
+    for co in 0..cout {
+        for y in 0..h {
+            for xx in 0..wd {
+                let mut acc = b[co] as f64;
+                for ci in 0..cin {
+                    for ky in 0..3 {
+                        for kx in 0..3 {
+                            let (iy, ix) = (y as isize + ky as isize - 1, xx as isize + kx as isize - 1);
+                            if iy >= 0 && ix >= 0 && iy < h as isize && ix < wd as isize {
+                                acc += w[((co * cin + ci) * 3 + ky) * 3 + kx] as f64 * x[(ci * h + iy as usize) * wd + ix as usize] as f64;
+                            }
+                        }
+                    }
+                }
+                let i = (co * h + y) * wd + xx;
+                out[i] = if acc < 0.0 { 0.2 * acc } else { acc } + res[i] as f64;
+            }
+        }
+    }
+    out
+}
+
+/// Build, run and check one conv graph; returns its dump.
+fn run(s: Shape, cout: usize, tile: Option<Option<WinogradTile>>, grad: bool, tol: f64) -> String {
+    let c = ctx();
+    let mut rng = Rng::new(s.numel() as u64 + cout as u64);
+    let (cin, os) = (s.c(), Shape::new(1, cout, s.h(), s.w()));
+    let w = rng.vec(cout * cin * 9, -0.3, 0.3);
+    let b = rng.vec(cout, -0.2, 0.2);
+    let (x, r) = (rng.vec(s.numel(), -1.0, 1.0), rng.vec(os.numel(), -1.0, 1.0));
+    let mut ws = WeightStore::new();
+    ws.insert("c.weight", HostTensor::new(vec![cout, cin, 3, 3], w.clone()).unwrap());
+    ws.insert("c.bias", HostTensor::new(vec![cout], b.clone()).unwrap());
+    let mut g = GraphBuilder::with_weights(c, &ws);
+    if grad {
+        g.enable_gradients();
+    }
+    if let Some(t) = tile {
+        g.set_winograd(t);
+    }
+    let xi = g.input("x", s).unwrap();
+    let ri = g.input("r", os).unwrap();
+    let y = g.conv2d("conv", xi, "c", Conv::same(3).act(Activation::LeakyRelu(0.2)).residual(ri, 1.0, 1.0)).unwrap();
+    g.output("y", y).unwrap();
+    let graph = g.build().unwrap();
+    let dump = graph.dump();
+    let mut ex = Executor::new(c, graph).unwrap();
+    ex.set_input(c, "x", &x).unwrap();
+    ex.set_input(c, "r", &r).unwrap();
+    ex.run(c).unwrap();
+    let got = ex.read_output(c, "y").unwrap();
+    assert_close(&format!("graph conv3x3 {s} -> {cout} {tile:?} grad={grad}"), &got, &reference(&x, s, &w, &b, cout, &r), tol, 1e-5);
+    dump
+}
+
+// Bounds: the kernel tests' (tests/kernels/winograd.rs) for K = cin * 9 with
+// |x| < 1, |w| < 0.3: direct 1e-5 * sqrt(K) * 0.3, x4 for F(2x2), x32 for F(4x4).
+fn tol(cin: usize, growth: f64) -> f64 {
+    growth * 1e-5 * ((cin * 9) as f64).sqrt() * 0.3
+}
+
+#[test]
+fn graph_convs_take_winograd_where_it_applies() {
+    // The comparison switch would change what these graphs choose.
+    if std::env::var_os("WGSR_WINOGRAD").is_some() {
+        eprintln!("WGSR_WINOGRAD is set: skipping the default-choice checks");
+        return;
+    }
+    let s = Shape::new(1, 24, 20, 18);
+    let d = run(s, 20, None, false, tol(24, 32.0));
+    assert!(d.contains("winograd F4") && d.contains("(scratch)"), "default: F(4x4) with two working buffers\n{d}");
+    let d = run(s, 20, None, true, tol(24, 4.0));
+    assert!(d.contains("winograd F2"), "gradient graph: F(2x2)\n{d}");
+    let d = run(s, 20, Some(Some(WinogradTile::F2)), false, tol(24, 4.0));
+    assert!(d.contains("winograd F2"), "{d}");
+    let d = run(s, 20, Some(None), false, tol(24, 1.0));
+    assert!(!d.contains("winograd"), "set_winograd(None): direct\n{d}");
+    // Too few channels or pixels: direct.
+    let d = run(Shape::new(1, 3, 20, 18), 20, None, false, tol(3, 1.0));
+    assert!(!d.contains("winograd"), "3 input channels\n{d}");
+    let d = run(Shape::new(1, 24, 12, 12), 20, None, false, tol(24, 1.0));
+    assert!(!d.contains("winograd"), "144 pixels\n{d}");
+}
+
+#[test]
+fn stride_two_and_dilated_convs_stay_direct() {
+    let c = ctx();
+    let mut ws = WeightStore::new();
+    ws.insert("c.weight", HostTensor::new(vec![16, 16, 3, 3], vec![0.01; 16 * 16 * 9]).unwrap());
+    ws.insert("c.bias", HostTensor::new(vec![16], vec![0.0; 16]).unwrap());
+    let mut g = GraphBuilder::with_weights(c, &ws);
+    let x = g.input("x", Shape::new(1, 16, 40, 40)).unwrap();
+    let y = g.conv2d("down", x, "c", Conv::new(2, 1)).unwrap();
+    g.output("y", y).unwrap();
+    let d = g.build().unwrap().dump();
+    assert!(!d.contains("winograd"), "{d}");
+}

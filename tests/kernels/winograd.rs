@@ -1,0 +1,123 @@
+//! Winograd F(2x2) / F(4x4) 3x3 convolutions against the direct f64
+//! reference of the conv tests: both tiles, padding 0 / 1 / 2, odd sizes
+//! (partial tiles), a batch, two and three concatenated inputs, every
+//! epilogue part.
+
+use crate::common::*;
+use crate::conv::{conv_ref, epilogue_ref};
+use wgsr::ops::conv::{Activation, Conv2dParams, Epilogue};
+use wgsr::ops::winograd::{conv3x3, scratch_shapes, WinogradTile, WinogradWeights};
+use wgsr::Shape;
+
+/// Error bound. The direct conv's bound is 1e-5 * sqrt(K) * max|x| * max|w|
+/// (tests/kernels/conv.rs); the Winograd transforms add rounding in the
+/// transformed domain, whose magnitudes grow with the transform constants:
+/// the sums of |entries| of B^T, G and A^T rows reach 4, 1.5, 3 for F(2x2) and
+/// 10, 0.5, 18 for F(4x4) (with the 1/24 .. 1/4 of G). So the bound is
+/// scaled by 4 for F(2x2) and by 32 for F(4x4).
+fn tolerance(tile: WinogradTile, k: usize, smax: f64, alpha: f64) -> f64 {
+    let growth = match tile {
+        WinogradTile::F2 => 4.0,
+        WinogradTile::F4 => 32.0,
+    };
+    growth * 1e-5 * (k as f64).sqrt() * 1.0 * 0.5 * smax * alpha
+}
+
+struct Case {
+    batch: usize,
+    chans: &'static [usize],
+    cout: usize,
+    h: usize,
+    w: usize,
+    pad: usize,
+    act: Activation,
+    scale: bool,
+    residual: bool,
+    alpha: f32,
+}
+
+fn run_case(seed: u64, tile: WinogradTile, c: &Case) {
+    let mut rng = Rng::new(seed);
+    let cin: usize = c.chans.iter().sum();
+    let ws = [c.cout, cin, 3, 3];
+    let w = rng.vec(c.cout * cin * 9, -0.5, 0.5);
+    let bias = rng.vec(c.cout, -0.5, 0.5);
+    let scale = if c.scale { rng.vec(c.cout, -2.0, 2.0) } else { Vec::new() };
+    let parts: Vec<_> = c.chans.iter().map(|&ch| rand_tensor(&mut rng, Shape::new(c.batch, ch, c.h, c.w), -1.0, 1.0)).collect();
+    // The reference sees the concatenation.
+    let xs = Shape::new(c.batch, cin, c.h, c.w);
+    let mut xcat = vec![0f32; xs.numel()];
+    let hw = c.h * c.w;
+    for b in 0..c.batch {
+        let mut off = 0;
+        for ((_, v), &ch) in parts.iter().zip(c.chans) {
+            xcat[(b * cin + off) * hw..][..ch * hw].copy_from_slice(&v[b * ch * hw..][..ch * hw]);
+            off += ch;
+        }
+    }
+    let out = Shape::new(c.batch, c.cout, c.h + 2 * c.pad - 2, c.w + 2 * c.pad - 2);
+    let epi = Epilogue { activation: c.act, alpha: c.alpha, beta: if c.residual { 0.75 } else { 0.0 } };
+    let res = c.residual.then(|| rand_tensor(&mut rng, out, -1.0, 1.0));
+    let p = Conv2dParams::new(1, c.pad);
+    let mut want = conv_ref(&xcat, xs, &w, ws, &p, out);
+    epilogue_ref(&mut want, out, &bias, &scale, &epi, res.as_ref().map(|r| r.1.as_slice()));
+
+    let ww = WinogradWeights::new(ctx(), &w, ws, Some(&bias), c.scale.then_some(scale.as_slice()), tile).unwrap();
+    let (vs, ms) = scratch_shapes(xs, cin, c.cout, c.pad, tile).unwrap();
+    let (v, m, y) = (poisoned(vs), poisoned(ms), poisoned(out));
+    let inputs: Vec<_> = parts.iter().map(|(t, _)| t).collect();
+    let d = conv3x3(ctx(), &inputs, &ww, c.pad, &epi, res.as_ref().map(|r| &r.0), &v, &m, &y).unwrap();
+    let got = run_and_read(d, &y);
+    let smax = scale.iter().fold(1f64, |a, &s| a.max(s.abs() as f64));
+    let tol = tolerance(tile, cin * 9, smax, c.alpha.abs() as f64);
+    let name = format!("winograd {tile:?} {:?} -> {} {}x{} pad {} {:?}", c.chans, c.cout, c.h, c.w, c.pad, c.act);
+    assert_close(&name, &got, &want, tol, 1e-5);
+}
+
+const CASES: &[Case] = &[
+    Case { batch: 1, chans: &[16], cout: 16, h: 12, w: 12, pad: 1, act: Activation::None, scale: false, residual: false, alpha: 1.0 },
+    Case { batch: 2, chans: &[24], cout: 20, h: 13, w: 9, pad: 1, act: Activation::LeakyRelu(0.2), scale: false, residual: false, alpha: 1.0 },
+    Case { batch: 1, chans: &[64], cout: 64, h: 17, w: 19, pad: 1, act: Activation::Relu, scale: true, residual: true, alpha: 0.5 },
+    Case { batch: 1, chans: &[8], cout: 12, h: 10, w: 11, pad: 0, act: Activation::Swish, scale: false, residual: false, alpha: 1.0 },
+    Case { batch: 1, chans: &[8], cout: 8, h: 7, w: 6, pad: 2, act: Activation::Tanh, scale: true, residual: false, alpha: 1.0 },
+    Case { batch: 1, chans: &[32, 16], cout: 16, h: 15, w: 14, pad: 1, act: Activation::LeakyRelu(0.2), scale: false, residual: false, alpha: 1.0 },
+    Case { batch: 2, chans: &[12, 8, 4], cout: 24, h: 9, w: 10, pad: 1, act: Activation::Sigmoid, scale: false, residual: true, alpha: 0.2 },
+];
+
+#[test]
+fn winograd_f2_matches_direct_conv() {
+    for (i, c) in CASES.iter().enumerate() {
+        run_case(100 + i as u64, WinogradTile::F2, c);
+    }
+}
+
+#[test]
+fn winograd_f4_matches_direct_conv() {
+    for (i, c) in CASES.iter().enumerate() {
+        run_case(200 + i as u64, WinogradTile::F4, c);
+    }
+}
+
+#[test]
+fn winograd_rejects_bad_shapes() {
+    let c = ctx();
+    let w = vec![0.1f32; 4 * 4 * 9];
+    assert!(WinogradWeights::new(c, &w, [4, 4, 1, 9], None, None, WinogradTile::F2).is_err());
+    assert!(WinogradWeights::new(c, &w[..10], [4, 4, 3, 3], None, None, WinogradTile::F2).is_err());
+    assert!(WinogradWeights::new(c, &w, [4, 4, 3, 3], Some(&[0.0; 3]), None, WinogradTile::F2).is_err());
+    let ww = WinogradWeights::new(c, &w, [4, 4, 3, 3], None, None, WinogradTile::F4).unwrap();
+    let xs = Shape::new(1, 4, 8, 8);
+    let x = poisoned(xs);
+    let x3 = poisoned(Shape::new(1, 3, 8, 8));
+    let (vs, ms) = scratch_shapes(xs, 4, 4, 1, WinogradTile::F4).unwrap();
+    let (v, m, y) = (poisoned(vs), poisoned(ms), poisoned(Shape::new(1, 4, 8, 8)));
+    let e = Epilogue::default();
+    // Channel count, output shape, working buffers and aliasing are all checked.
+    assert!(conv3x3(c, &[&x3], &ww, 1, &e, None, &v, &m, &y).is_err());
+    assert!(conv3x3(c, &[&x], &ww, 0, &e, None, &v, &m, &y).is_err());
+    let small = poisoned(Shape::new(vs.n(), 1, 4, vs.w() - 1));
+    assert!(conv3x3(c, &[&x], &ww, 1, &e, None, &small, &m, &y).is_err());
+    assert!(conv3x3(c, &[&x], &ww, 1, &e, None, &v, &m, &x).is_err());
+    assert!(conv3x3(c, &[], &ww, 1, &e, None, &v, &m, &y).is_err());
+    assert!(conv3x3(c, &[&x], &ww, 1, &e, None, &v, &m, &y).is_ok());
+}
