@@ -10,6 +10,7 @@ use common::*;
 use wgsr::graph::ops::conv::Conv;
 use wgsr::graph::{Executor, GraphBuilder, TensorId};
 use wgsr::ops::conv::{self, Activation, Conv2dParams, Conv2dWeights, ConvTranspose2dParams, Epilogue};
+use wgsr::ops::winograd::WinogradTile;
 use wgsr::weights::{HostTensor, WeightStore};
 use wgsr::{Error, Result, Shape, Tensor};
 
@@ -305,6 +306,8 @@ fn conv2d_cat_equals_concat_then_conv() {
         let act = if residual { Activation::None } else { Activation::LeakyRelu(SLOPE) };
         let run = |cat: bool| {
             let mut g = GraphBuilder::with_weights(c, &ws);
+            // Direct convs (the bits of the direct kernel, checked below).
+            g.set_winograd(None);
             let ids: Vec<TensorId> = chans.iter().enumerate().map(|(i, &ci)| g.input(&format!("x{i}"), Shape::new(n, ci, h, w)).unwrap()).collect();
             let r = g.input("r", Shape::new(n, cout, h, w)).unwrap();
             let mut conv = Conv::same(3).act(act);
@@ -392,4 +395,58 @@ fn conv2d_cat_rejects_bad_inputs() {
         g.conv2d_cat("res", &[a, b], "k", Conv::same(3).residual(r, 1.0, 1.0))
     });
     assert!(e.contains("'res'") && e.contains("residual"), "{e}");
+}
+
+/// A 3x3 conv2d_cat the graph runs as Winograd (enough channels and pixels)
+/// takes its parts in the Winograd input transforms: the bits of concat +
+/// conv2d (also Winograd) and the f64 reference within Winograd's bound.
+#[test]
+fn conv2d_cat_takes_winograd_with_parts() {
+    let c = ctx();
+    let (h, w, cout, chans) = (20, 18, 20, [16usize, 8]);
+    let cin: usize = chans.iter().sum();
+    let mut rng = Rng::new(97);
+    let wt = rng.vec(cout * cin * 9, -0.3, 0.3);
+    let b = rng.vec(cout, -0.2, 0.2);
+    let mut ws = WeightStore::new();
+    ws.insert("conv.weight", HostTensor::new(vec![cout, cin, 3, 3], wt.clone()).unwrap());
+    ws.insert("conv.bias", HostTensor::new(vec![cout], b.clone()).unwrap());
+    let xs: Vec<Vec<f32>> = chans.iter().map(|&ci| rng.vec(ci * h * w, -1.0, 1.0)).collect();
+    for (tile, grad, growth) in [(WinogradTile::F4, false, 32.0), (WinogradTile::F2, true, 4.0)] {
+        let run = |cat: bool| {
+            let mut g = GraphBuilder::with_weights(c, &ws);
+            if grad {
+                g.enable_gradients();
+            }
+            g.set_winograd(Some(tile));
+            let ids: Vec<TensorId> = chans.iter().enumerate().map(|(i, &ci)| g.input(&format!("x{i}"), Shape::new(1, ci, h, w)).unwrap()).collect();
+            let conv = Conv::same(3).act(Activation::LeakyRelu(SLOPE));
+            let y = if cat {
+                g.conv2d_cat("conv", &ids, "conv", conv).unwrap()
+            } else {
+                let x = g.concat("cat", &ids).unwrap();
+                g.conv2d("conv", x, "conv", conv).unwrap()
+            };
+            g.output("y", y).unwrap();
+            let graph = g.build().unwrap();
+            let dump = graph.dump();
+            let mut ex = Executor::new(c, graph).unwrap();
+            for (i, x) in xs.iter().enumerate() {
+                ex.set_input(c, &format!("x{i}"), x).unwrap();
+            }
+            ex.run(c).unwrap();
+            (ex.read_output(c, "y").unwrap(), dump)
+        };
+        let ((got, dump), (concat, _)) = (run(true), run(false));
+        if std::env::var_os("WGSR_WINOGRAD").is_none() {
+            assert!(dump.contains(&format!("winograd {tile:?}")) && !dump.contains("concat"), "{dump}");
+        }
+        let parts: Vec<&[f32]> = xs.iter().map(|v| v.as_slice()).collect();
+        let want = cat_conv_ref(&parts, &chans, 1, h, w, &wt, &b, cout, Activation::LeakyRelu(SLOPE), None);
+        // tests/graph_winograd.rs's bound: direct 1e-5 * sqrt(K) * 0.3, x4 F(2x2), x32 F(4x4).
+        let tol = growth * 1e-5 * ((cin * 9) as f64).sqrt() * 0.3;
+        let name = format!("graph.conv2d_cat winograd {tile:?}");
+        assert_close(&name, &got, &want, tol, 1e-5);
+        assert_exact(&format!("{name} == concat + conv2d"), &got, &concat);
+    }
 }

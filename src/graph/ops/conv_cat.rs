@@ -6,6 +6,8 @@
 //! accumulate in place in the output, so the node needs no memory beyond
 //! its output (an output-sized scratch would cost more than the
 //! concatenation itself where Cout > Cin, e.g. SR3's 6 -> 64 input conv).
+//! A 3x3 conv the graph runs as Winograd is the Winograd node instead, whose
+//! input transforms take the parts.
 
 use std::sync::Arc;
 
@@ -63,8 +65,17 @@ impl GraphBuilder<'_> {
         if total != shape[1] {
             return Err(self.shape_error(name, KIND, format!("inputs of {channels:?} channels ({total} in all); the weight expects {}", shape[1])));
         }
-        let parts = Conv2dWeights::split_input(self.ctx(), &weight.data, shape, &channels, bias, scale).with_context(|| node_label(name, KIND))?;
-        let out = conv::conv2d_out_shape(s0, &parts[0], &c.params).with_context(|| node_label(name, KIND))?;
+        // A 3x3 conv the graph runs as Winograd takes the parts in its input
+        // transforms (`conv2d_winograd`); the others chain conv2d_pre.
+        let tile = self.winograd_tile(Shape::new(s0.n(), total, s0.h(), s0.w()), shape, &c.params);
+        let parts = match tile {
+            Some(_) => None,
+            None => Some(Conv2dWeights::split_input(self.ctx(), &weight.data, shape, &channels, bias, scale).with_context(|| node_label(name, KIND))?),
+        };
+        let out = match &parts {
+            Some(parts) => conv::conv2d_out_shape(s0, &parts[0], &c.params).with_context(|| node_label(name, KIND))?,
+            None => Shape::new(s0.n(), shape[0], s0.h() + 2 * c.params.padding[0] - 2, s0.w() + 2 * c.params.padding[1] - 2),
+        };
         let mut node_inputs = inputs.to_vec();
         if let Some(r) = c.residual {
             let rs = self.shape(r)?;
@@ -74,12 +85,26 @@ impl GraphBuilder<'_> {
             node_inputs.push(r);
         }
         let attrs = describe(shape, &c.params.stride, &c.params.padding, 1, &c.epilogue, bias.is_some(), scale.is_some(), c.residual.is_some()) + &format!(" {n} inputs");
+        let y = match (tile, parts) {
+            (Some(tile), _) => self.conv2d_winograd(name, KIND, &node_inputs, n, weight, shape, bias, scale, c.params.padding[0], c.epilogue, tile, out, attrs)?,
+            (None, Some(parts)) => self.conv_cat_direct(name, &node_inputs, parts, c, out, attrs)?,
+            (None, None) => return Err(self.shape_error(name, KIND, "neither Winograd nor direct weights".into())),
+        };
+        if self.gradients_enabled() {
+            self.cat_vjp(weight, shape, &shapes, scale, c, y)?;
+        }
+        Ok(y)
+    }
+
+    /// The direct node: one conv2d_pre per part (`inputs`: the parts, then the residual if any).
+    fn conv_cat_direct(&mut self, name: &str, inputs: &[TensorId], parts: Vec<Conv2dWeights>, c: Conv, out: Shape, attrs: String) -> Result<TensorId> {
+        let n = parts.len();
         let (parts, p, epi) = (Arc::new(parts), c.params, c.epilogue);
-        let y = self.kernel(
+        self.kernel(
             name,
             KIND,
             attrs,
-            &node_inputs,
+            inputs,
             out,
             Box::new(move |ctx, i, o, _| {
                 // Part k > 0 starts from the raw sums part k - 1 left in the output.
@@ -92,11 +117,7 @@ impl GraphBuilder<'_> {
                     })
                     .collect()
             }),
-        )?;
-        if self.gradients_enabled() {
-            self.cat_vjp(weight, shape, &shapes, scale, c, y)?;
-        }
-        Ok(y)
+        )
     }
 
     /// d input k = the conv VJP with weight slice k, all parts sharing the
