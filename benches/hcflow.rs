@@ -71,4 +71,18 @@ fn main() {
     for (k, (n, ms, gf)) in kinds {
         println!("{k:<22} {n:>6} {ms:>10.1} {:>6.1}% {:>9.2}", 100.0 * ms / prof.total_ms(), if ms > 0.0 { gf / (ms / 1e3) } else { 0.0 });
     }
+    // Conv time by output size and by direct / Winograd: where the time goes.
+    let mut convs: BTreeMap<String, (usize, f64)> = BTreeMap::new();
+    for r in prof.rows.iter().filter(|r| r.kind == "conv2d") {
+        let out = r.shapes.clone();
+        let e = convs.entry(out).or_default();
+        e.0 += 1;
+        e.1 += r.ms;
+    }
+    let mut convs: Vec<_> = convs.into_iter().collect();
+    convs.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
+    println!("conv2d by shapes (inputs -> outputs, a Winograd node lists its two working buffers):");
+    for (shape, (n, ms)) in convs.iter().take(10) {
+        println!("  {shape:<90} {n:>5} {ms:>10.1} ms");
+    }
 }

@@ -250,6 +250,10 @@ fn winograd_entry(b: &mut Bench, name: &str, x: Shape, cout: usize, tile: Winogr
     let bytes = ds.iter().map(|d| d.bytes).sum();
     let desc = format!("{x} * {cout}x{}x3x3 {tile:?} -> {os} (effective)", x.c());
     b.bench(name, &desc, winograd::direct_flops(os, x.c()), bytes, &ds);
+    // Its three stages alone (GEMM rows count the GEMM's own multiply-adds).
+    for (d, part) in ds.iter().zip(["  .input transform", "  .gemm", "  .output transform"]) {
+        b.bench_costed(part, "", std::slice::from_ref(d));
+    }
 }
 
 fn conv_family(b: &mut Bench) {

@@ -4,6 +4,12 @@
 //! conv's fused epilogue. The weight transform `U = G g G^T` is done once,
 //! on the host in f64, when [`WinogradWeights`] are built.
 //!
+//! The (m+2)^2 GEMMs over channels are one *grouped 1x1 conv* of
+//! `ops::conv` (group ab multiplies `U[ab]` by the channel rows of `V[ab]`),
+//! so they run on the conv kernels tuned per adapter: conv2d_rows on CPU
+//! adapters (measured faster than the matmul kernels there), the tiled
+//! conv2d on GPUs.
+//!
 //! F(4x4) does 4x fewer multiply-adds than the direct conv, F(2x2) 2.25x;
 //! the price is rounding: the transforms' constants (up to 8 and 1/24 for
 //! F(4x4)) grow the f32 error (stated in tests/kernels/winograd.rs).
@@ -11,8 +17,7 @@
 //! its channel rows of V, and one GEMM reads them all.
 
 use crate::gpu::{grid_1d, to_i32, to_u32, wg_entries, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, WG};
-use crate::ops::conv::Epilogue;
-use crate::ops::matmul::{gemm, Bias, Gemm, MatView};
+use crate::ops::conv::{self, Conv2dParams, Conv2dWeights, Epilogue};
 use crate::{Error, Result, Shape, Tensor};
 
 const ENTRIES: [EntryPoint; 2] = wg_entries(["wino_input", "wino_output"]);
@@ -75,14 +80,15 @@ impl WinogradTile {
     }
 }
 
-/// A 3x3 conv's weights in the Winograd domain, `U[a][b][cout][cin]`, plus
-/// bias and per-channel scale (the conv epilogue's). Built once at load.
+/// A 3x3 conv's weights in the Winograd domain, `U[a][b][cout][cin]` packed
+/// as the weights of a grouped 1x1 conv (one group per ab), plus bias and
+/// per-channel scale (the conv epilogue's). Built once at load.
 #[derive(Clone, Debug)]
 pub struct WinogradWeights {
     tile: WinogradTile,
     cout: usize,
     cin: usize,
-    u: Tensor,
+    u: Conv2dWeights,
     /// bias[cout] then scale[cout].
     epi: Tensor,
 }
@@ -136,15 +142,11 @@ impl WinogradWeights {
                 }
             }
         }
-        let bytes = (u.len() * 4) as u64;
-        if bytes > ctx.max_binding_bytes() {
-            return Err(Error::TooLarge(format!("winograd conv weights {shape:?} need {bytes} bytes")));
-        }
         Ok(WinogradWeights {
             tile,
             cout,
             cin,
-            u: Tensor::from_slice(ctx, Shape::new(a * a, 1, cout, cin), &u)?,
+            u: Conv2dWeights::new(ctx, &u, [a * a * cout, cin, 1, 1], None, None)?,
             epi: Tensor::from_slice(ctx, Shape::new(1, 1, 2, cout), &epi)?,
         })
     }
@@ -170,13 +172,14 @@ fn out_hw(op: &str, x: Shape, pad: usize) -> Result<(usize, usize)> {
 
 /// Shapes of the two working buffers of [`conv3x3`] for inputs of spatial
 /// shape `x` (batch, -, h, w) with `cin` channels in all, and `cout` outputs:
-/// `V` = `[A*A, 1, cin, T]` and `M` = `[A*A, 1, cout, T]`, T = batch * tiles.
+/// `V` = `[1, A*A*cin, 1, T]` and `M` = `[1, A*A*cout, 1, T]` (row ab*C + c
+/// of T tiles, T = batch * tiles per image): the grouped GEMM's NCHW views.
 pub fn scratch_shapes(x: Shape, cin: usize, cout: usize, pad: usize, tile: WinogradTile) -> Result<(Shape, Shape)> {
     let (ho, wo) = out_hw("winograd conv", x, pad)?;
     let m = tile.m();
     let t = x.n() * ho.div_ceil(m) * wo.div_ceil(m);
     let aa = tile.a() * tile.a();
-    Ok((Shape::new(aa, 1, cin, t), Shape::new(aa, 1, cout, t)))
+    Ok((Shape::new(1, aa * cin, 1, t), Shape::new(1, aa * cout, 1, t)))
 }
 
 /// torch `Conv2d(k=3, stride=1, padding=pad)` over the channel
@@ -265,22 +268,9 @@ pub fn conv3x3(
         ds.push(d.with_cost(0.0, s.bytes() as f64 + (n * aa * 4) as f64));
         c_off += s.c();
     }
-    ds.push(gemm(
-        ctx,
-        &Gemm {
-            m: w.cout,
-            n: tiles,
-            k: cin,
-            batch: aa,
-            a: MatView { tensor: &w.u, off: 0, batch_stride: w.cout * cin, ld: cin },
-            b: MatView { tensor: v, off: 0, batch_stride: cin * tiles, ld: tiles },
-            c: MatView { tensor: m, off: 0, batch_stride: w.cout * tiles, ld: tiles },
-            trans_a: false,
-            trans_b: false,
-            alpha: 1.0,
-            bias: Bias::None,
-        },
-    )?);
+    // The GEMMs: group ab of a 1x1 conv maps V's rows ab*cin.. to M's rows ab*cout..
+    let groups = Conv2dParams { groups: aa, ..Default::default() };
+    ds.push(conv::conv2d(ctx, v, &w.u, &groups, &Epilogue::default(), None, m)?);
     let params = WinogradUniform {
         c: to_u32(w.cout),
         h: to_u32(ho),

@@ -1,7 +1,7 @@
 //! Winograd F(2x2) / F(4x4) 3x3 convolutions against the direct f64
 //! reference of the conv tests: both tiles, padding 0 / 1 / 2, odd sizes
 //! (partial tiles), a batch, two and three concatenated inputs, every
-//! epilogue part.
+//! epilogue part, each GEMM tile shape.
 
 use crate::common::*;
 use crate::conv::{conv_ref, epilogue_ref};
@@ -82,6 +82,9 @@ const CASES: &[Case] = &[
     Case { batch: 1, chans: &[8], cout: 8, h: 7, w: 6, pad: 2, act: Activation::Tanh, scale: true, residual: false, alpha: 1.0 },
     Case { batch: 1, chans: &[32, 16], cout: 16, h: 15, w: 14, pad: 1, act: Activation::LeakyRelu(0.2), scale: false, residual: false, alpha: 1.0 },
     Case { batch: 2, chans: &[12, 8, 4], cout: 24, h: 9, w: 10, pad: 1, act: Activation::Sigmoid, scale: false, residual: true, alpha: 0.2 },
+    // Enough tiles for the wider GEMM column tiles (F(4x4): 256 tiles, 4
+    // columns per thread; F(2x2): 1056, 8), 40 outputs = two row tiles.
+    Case { batch: 1, chans: &[8], cout: 40, h: 64, w: 66, pad: 1, act: Activation::None, scale: false, residual: false, alpha: 1.0 },
 ];
 
 #[test]

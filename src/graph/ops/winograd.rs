@@ -66,7 +66,8 @@ impl GraphBuilder<'_> {
             return None;
         }
         let pixels = (x.h() + 2 * pad - 2) * (x.w() + 2 * pad - 2);
-        if !all && (cin < MIN_CHANNELS || cout < MIN_CHANNELS || pixels < MIN_PIXELS) {
+        // cout % 4: the grouped GEMM then takes the CPU-tuned conv kernel too.
+        if !all && (cin < MIN_CHANNELS || cout < MIN_CHANNELS || pixels < MIN_PIXELS || cout % 4 != 0) {
             return None;
         }
         let (vs, ms) = winograd::scratch_shapes(x, cin, cout, pad, tile).ok()?;
