@@ -26,6 +26,16 @@
 // CPU adapters use the entry point conv2d_rows instead (end of this file).
 //
 // Epilogue per output element: out = alpha * act((acc + bias[c]) * scale[c]) + beta * res.
+//
+// HAS_PRE (conv over a channel concatenation without materialising it, one
+// dispatch per part): the accumulators start from `pre`, the raw sums of the
+// parts before this one, instead of 0. Each element is then the same
+// multiply-add chain in k order as one conv over the concatenated input, so
+// the result is bit-identical to it; earlier parts store raw sums through an
+// identity epilogue (bias 0, scale 1, no activation, no residual). PRE_IN_Y:
+// the raw sums are already in y (accumulation in place: each element is read
+// and then written by the one invocation that owns it), so a chain needs no
+// buffer besides its output.
 
 struct Params {
     cin: u32,       // total input channels
@@ -63,11 +73,15 @@ struct Params {
 // bias[0..cout] then scale[cout..2*cout].
 @group(0) @binding(4) var<storage, read> epi: array<f32>;
 @group(0) @binding(5) var<storage, read> res: array<f32>;
-@group(0) @binding(6) var<storage, read_write> y: array<f32>;
+// Raw sums of the previous parts (HAS_PRE), laid out like y.
+@group(0) @binding(6) var<storage, read> pre: array<f32>;
+@group(0) @binding(7) var<storage, read_write> y: array<f32>;
 
 override MODE: u32 = CONV_GENERAL;
 override ACT: u32 = ACT_NONE;
 override HAS_RES: bool = false;
+override HAS_PRE: bool = false;
+override PRE_IN_Y: bool = false;
 // cout_g % 4 == 0: weight rows load as aligned vec4s.
 override A_VEC: bool = false;
 override TSY: u32 = 1u;
@@ -137,6 +151,36 @@ fn store(c: Col, co: u32, acc: f32, bias: f32, scale: f32) {
         v += p.beta * res[idx];
     }
     y[idx] = v;
+}
+
+// The previous parts' raw sum of output element idx.
+fn pre_at(idx: u32) -> f32 {
+    if (PRE_IN_Y) { return y[idx]; }
+    return pre[idx];
+}
+
+// Starting sums (HAS_PRE) of output channel mg (of group g) at columns
+// (*cols)[4h .. 4h+3]; 0 for channels past cout_g and columns past N.
+fn pre_cols(cols: ptr<function, array<Col, 8>>, h: u32, g: u32, mg: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (mg >= p.cout_g) { return v; }
+    let co = g * p.cout_g + mg;
+    for (var j = 0u; j < 4u; j++) {
+        let c = (*cols)[4u * h + j];
+        if (c.ok) { v[j] = pre_at(c.obase + co * p.howo); }
+    }
+    return v;
+}
+
+// Starting sums (HAS_PRE) of output channels m..m+3 (of group g) at column c.
+fn pre4(c: Col, g: u32, m: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (!c.ok) { return v; }
+    for (var i = 0u; i < 4u; i++) {
+        let mg = m + i;
+        if (mg < p.cout_g) { v[i] = pre_at(c.obase + (g * p.cout_g + mg) * p.howo); }
+    }
+    return v;
 }
 
 // Epilogue for one output row (channel mg of group g) of the thread's columns.
@@ -209,6 +253,33 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     var c321 = vec4<f32>(0.0);
     var c330 = vec4<f32>(0.0);
     var c331 = vec4<f32>(0.0);
+    if (HAS_PRE) {
+        var pc: array<Col, 8>;
+        for (var h = 0u; h < 2u; h++) {
+            for (var j = 0u; j < 4u; j++) {
+                pc[4u * h + j] = column(n0 + 64u * h + 4u * tn + j, g);
+            }
+        }
+        let r = m0 + 4u * tm;
+        c000 = pre_cols(&pc, 0u, g, r + 0u); c001 = pre_cols(&pc, 1u, g, r + 0u);
+        c010 = pre_cols(&pc, 0u, g, r + 1u); c011 = pre_cols(&pc, 1u, g, r + 1u);
+        c020 = pre_cols(&pc, 0u, g, r + 2u); c021 = pre_cols(&pc, 1u, g, r + 2u);
+        c030 = pre_cols(&pc, 0u, g, r + 3u); c031 = pre_cols(&pc, 1u, g, r + 3u);
+        c100 = pre_cols(&pc, 0u, g, r + 16u); c101 = pre_cols(&pc, 1u, g, r + 16u);
+        c110 = pre_cols(&pc, 0u, g, r + 17u); c111 = pre_cols(&pc, 1u, g, r + 17u);
+        c120 = pre_cols(&pc, 0u, g, r + 18u); c121 = pre_cols(&pc, 1u, g, r + 18u);
+        c130 = pre_cols(&pc, 0u, g, r + 19u); c131 = pre_cols(&pc, 1u, g, r + 19u);
+        if (!HALF_M) {
+            c200 = pre_cols(&pc, 0u, g, r + 32u); c201 = pre_cols(&pc, 1u, g, r + 32u);
+            c210 = pre_cols(&pc, 0u, g, r + 33u); c211 = pre_cols(&pc, 1u, g, r + 33u);
+            c220 = pre_cols(&pc, 0u, g, r + 34u); c221 = pre_cols(&pc, 1u, g, r + 34u);
+            c230 = pre_cols(&pc, 0u, g, r + 35u); c231 = pre_cols(&pc, 1u, g, r + 35u);
+            c300 = pre_cols(&pc, 0u, g, r + 48u); c301 = pre_cols(&pc, 1u, g, r + 48u);
+            c310 = pre_cols(&pc, 0u, g, r + 49u); c311 = pre_cols(&pc, 1u, g, r + 49u);
+            c320 = pre_cols(&pc, 0u, g, r + 50u); c321 = pre_cols(&pc, 1u, g, r + 50u);
+            c330 = pre_cols(&pc, 0u, g, r + 51u); c331 = pre_cols(&pc, 1u, g, r + 51u);
+        }
+    }
 
     for (var k0 = 0u; k0 < p.k; k0 += BK) {
         for (var r = 0u; r < BK; r += 4u) {
@@ -434,6 +505,21 @@ fn conv2d_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     var r5_0 = vec4<f32>(0.0); var r5_1 = vec4<f32>(0.0); var r5_2 = vec4<f32>(0.0); var r5_3 = vec4<f32>(0.0);
     var r6_0 = vec4<f32>(0.0); var r6_1 = vec4<f32>(0.0); var r6_2 = vec4<f32>(0.0); var r6_3 = vec4<f32>(0.0);
     var r7_0 = vec4<f32>(0.0); var r7_1 = vec4<f32>(0.0); var r7_2 = vec4<f32>(0.0); var r7_3 = vec4<f32>(0.0);
+    if (HAS_PRE) {
+        // Dead accumulators (q >= RQ or j >= RJ) are never stored, so their loads fold away.
+        r0_0 = pre4(c0, g, m0 + 0u); r0_1 = pre4(c1, g, m0 + 0u); r0_2 = pre4(c2, g, m0 + 0u); r0_3 = pre4(c3, g, m0 + 0u);
+        r0_4 = pre4(c4, g, m0 + 0u); r0_5 = pre4(c5, g, m0 + 0u); r0_6 = pre4(c6, g, m0 + 0u); r0_7 = pre4(c7, g, m0 + 0u);
+        r1_0 = pre4(c0, g, m0 + 4u); r1_1 = pre4(c1, g, m0 + 4u); r1_2 = pre4(c2, g, m0 + 4u); r1_3 = pre4(c3, g, m0 + 4u);
+        r1_4 = pre4(c4, g, m0 + 4u); r1_5 = pre4(c5, g, m0 + 4u); r1_6 = pre4(c6, g, m0 + 4u); r1_7 = pre4(c7, g, m0 + 4u);
+        r2_0 = pre4(c0, g, m0 + 8u); r2_1 = pre4(c1, g, m0 + 8u); r2_2 = pre4(c2, g, m0 + 8u); r2_3 = pre4(c3, g, m0 + 8u);
+        r2_4 = pre4(c4, g, m0 + 8u); r2_5 = pre4(c5, g, m0 + 8u); r2_6 = pre4(c6, g, m0 + 8u); r2_7 = pre4(c7, g, m0 + 8u);
+        r3_0 = pre4(c0, g, m0 + 12u); r3_1 = pre4(c1, g, m0 + 12u); r3_2 = pre4(c2, g, m0 + 12u); r3_3 = pre4(c3, g, m0 + 12u);
+        r3_4 = pre4(c4, g, m0 + 12u); r3_5 = pre4(c5, g, m0 + 12u); r3_6 = pre4(c6, g, m0 + 12u); r3_7 = pre4(c7, g, m0 + 12u);
+        r4_0 = pre4(c0, g, m0 + 16u); r4_1 = pre4(c1, g, m0 + 16u); r4_2 = pre4(c2, g, m0 + 16u); r4_3 = pre4(c3, g, m0 + 16u);
+        r5_0 = pre4(c0, g, m0 + 20u); r5_1 = pre4(c1, g, m0 + 20u); r5_2 = pre4(c2, g, m0 + 20u); r5_3 = pre4(c3, g, m0 + 20u);
+        r6_0 = pre4(c0, g, m0 + 24u); r6_1 = pre4(c1, g, m0 + 24u); r6_2 = pre4(c2, g, m0 + 24u); r6_3 = pre4(c3, g, m0 + 24u);
+        r7_0 = pre4(c0, g, m0 + 28u); r7_1 = pre4(c1, g, m0 + 28u); r7_2 = pre4(c2, g, m0 + 28u); r7_3 = pre4(c3, g, m0 + 28u);
+    }
     for (var k = 0u; k < p.k; k++) {
         let t = tap_of(k);
         let w = a0 + k * a4;
@@ -547,6 +633,10 @@ fn conv2d_narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     var r5 = vec4<f32>(0.0);
     var r6 = vec4<f32>(0.0);
     var r7 = vec4<f32>(0.0);
+    if (HAS_PRE) {
+        r0 = pre4(c0, g, m); r1 = pre4(c1, g, m); r2 = pre4(c2, g, m); r3 = pre4(c3, g, m);
+        r4 = pre4(c4, g, m); r5 = pre4(c5, g, m); r6 = pre4(c6, g, m); r7 = pre4(c7, g, m);
+    }
     for (var k = 0u; k < p.k; k++) {
         let t = tap_of(k);
         let a = wpk[a0 + k * a4];

@@ -257,6 +257,68 @@ fn conv_vjps_match_finite_differences() {
     }
 }
 
+/// conv2d_cat over parts of `chans` channels (shape `s` otherwise), all
+/// inputs differentiated; the reference is the conv of their concatenation.
+#[allow(clippy::too_many_arguments)]
+fn conv_cat_case(name: &'static str, s: Shape, chans: Vec<usize>, cout: usize, k: usize, act: Activation, with_scale: bool, residual: bool, seed: u64) -> Case {
+    let mut rng = Rng::new(seed ^ 0xCA7);
+    let cin: usize = chans.iter().sum();
+    let ws = [cout, cin, k, k];
+    let w = rng.vec(ws.iter().product(), -0.5, 0.5);
+    let b = rng.vec(cout, -0.2, 0.2);
+    let sc = with_scale.then(|| rng.vec(cout, 0.5, 1.5));
+    let (w2, b2, sc2) = (w.clone(), b.clone(), sc.clone());
+    let pad = k / 2;
+    let cat_s = Shape::new(s.n(), cin, s.h(), s.w());
+    let mut inputs: Vec<(Shape, f64, f64)> = chans.iter().map(|&c| (Shape::new(s.n(), c, s.h(), s.w()), -1.0, 1.0)).collect();
+    let np = chans.len();
+    if residual {
+        inputs.push((Shape::new(s.n(), cout, s.h(), s.w()), -1.0, 1.0));
+    }
+    let wrt = (0..inputs.len()).collect();
+    let alpha = if residual { 0.2 } else { 1.0 };
+    Case {
+        name,
+        inputs,
+        wrt,
+        weights: WeightStore::new(),
+        build: Box::new(move |g, x| {
+            let mut c = Conv::same(k).act(act);
+            if residual {
+                c = c.residual(x[np], alpha, 0.7);
+            }
+            let wt = HostTensor::new(ws.to_vec(), w2.clone()).unwrap();
+            g.conv2d_cat_with("conv", &x[..np], &wt, Some(&b2), sc2.as_deref(), c).unwrap()
+        }),
+        reference: Box::new(move |x| {
+            let hw = s.h() * s.w();
+            let mut cat = Vec::with_capacity(cat_s.numel());
+            for n in 0..s.n() {
+                for (p, &c) in x[..np].iter().zip(&chans) {
+                    cat.extend_from_slice(&p[n * c * hw..(n + 1) * c * hw]);
+                }
+            }
+            let res = if residual { Some((x[np].as_slice(), 0.7)) } else { None };
+            conv_ref(&cat, cat_s, &w, ws, Some(&b), sc.as_deref(), 1, pad, 1, act, alpha as f64, res).0
+        }),
+    }
+}
+
+#[test]
+fn conv_cat_vjps_match_finite_differences() {
+    let s = Shape::new(2, 1, 6, 5);
+    let cases = [
+        conv_cat_case("conv_cat 2 inputs lrelu0.2", s, vec![3, 2], 4, 3, Activation::LeakyRelu(0.2), false, false, 1),
+        conv_cat_case("conv_cat 3 inputs actnorm-scale relu", s, vec![2, 3, 2], 5, 3, Activation::Relu, true, false, 2),
+        conv_cat_case("conv_cat 2 inputs residual 0.2*y+0.7*r", s, vec![2, 4], 4, 3, Activation::None, false, true, 3),
+        conv_cat_case("conv_cat 3 inputs residual (RDB conv5)", s, vec![4, 2, 2], 4, 3, Activation::None, false, true, 4),
+        conv_cat_case("conv_cat 3 inputs 1x1 tanh", s, vec![1, 2, 3], 3, 1, Activation::Tanh, true, false, 5),
+    ];
+    for (k, c) in cases.into_iter().enumerate() {
+        check(c, 150 + k as u64);
+    }
+}
+
 fn layout_case(name: &'static str, inputs: Vec<Shape>, build: Build, reference: Reference) -> Case {
     let wrt = (0..inputs.len()).collect();
     Case { name, inputs: inputs.into_iter().map(|s| (s, -1.0, 1.0)).collect(), wrt, weights: WeightStore::new(), build, reference }

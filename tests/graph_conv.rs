@@ -9,9 +9,10 @@ mod common;
 use common::*;
 use wgsr::graph::ops::conv::Conv;
 use wgsr::graph::{Executor, GraphBuilder, TensorId};
-use wgsr::ops::conv::{Activation, ConvTranspose2dParams, Epilogue};
+use wgsr::ops::conv::{self, Activation, Conv2dParams, Conv2dWeights, ConvTranspose2dParams, Epilogue};
+use wgsr::ops::winograd::WinogradTile;
 use wgsr::weights::{HostTensor, WeightStore};
-use wgsr::{Error, Result, Shape};
+use wgsr::{Error, Result, Shape, Tensor};
 
 const SLOPE: f32 = 0.2;
 
@@ -256,4 +257,196 @@ fn transposed_conv_node_upsamples() {
     }
     let want: Vec<f64> = want.into_iter().map(|v| v.max(0.0)).collect();
     assert_close("graph.conv_transpose_s2", &got, &want, 1e-5, 1e-5);
+}
+
+/// f64 conv over the channel concatenation of `parts` (one sample each),
+/// then bias, activation and optional residual r * 0.2 + y.
+#[allow(clippy::too_many_arguments)]
+fn cat_conv_ref(parts: &[&[f32]], chans: &[usize], n: usize, h: usize, w: usize, wt: &[f32], b: &[f32], cout: usize, act: Activation, res: Option<&[f32]>) -> Vec<f64> {
+    let cin: usize = chans.iter().sum();
+    let mut out = Vec::new();
+    for s in 0..n {
+        let mut x = Vec::with_capacity(cin * h * w);
+        for (p, &c) in parts.iter().zip(chans) {
+            x.extend(p[s * c * h * w..(s + 1) * c * h * w].iter().map(|&v| v as f64));
+        }
+        out.extend(conv_ref(&x, cin, h, w, wt, b, cout, 3).into_iter().map(|v| match act {
+            Activation::LeakyRelu(_) => lrelu(v),
+            _ => v,
+        }));
+    }
+    if let Some(r) = res {
+        for (o, r) in out.iter_mut().zip(r) {
+            *o = *o * 0.2 + *r as f64;
+        }
+    }
+    out
+}
+
+/// conv2d_cat over 2, 3 and 4 inputs (partial sums accumulated in place in
+/// the output) equals concat + conv2d: both against
+/// the f64 reference, the bits of the direct conv kernel over the
+/// materialised concatenation, and a smaller plan.
+#[test]
+fn conv2d_cat_equals_concat_then_conv() {
+    let c = ctx();
+    let (n, h, w, cout) = (2, 9, 11, 8);
+    for (case, chans) in [vec![16usize, 8], vec![5, 8, 3], vec![16, 8, 8, 8]].into_iter().enumerate() {
+        let mut rng = Rng::new(90 + case as u64);
+        let cin: usize = chans.iter().sum();
+        let wt = rng.vec(cout * cin * 9, -0.2, 0.2);
+        let b = rng.vec(cout, -0.1, 0.1);
+        let mut ws = WeightStore::new();
+        ws.insert("conv.weight", HostTensor::new(vec![cout, cin, 3, 3], wt.clone()).unwrap());
+        ws.insert("conv.bias", HostTensor::new(vec![cout], b.clone()).unwrap());
+        let xs: Vec<Vec<f32>> = chans.iter().map(|&ci| rng.vec(n * ci * h * w, -1.0, 1.0)).collect();
+        let rv = rng.vec(n * cout * h * w, -1.0, 1.0);
+        // Even cases: LeakyReLU, odd: a residual (the RDB's conv5).
+        let residual = case % 2 == 1;
+        let act = if residual { Activation::None } else { Activation::LeakyRelu(SLOPE) };
+        let run = |cat: bool| {
+            let mut g = GraphBuilder::with_weights(c, &ws);
+            // Direct convs (the bits of the direct kernel, checked below).
+            g.set_winograd(None);
+            let ids: Vec<TensorId> = chans.iter().enumerate().map(|(i, &ci)| g.input(&format!("x{i}"), Shape::new(n, ci, h, w)).unwrap()).collect();
+            let r = g.input("r", Shape::new(n, cout, h, w)).unwrap();
+            let mut conv = Conv::same(3).act(act);
+            if residual {
+                conv = conv.residual(r, 0.2, 1.0);
+            }
+            let y = if cat {
+                g.conv2d_cat("conv", &ids, "conv", conv).unwrap()
+            } else {
+                let x = g.concat("cat", &ids).unwrap();
+                g.conv2d("conv", x, "conv", conv).unwrap()
+            };
+            g.output("y", y).unwrap();
+            let mut ex = Executor::new(c, g.build().unwrap()).unwrap();
+            for (i, x) in xs.iter().enumerate() {
+                ex.set_input(c, &format!("x{i}"), x).unwrap();
+            }
+            ex.set_input(c, "r", &rv).unwrap();
+            ex.run(c).unwrap();
+            (ex.read_output(c, "y").unwrap(), ex.plan().peak_bytes)
+        };
+        let (got, peak_cat) = run(true);
+        let (concat, peak_concat) = run(false);
+        let parts: Vec<&[f32]> = xs.iter().map(|v| v.as_slice()).collect();
+        let want = cat_conv_ref(&parts, &chans, n, h, w, &wt, &b, cout, act, residual.then_some(&rv[..]));
+        let name = format!("graph.conv2d_cat_{}in", chans.len());
+        assert_close(&name, &got, &want, 1e-5, 1e-5);
+        assert_close(&format!("{name} (concat + conv2d)"), &concat, &want, 1e-5, 1e-5);
+        // The direct kernel (eager) on the host concatenation: same bits.
+        let cin_s = Shape::new(n, cin, h, w);
+        let xcat: Vec<f32> = (0..n).flat_map(|s| xs.iter().zip(&chans).flat_map(move |(v, &ci)| v[s * ci * h * w..(s + 1) * ci * h * w].to_vec())).collect();
+        let xt = Tensor::from_slice(c, cin_s, &xcat).unwrap();
+        let rt = Tensor::from_slice(c, Shape::new(n, cout, h, w), &rv).unwrap();
+        let full = Conv2dWeights::new(c, &wt, [cout, cin, 3, 3], Some(&b), None).unwrap();
+        let epi = if residual { Epilogue { activation: act, alpha: 0.2, beta: 1.0 } } else { Epilogue::act(act) };
+        let out = poisoned(Shape::new(n, cout, h, w));
+        let d = conv::conv2d(c, &xt, &full, &Conv2dParams::new(1, 1), &epi, residual.then_some(&rt), &out).unwrap();
+        assert_exact(&format!("{name} == conv2d(cat) kernel"), &got, &run_and_read(d, &out));
+        println!("{name}: plan peak {peak_cat} bytes vs {peak_concat} with the concat");
+        assert!(peak_cat < peak_concat, "{name}: plan peak {peak_cat} vs {peak_concat} with the concat");
+    }
+}
+
+#[test]
+fn conv2d_cat_rejects_bad_inputs() {
+    let c = ctx();
+    let mut ws = WeightStore::new();
+    ws.insert("k.weight", HostTensor::new(vec![4, 5, 3, 3], vec![0.1; 180]).unwrap());
+    ws.insert("k.bias", HostTensor::new(vec![4], vec![0.0; 4]).unwrap());
+    let err = |f: &dyn Fn(&mut GraphBuilder) -> Result<TensorId>| -> String {
+        let mut g = GraphBuilder::with_weights(c, &ws);
+        f(&mut g).unwrap_err().to_string()
+    };
+    let e = err(&|g| g.conv2d_cat("none", &[], "k", Conv::same(3)));
+    assert!(e.contains("'none'") && e.contains("no inputs"), "{e}");
+    // Channels that do not add up to the weight's input channels.
+    let e = err(&|g| {
+        let a = g.input("a", Shape::new(1, 2, 6, 6))?;
+        let b = g.input("b", Shape::new(1, 2, 6, 6))?;
+        g.conv2d_cat("chans", &[a, b], "k", Conv::same(3))
+    });
+    assert!(e.contains("'chans'") && e.contains("expects 5"), "{e}");
+    // Parts of different sizes.
+    let e = err(&|g| {
+        let a = g.input("a", Shape::new(1, 2, 6, 6))?;
+        let b = g.input("b", Shape::new(1, 3, 6, 5))?;
+        g.conv2d_cat("size", &[a, b], "k", Conv::same(3))
+    });
+    assert!(e.contains("'size'") && e.contains("batch or size"), "{e}");
+    // Groups over several inputs.
+    let e = err(&|g| {
+        let a = g.input("a", Shape::new(1, 4, 6, 6))?;
+        let b = g.input("b", Shape::new(1, 6, 6, 6))?;
+        let wt = HostTensor::new(vec![4, 5, 3, 3], vec![0.1; 180])?;
+        let mut conv = Conv::same(3);
+        conv.params.groups = 2;
+        g.conv2d_cat_with("grouped", &[a, b], &wt, None, None, conv)
+    });
+    assert!(e.contains("'grouped'") && e.contains("groups = 2"), "{e}");
+    // A residual of the wrong shape.
+    let e = err(&|g| {
+        let a = g.input("a", Shape::new(1, 2, 6, 6))?;
+        let b = g.input("b", Shape::new(1, 3, 6, 6))?;
+        let r = g.input("r", Shape::new(1, 4, 6, 5))?;
+        g.conv2d_cat("res", &[a, b], "k", Conv::same(3).residual(r, 1.0, 1.0))
+    });
+    assert!(e.contains("'res'") && e.contains("residual"), "{e}");
+}
+
+/// A 3x3 conv2d_cat the graph runs as Winograd (enough channels and pixels)
+/// takes its parts in the Winograd input transforms: the bits of concat +
+/// conv2d (also Winograd) and the f64 reference within Winograd's bound.
+#[test]
+fn conv2d_cat_takes_winograd_with_parts() {
+    let c = ctx();
+    let (h, w, cout, chans) = (20, 18, 20, [16usize, 8]);
+    let cin: usize = chans.iter().sum();
+    let mut rng = Rng::new(97);
+    let wt = rng.vec(cout * cin * 9, -0.3, 0.3);
+    let b = rng.vec(cout, -0.2, 0.2);
+    let mut ws = WeightStore::new();
+    ws.insert("conv.weight", HostTensor::new(vec![cout, cin, 3, 3], wt.clone()).unwrap());
+    ws.insert("conv.bias", HostTensor::new(vec![cout], b.clone()).unwrap());
+    let xs: Vec<Vec<f32>> = chans.iter().map(|&ci| rng.vec(ci * h * w, -1.0, 1.0)).collect();
+    for (tile, grad, growth) in [(WinogradTile::F4, false, 32.0), (WinogradTile::F2, true, 4.0)] {
+        let run = |cat: bool| {
+            let mut g = GraphBuilder::with_weights(c, &ws);
+            if grad {
+                g.enable_gradients();
+            }
+            g.set_winograd(Some(tile));
+            let ids: Vec<TensorId> = chans.iter().enumerate().map(|(i, &ci)| g.input(&format!("x{i}"), Shape::new(1, ci, h, w)).unwrap()).collect();
+            let conv = Conv::same(3).act(Activation::LeakyRelu(SLOPE));
+            let y = if cat {
+                g.conv2d_cat("conv", &ids, "conv", conv).unwrap()
+            } else {
+                let x = g.concat("cat", &ids).unwrap();
+                g.conv2d("conv", x, "conv", conv).unwrap()
+            };
+            g.output("y", y).unwrap();
+            let graph = g.build().unwrap();
+            let dump = graph.dump();
+            let mut ex = Executor::new(c, graph).unwrap();
+            for (i, x) in xs.iter().enumerate() {
+                ex.set_input(c, &format!("x{i}"), x).unwrap();
+            }
+            ex.run(c).unwrap();
+            (ex.read_output(c, "y").unwrap(), dump)
+        };
+        let ((got, dump), (concat, _)) = (run(true), run(false));
+        if std::env::var_os("WGSR_WINOGRAD").is_none() {
+            assert!(dump.contains(&format!("winograd {tile:?}")) && !dump.contains("concat"), "{dump}");
+        }
+        let parts: Vec<&[f32]> = xs.iter().map(|v| v.as_slice()).collect();
+        let want = cat_conv_ref(&parts, &chans, 1, h, w, &wt, &b, cout, Activation::LeakyRelu(SLOPE), None);
+        // tests/graph_winograd.rs's bound: direct 1e-5 * sqrt(K) * 0.3, x4 F(2x2), x32 F(4x4).
+        let tol = growth * 1e-5 * ((cin * 9) as f64).sqrt() * 0.3;
+        let name = format!("graph.conv2d_cat winograd {tile:?}");
+        assert_close(&name, &got, &want, tol, 1e-5);
+        assert_exact(&format!("{name} == concat + conv2d"), &got, &concat);
+    }
 }

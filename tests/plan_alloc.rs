@@ -77,8 +77,7 @@ fn plan_peak_equals_allocated_bytes() {
     let cond = g.input("cond", Shape::new(1, 3, hw, hw)).unwrap();
     let x = g.input("x", Shape::new(1, 3, hw, hw)).unwrap();
     let pos = g.input("pos_enc", Shape::new(1, cfg.unet.inner_channel, 1, 1)).unwrap();
-    let xin = g.concat("input.cat", &[cond, x]).unwrap();
-    let eps = unet::build_unet(&mut g, &cfg.unet, xin, pos).unwrap();
+    let eps = unet::build_unet(&mut g, &cfg.unet, &[cond, x], pos).unwrap();
     g.output("eps", eps).unwrap();
     let (peak, got, scratch) = measure(&ctx, "sr3_tiny U-Net", g);
     assert_eq!(peak, got, "SR3 U-Net: plan peak vs allocated");

@@ -7,6 +7,11 @@
 //! matrix so the kernel's weight-tile loads are contiguous, plus a small table
 //! of kernel taps); each call then only validates shapes and records one
 //! dispatch. See `kernels/conv.wgsl` for the tiling.
+//!
+//! A conv over a channel concatenation runs as one [`conv2d_pre`] per part
+//! (weights split along input channels, see [`Conv2dWeights::split_input`]),
+//! each starting from the previous part's raw sums, so the concatenation is
+//! never materialised and the result has the bits of the single conv.
 
 use std::sync::Arc;
 
@@ -231,6 +236,37 @@ impl Conv2dWeights {
         Self::upload(ctx, Kind::Conv, shape, cout, cin_g, kstride, &packed, bias, scale)
     }
 
+    /// One `Conv2d` (groups 1) split along its input channels into parts of
+    /// `channels[i]` channels, for [`conv2d_pre`] over the parts of a
+    /// concatenation: `bias` and `scale` go to the last part, the others get
+    /// bias 0 and scale 1 (their raw sums are the next part's `pre`).
+    pub fn split_input(
+        ctx: &GpuContext,
+        weight: &[f32],
+        shape: [usize; 4],
+        channels: &[usize],
+        bias: Option<&[f32]>,
+        scale: Option<&[f32]>,
+    ) -> Result<Vec<Self>> {
+        Self::check_shape("conv2d", weight, shape)?;
+        let total: usize = channels.iter().sum();
+        if total != shape[1] || channels.contains(&0) {
+            return Err(Error::Shape(format!(
+                "conv2d weights {shape:?}: input parts of {channels:?} channels do not split its {} input channels",
+                shape[1]
+            )));
+        }
+        let mut start = 0;
+        let mut parts = Vec::with_capacity(channels.len());
+        for (i, &c) in channels.iter().enumerate() {
+            let last = i + 1 == channels.len();
+            let (w, ws) = input_slice(weight, shape, start, c)?;
+            parts.push(Self::new(ctx, &w, ws, bias.filter(|_| last), scale.filter(|_| last))?);
+            start += c;
+        }
+        Ok(parts)
+    }
+
     /// Weights of a `ConvTranspose2d`: `weight` in torch layout
     /// `[cin, cout_per_group, kh, kw]`, the layer's `groups`, optional `bias`
     /// and `scale` (each `groups * cout_per_group` values).
@@ -355,6 +391,23 @@ impl Conv2dWeights {
     pub fn is_transposed(&self) -> bool {
         matches!(self.kind, Kind::Transposed { .. })
     }
+}
+
+/// Input channels `start..start + count` of torch `Conv2d` weights `[cout, cin, kh, kw]`
+/// (with their shape): the weights a part of a channel concatenation meets.
+pub fn input_slice(weight: &[f32], shape: [usize; 4], start: usize, count: usize) -> Result<(Vec<f32>, [usize; 4])> {
+    Conv2dWeights::check_shape("conv2d", weight, shape)?;
+    let [cout, cin, kh, kw] = shape;
+    if count == 0 || start + count > cin {
+        return Err(Error::Shape(format!("conv2d weights {shape:?}: no input channels {start}..{}", start + count)));
+    }
+    let khw = kh * kw;
+    let mut w = Vec::with_capacity(cout * count * khw);
+    for co in 0..cout {
+        let row = (co * cin + start) * khw;
+        w.extend_from_slice(&weight[row..row + count * khw]);
+    }
+    Ok((w, [cout, count, kh, kw]))
 }
 
 /// Everything the kernel needs, resolved from shapes and params.
@@ -499,7 +552,31 @@ pub fn conv2d(
     let geo = conv_geometry(x.shape(), w, p)?;
     let [_, _, kh, kw] = w.shape;
     let pointwise = kh == 1 && kw == 1 && p.stride == [1, 1] && p.padding == [0, 0];
-    launch(ctx, "conv2d", &geo, w, if pointwise { ConvMode::Pointwise } else { ConvMode::General }, x, epi, residual, out)
+    launch(ctx, "conv2d", &geo, w, if pointwise { ConvMode::Pointwise } else { ConvMode::General }, x, epi, residual, None, out)
+}
+
+/// [`conv2d`] whose sums start from `pre` (the output's shape) instead of 0:
+/// `out = alpha * act((pre + conv(x) + bias) * scale) + beta * residual`.
+/// `pre` holds the raw sums (identity epilogue) of the parts of a channel
+/// concatenation before `x`; the sum is the same k-order chain as one conv
+/// over the concatenation, so the bits are those of that conv. `pre` may be
+/// `out` itself (accumulation in place, no second buffer); `out` must not
+/// alias `x` or `residual`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_pre(
+    ctx: &GpuContext,
+    x: &Tensor,
+    w: &Conv2dWeights,
+    p: &Conv2dParams,
+    epi: &Epilogue,
+    residual: Option<&Tensor>,
+    pre: Option<&Tensor>,
+    out: &Tensor,
+) -> Result<Dispatch> {
+    let geo = conv_geometry(x.shape(), w, p)?;
+    let [_, _, kh, kw] = w.shape;
+    let pointwise = kh == 1 && kw == 1 && p.stride == [1, 1] && p.padding == [0, 0];
+    launch(ctx, "conv2d", &geo, w, if pointwise { ConvMode::Pointwise } else { ConvMode::General }, x, epi, residual, pre, out)
 }
 
 /// torch `ConvTranspose2d` into `out` (shape from [`conv_transpose2d_out_shape`])
@@ -514,7 +591,7 @@ pub fn conv_transpose2d(
     out: &Tensor,
 ) -> Result<Dispatch> {
     let geo = transposed_geometry(x.shape(), w, p)?;
-    launch(ctx, "conv_transpose2d", &geo, w, ConvMode::Transposed, x, epi, residual, out)
+    launch(ctx, "conv_transpose2d", &geo, w, ConvMode::Transposed, x, epi, residual, None, out)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -527,6 +604,7 @@ fn launch(
     x: &Tensor,
     epi: &Epilogue,
     residual: Option<&Tensor>,
+    pre: Option<&Tensor>,
     out: &Tensor,
 ) -> Result<Dispatch> {
     if out.shape() != geo.out {
@@ -549,6 +627,15 @@ fn launch(
             return Err(Error::InvalidArgument(format!("{op}: the output may not alias the residual")));
         }
     }
+    if let Some(s) = pre {
+        if s.shape() != geo.out {
+            return Err(Error::Shape(format!("{op}: previous partial sums {} do not match the output {}", s.shape(), geo.out)));
+        }
+    }
+    // Sums already in `out`: read them there (binding the buffer twice, read
+    // and read-write, is not allowed).
+    // (Tensors bind their buffer from offset 0, and the shapes are equal.)
+    let in_place = pre.is_some_and(|s| Arc::ptr_eq(out.buffer(), s.buffer()));
     let (act, slope) = epi.activation.code();
     let (xs, os) = (geo.x, geo.out);
     let k = w.k;
@@ -636,6 +723,8 @@ fn launch(
         ("MODE", mode.constant()),
         ("ACT", act.constant()),
         ("HAS_RES", if residual.is_some() { 1.0 } else { 0.0 }),
+        ("HAS_PRE", if pre.is_some() { 1.0 } else { 0.0 }),
+        ("PRE_IN_Y", if in_place { 1.0 } else { 0.0 }),
         ("A_VEC", if geo.cout_g % 4 == 0 { 1.0 } else { 0.0 }),
         ("TSY", tsy),
         ("TSX", tsx),
@@ -662,14 +751,16 @@ fn launch(
             BufArg { buffer: &w.taps, size: w.taps_bytes, read_only: true },
             w.epi.arg(),
             res.arg(),
+            pre.filter(|_| !in_place).unwrap_or(x).arg(),
             out.arg_mut(),
         ],
         workgroups: grid,
     })?;
     let flops = 2.0 * os.numel() as f64 * k as f64;
     let mut bytes = xs.bytes() as f64 + w.packed_bytes as f64 + os.bytes() as f64;
-    if let Some(r) = residual {
-        bytes += r.shape().bytes() as f64;
+    // (In place, the output is read as well as written.)
+    for t in [residual, pre].into_iter().flatten() {
+        bytes += t.shape().bytes() as f64;
     }
     Ok(d.with_cost(flops, bytes))
 }

@@ -14,6 +14,7 @@ pub mod grad;
 pub mod invconv;
 pub mod matmul;
 pub mod norm;
+pub mod norm_cat;
 pub mod probe;
 pub mod reduce;
 pub mod reshape;
@@ -75,6 +76,7 @@ pub const KERNELS: &[crate::gpu::ShaderSource] = &[
     grad::SHADER,
     matmul::SHADER,
     norm::SHADER,
+    norm_cat::SHADER,
     probe::SHADER,
     reduce::SHADER,
     reshape::SHADER,

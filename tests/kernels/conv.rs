@@ -6,8 +6,8 @@ use wgsr::ops::conv::{
 use wgsr::{Shape, Tensor};
 
 // Value ranges of the random data: |x| < 1, |w| < 0.5.
-const XMAX: f64 = 1.0;
-const WMAX: f64 = 0.5;
+pub(crate) const XMAX: f64 = 1.0;
+pub(crate) const WMAX: f64 = 0.5;
 
 pub(crate) fn act_ref(a: Activation, v: f64) -> f64 {
     match a {

@@ -3,7 +3,7 @@ use wgsr::ops::norm::{GroupNorm, DEFAULT_EPS};
 use wgsr::{Error, Shape, Tensor};
 
 /// torch.nn.GroupNorm (+ optional Swish) in f64: biased variance per (n, group).
-fn group_norm_ref(x: &[f32], s: Shape, groups: usize, gamma: &[f32], beta: &[f32], eps: f64, swish: bool) -> Vec<f64> {
+pub(crate) fn group_norm_ref(x: &[f32], s: Shape, groups: usize, gamma: &[f32], beta: &[f32], eps: f64, swish: bool) -> Vec<f64> {
     let [n, c, _, _] = s.0;
     let hw = s.hw();
     let len = c / groups * hw;

@@ -159,29 +159,45 @@ impl GraphBuilder<'_> {
 /// What the gradient of a conv node needs: its host weights (the input
 /// gradient is the transposed conv with the same weights), geometry,
 /// epilogue and output (the activation's derivative is read from it).
-struct ConvVjp {
-    weight: Arc<Vec<f32>>,
-    shape: [usize; 4],
-    params: Conv2dParams,
-    epilogue: Epilogue,
-    scale: Option<Vec<f32>>,
-    x: Shape,
-    y: TensorId,
+/// `conv2d_cat` keeps one per input part (its weight slice and input shape).
+pub(crate) struct ConvVjp {
+    pub(crate) weight: Arc<Vec<f32>>,
+    pub(crate) shape: [usize; 4],
+    pub(crate) params: Conv2dParams,
+    pub(crate) epilogue: Epilogue,
+    pub(crate) scale: Option<Vec<f32>>,
+    pub(crate) x: Shape,
+    pub(crate) y: TensorId,
 }
 
 impl ConvVjp {
     /// y = alpha * act((conv(x) + b) * s) + beta * r:
     /// dr = beta * dy; dpre = alpha * s * act'(.) * dy; dx = conv^T(dpre).
     fn apply(&self, g: &mut GraphBuilder<'_>, v: &VjpArgs) -> Result<Vec<Option<TensorId>>> {
-        const KIND: &str = "conv2d";
         let dy = v.dy0()?;
         let e = self.epilogue;
         let has_res = v.needs.len() > 1;
+        let dpre = self.pre_grad(g, v, dy, has_res)?;
+        let mut dx = Vec::with_capacity(v.needs.len());
+        if v.needs[0] {
+            dx.push(Some(self.input_grad(g, v, dpre)?));
+        } else {
+            dx.push(None);
+        }
+        if has_res {
+            dx.push(if v.needs[1] { Some(if e.beta == 1.0 { dy } else { g.affine(&v.node("res"), dy, e.beta, 0.0)? }) } else { None });
+        }
+        Ok(dx)
+    }
+
+    /// The gradient of the epilogue's input, alpha * s * act'(.) * dy (dy itself when that is the identity).
+    pub(crate) fn pre_grad(&self, g: &mut GraphBuilder<'_>, v: &VjpArgs, dy: TensorId, has_res: bool) -> Result<TensorId> {
+        const KIND: &str = "conv2d";
+        let e = self.epilogue;
         if has_res && e.activation != Activation::None {
             return Err(g.shape_error(v.name, KIND, "no gradient for an activation followed by a residual (the output does not give the activation's input)".into()));
         }
-        let mut dx = Vec::with_capacity(v.needs.len());
-        let dpre = if e.activation == Activation::None && self.scale.is_none() && e.alpha == 1.0 {
+        Ok(if e.activation == Activation::None && self.scale.is_none() && e.alpha == 1.0 {
             dy
         } else {
             let scale = match &self.scale {
@@ -197,19 +213,11 @@ impl ConvVjp {
                 ys,
                 Box::new(move |c, i, o, _| Ok(vec![grad::act_grad(c, i[0], i[1], scale.as_deref(), act, alpha, o[0])?])),
             )?
-        };
-        if v.needs[0] {
-            dx.push(Some(self.input_grad(g, v, dpre)?));
-        } else {
-            dx.push(None);
-        }
-        if has_res {
-            dx.push(if v.needs[1] { Some(if e.beta == 1.0 { dy } else { g.affine(&v.node("res"), dy, e.beta, 0.0)? }) } else { None });
-        }
-        Ok(dx)
+        })
     }
 
-    fn input_grad(&self, g: &mut GraphBuilder<'_>, v: &VjpArgs, dpre: TensorId) -> Result<TensorId> {
+    /// dx = conv^T(dpre) with this conv's weights.
+    pub(crate) fn input_grad(&self, g: &mut GraphBuilder<'_>, v: &VjpArgs, dpre: TensorId) -> Result<TensorId> {
         const KIND: &str = "conv2d";
         let p = self.params;
         if p.dilation != [1, 1] {
@@ -278,7 +286,7 @@ impl ConvVjp {
     }
 }
 
-fn weight4(g: &GraphBuilder, name: &str, kind: &str, w: &HostTensor) -> Result<[usize; 4]> {
+pub(crate) fn weight4(g: &GraphBuilder, name: &str, kind: &str, w: &HostTensor) -> Result<[usize; 4]> {
     match w.shape.as_slice() {
         &[a, b, c, d] => Ok([a, b, c, d]),
         s => Err(g.shape_error(name, kind, format!("weight has shape {s:?}, expected 4 dimensions"))),
@@ -286,7 +294,7 @@ fn weight4(g: &GraphBuilder, name: &str, kind: &str, w: &HostTensor) -> Result<[
 }
 
 #[allow(clippy::too_many_arguments)]
-fn describe(w: [usize; 4], stride: &[usize; 2], pad: &[usize; 2], groups: usize, e: &Epilogue, bias: bool, scale: bool, res: bool) -> String {
+pub(crate) fn describe(w: [usize; 4], stride: &[usize; 2], pad: &[usize; 2], groups: usize, e: &Epilogue, bias: bool, scale: bool, res: bool) -> String {
     let mut s = format!("w={}x{}x{}x{} s={}x{} p={}x{}", w[0], w[1], w[2], w[3], stride[0], stride[1], pad[0], pad[1]);
     if groups != 1 {
         s += &format!(" g={groups}");

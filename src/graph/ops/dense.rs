@@ -6,6 +6,7 @@ use crate::graph::{GraphBuilder, OutputSpec, TensorId};
 use crate::ops::attention::Attention;
 use crate::ops::matmul::Linear;
 use crate::ops::norm::GroupNorm;
+use crate::ops::norm_cat::GroupNormCat;
 use crate::graph::ops::node_label;
 use crate::{Result, ResultExt, Shape};
 
@@ -30,6 +31,40 @@ impl GraphBuilder<'_> {
             None,
         )?;
         Ok(outs[0])
+    }
+
+    /// GroupNorm over cat(`xs`, channels) (weights over the concatenated
+    /// channels), one normalised output per input, so no concatenation is
+    /// built: the parts then feed `conv2d_cat`. One input is `group_norm`.
+    pub fn group_norm_cat(&mut self, name: &str, xs: &[TensorId], prefix: &str, groups: usize, eps: f32, swish: bool) -> Result<Vec<TensorId>> {
+        const KIND: &str = "group_norm_cat";
+        match xs {
+            [] => return Err(self.shape_error(name, KIND, "no inputs".into())),
+            [x] => return Ok(vec![self.group_norm(name, *x, prefix, groups, eps, swish)?]),
+            _ => {}
+        }
+        let shapes = xs.iter().map(|t| self.shape(*t)).collect::<Result<Vec<Shape>>>()?;
+        let s0 = shapes[0];
+        if let Some((i, s)) = shapes.iter().enumerate().find(|(_, s)| (s.n(), s.h(), s.w()) != (s0.n(), s0.h(), s0.w())) {
+            return Err(self.shape_error(name, KIND, format!("input {i} {s} differs from input 0 {s0} in batch or size")));
+        }
+        let chans: Vec<usize> = shapes.iter().map(|s| s.c()).collect();
+        let c: usize = chans.iter().sum();
+        let gamma = self.weight(name, &format!("{prefix}.weight"), Some(&[c]))?;
+        let beta = self.weight(name, &format!("{prefix}.bias"), Some(&[c]))?;
+        let gn = GroupNormCat::new(self.ctx(), &gamma.data, &beta.data, groups, eps, &chans).with_context(|| node_label(name, KIND))?;
+        let mut outs: Vec<OutputSpec> = shapes.iter().map(|s| OutputSpec::new(*s)).collect();
+        outs.push(OutputSpec::scratch(gn.scratch_shape(s0.n(), s0.h(), s0.w())));
+        let (gn, n) = (Arc::new(gn), xs.len());
+        self.kernel_multi(
+            name,
+            KIND,
+            format!("groups={groups} eps={eps} swish={swish} {n} inputs"),
+            xs,
+            outs,
+            Box::new(move |c, i, o, _| gn.prepare(c, i, &o[..n], o[n], swish)),
+            None,
+        )
     }
 
     /// Linear layer from `{prefix}.weight` [out, in] and optional `{prefix}.bias` [out].

@@ -2,6 +2,7 @@
 //! graph's `Op` trait, plus the `GraphBuilder` methods model code calls.
 
 pub mod conv;
+pub mod conv_cat;
 pub mod dense;
 pub mod elementwise;
 pub mod flow;

@@ -34,8 +34,9 @@ impl Ctx<'_, '_> {
     }
 
     /// Conv (no bias) followed by ActNorm and an activation, folded into the
-    /// conv epilogue: act((conv(x) + an.bias) * exp(an.logs)).
-    fn conv_actnorm(&mut self, x: TensorId, p: &str, k: usize, act: Activation) -> Result<TensorId> {
+    /// conv epilogue: act((conv(x) + an.bias) * exp(an.logs)). `x`: the
+    /// channel parts of the input (never concatenated, see `conv2d_cat`).
+    fn conv_actnorm(&mut self, x: &[TensorId], p: &str, k: usize, act: Activation) -> Result<TensorId> {
         let w = self.g.weight(p, &format!("{p}.weight"), None)?;
         let cout = w.shape.first().copied().unwrap_or(0);
         if w.shape.len() != 4 || w.shape[2] != k || w.shape[3] != k {
@@ -44,37 +45,37 @@ impl Ctx<'_, '_> {
         let bias = self.vec(p, &format!("{p}.actnorm.bias"), cout)?;
         let scale: Vec<f32> = self.vec(p, &format!("{p}.actnorm.logs"), cout)?.iter().map(|l| l.exp()).collect();
         let c = Conv { params: Conv2dParams::new(1, (k - 1) / 2), ..Default::default() }.act(act);
-        self.g.conv2d_with(p, x, w, Some(&bias), Some(&scale), c)
+        self.g.conv2d_cat_with(p, x, w, Some(&bias), Some(&scale), c)
     }
 
-    /// Glow's Conv2dZeros: (conv3x3(x) + bias) * exp(factor * logs).
-    fn conv_zeros(&mut self, x: TensorId, p: &str) -> Result<TensorId> {
+    /// Glow's Conv2dZeros: (conv3x3(x) + bias) * exp(factor * logs), `x` in channel parts.
+    fn conv_zeros(&mut self, x: &[TensorId], p: &str) -> Result<TensorId> {
         let w = self.g.weight(p, &format!("{p}.weight"), None)?;
         let cout = w.shape.first().copied().unwrap_or(0);
         let bias = self.vec(p, &format!("{p}.bias"), cout)?;
         let f = self.cfg.conv_zeros_logscale;
         let scale: Vec<f32> = self.vec(p, &format!("{p}.logs"), cout)?.iter().map(|l| (f * l).exp()).collect();
-        self.g.conv2d_with(p, x, w, Some(&bias), Some(&scale), Conv::same(3))
+        self.g.conv2d_cat_with(p, x, w, Some(&bias), Some(&scale), Conv::same(3))
     }
 
     fn lrelu(&self) -> Activation {
         Activation::LeakyRelu(self.cfg.lrelu_slope)
     }
 
-    /// ESRGAN dense block; with `residual`, conv5's output is `r*y + x` (the RDB).
-    fn dense_block(&mut self, x: TensorId, p: &str, residual: Option<f32>) -> Result<TensorId> {
-        let mut feats = vec![x];
+    /// ESRGAN dense block on the channel parts `x` of its input; with
+    /// `residual` (r, x0), conv5's output is `r*y + x0` (the RDB). Conv j
+    /// reads cat(x, x1, .., x_{j-1}) as parts (`conv2d_cat`): no concat.
+    fn dense_block(&mut self, x: &[TensorId], p: &str, residual: Option<(f32, TensorId)>) -> Result<TensorId> {
+        let mut feats = x.to_vec();
         for j in 1..=4 {
-            let inp = if j == 1 { x } else { self.g.concat(&format!("{p}.cat{j}"), &feats)? };
-            let y = self.g.conv2d(&format!("{p}.conv{j}"), inp, &format!("{p}.conv{j}"), Conv::same(3).act(self.lrelu()))?;
+            let y = self.g.conv2d_cat(&format!("{p}.conv{j}"), &feats, &format!("{p}.conv{j}"), Conv::same(3).act(self.lrelu()))?;
             feats.push(y);
         }
-        let inp = self.g.concat(&format!("{p}.cat5"), &feats)?;
         let mut c = Conv::same(3);
-        if let Some(r) = residual {
-            c = c.residual(x, r, 1.0);
+        if let Some((r, x0)) = residual {
+            c = c.residual(x0, r, 1.0);
         }
-        self.g.conv2d(&format!("{p}.conv5"), inp, &format!("{p}.conv5"), c)
+        self.g.conv2d_cat(&format!("{p}.conv5"), &feats, &format!("{p}.conv5"), c)
     }
 
     /// RRDB: RDB3(RDB2(RDB1(x))) * 0.2 + x.
@@ -82,7 +83,7 @@ impl Ctx<'_, '_> {
         let r = self.cfg.rrdb_residual_scale;
         let mut y = x;
         for i in 1..=3 {
-            y = self.dense_block(y, &format!("{p}.RDB{i}"), Some(r))?;
+            y = self.dense_block(&[y], &format!("{p}.RDB{i}"), Some((r, y)))?;
         }
         self.g.axpby(&format!("{p}.res"), y, x, r, 1.0)
     }
@@ -95,19 +96,21 @@ impl Ctx<'_, '_> {
         Ok(y)
     }
 
-    fn coupling_net(&mut self, x: TensorId, p: &str, net: CouplingNet) -> Result<TensorId> {
+    /// The coupling network on the channel parts `x` of its input.
+    fn coupling_net(&mut self, x: &[TensorId], p: &str, net: CouplingNet) -> Result<TensorId> {
         match net {
             CouplingNet::Fcn { kernel_hidden, .. } => {
                 let h = self.conv_actnorm(x, &format!("{p}.conv1"), 3, Activation::Relu)?;
-                let h = self.conv_actnorm(h, &format!("{p}.conv2"), kernel_hidden, Activation::Relu)?;
-                self.conv_zeros(h, &format!("{p}.conv3"))
+                let h = self.conv_actnorm(&[h], &format!("{p}.conv2"), kernel_hidden, Activation::Relu)?;
+                self.conv_zeros(&[h], &format!("{p}.conv3"))
             }
             CouplingNet::DenseBlock { .. } => self.dense_block(x, p, None),
         }
     }
 
     /// The coupling of a flow step (`k` = position within its level's main
-    /// steps, which selects the affine3shift variant).
+    /// steps, which selects the affine3shift variant; `cond`: the
+    /// conditional features' channel parts).
     #[allow(clippy::too_many_arguments)]
     fn coupling(
         &mut self,
@@ -115,7 +118,7 @@ impl Ctx<'_, '_> {
         p: &str,
         cp: Coupling,
         k: usize,
-        cond: Option<TensorId>,
+        cond: Option<&[TensorId]>,
         logdet: Option<TensorId>,
         dir: Dir,
     ) -> Result<(TensorId, Option<TensorId>)> {
@@ -124,17 +127,16 @@ impl Ctx<'_, '_> {
         if cp.kind == CouplingType::Affine3Shift && k % 2 == 1 {
             // z[0:3) +/-= net(z[3:C)); volume preserving.
             let rest = self.g.slice_channels(&format!("{p}.rest"), z, 3, 1, c - 3)?;
-            let shift = self.coupling_net(rest, &net_p, cp.net)?;
+            let shift = self.coupling_net(&[rest], &net_p, cp.net)?;
             let y = self.g.additive_coupling(&format!("{p}.additive"), z, shift, dir)?;
             return Ok((y, logdet));
         }
         let split = if cp.kind == CouplingType::Affine { c / 2 } else { 3 };
         let z1 = self.g.slice_channels(&format!("{p}.z1"), z, 0, 1, split)?;
-        let inp = match cond {
-            Some(f) => self.g.concat(&format!("{p}.cond"), &[z1, f])?,
-            None => z1,
-        };
-        let h = self.coupling_net(inp, &net_p, cp.net)?;
+        // The net reads cat(z1, cond) as parts: no concat.
+        let mut inp = vec![z1];
+        inp.extend_from_slice(cond.unwrap_or_default());
+        let h = self.coupling_net(&inp, &net_p, cp.net)?;
         self.g.affine_coupling(&format!("{p}.affine"), z, h, split, logdet, dir)
     }
 
@@ -147,7 +149,7 @@ impl Ctx<'_, '_> {
         invconv: bool,
         cp: Coupling,
         k: usize,
-        cond: Option<TensorId>,
+        cond: Option<&[TensorId]>,
         logdet: Option<TensorId>,
         dir: Dir,
     ) -> Result<(TensorId, Option<TensorId>)> {
@@ -204,38 +206,49 @@ impl Ctx<'_, '_> {
         Ok(())
     }
 
-    /// Conditional features of level `l` from its conditional input `u`.
-    fn features(&mut self, u: TensorId, l: usize) -> Result<TensorId> {
+    /// Conditional features of level `l` from the channel parts `u` of its
+    /// conditional input, as channel parts: SR's cat(f1, f2) is never
+    /// materialised (every reader is a conv, or an upsample done per part).
+    fn features(&mut self, u: &[TensorId], l: usize) -> Result<Vec<TensorId>> {
         let p = self.cfg.levels[l].cond_module.clone();
-        let first = self.g.conv2d(&format!("{p}.conv_first"), u, &format!("{p}.conv_first"), Conv::same(3))?;
+        let first = self.g.conv2d_cat(&format!("{p}.conv_first"), u, &format!("{p}.conv_first"), Conv::same(3))?;
         let [n0, n1] = self.cfg.rrdb_nb;
         match self.cfg.task {
             Task::Sr => {
                 let f1 = self.trunk(first, &format!("{p}.RRDB_trunk0"), n0)?;
                 let t = self.trunk(f1, &format!("{p}.RRDB_trunk1"), n1)?;
                 let f2 = self.g.conv2d(&format!("{p}.trunk_conv1"), t, &format!("{p}.trunk_conv1"), Conv::same(3).residual(first, 1.0, 1.0))?;
-                self.g.concat(&format!("{p}.feat"), &[f1, f2])
+                Ok(vec![f1, f2])
             }
             Task::Rescale => {
                 let t = self.trunk(first, &format!("{p}.RRDB_trunk0"), n0)?;
                 let t = self.trunk(t, &format!("{p}.RRDB_trunk1"), n1)?;
-                self.g.conv2d(&format!("{p}.trunk_conv1"), t, &format!("{p}.trunk_conv1"), Conv::same(3).residual(first, 1.0, 1.0))
+                Ok(vec![self.g.conv2d(&format!("{p}.trunk_conv1"), t, &format!("{p}.trunk_conv1"), Conv::same(3).residual(first, 1.0, 1.0))?])
             }
         }
     }
 
-    /// u_l = cat(y_l, up(feat_j) for the coarser levels j).
-    fn cond_input(&mut self, y: TensorId, l: usize, feats: &[Option<TensorId>]) -> Result<TensorId> {
-        let lev = self.cfg.levels[l].clone();
-        if lev.cond_feats.is_empty() {
-            return Ok(y);
+    /// The features of level `l` as one tensor (trace outputs only).
+    fn feat_tensor(&mut self, parts: &[TensorId], l: usize) -> Result<TensorId> {
+        match parts {
+            [f] => Ok(*f),
+            _ => self.g.concat(&format!("{}.feat", self.cfg.levels[l].cond_module), parts),
         }
+    }
+
+    /// u_l = cat(y_l, up(feat_j) for the coarser levels j), as channel
+    /// parts (only conv_first reads it): one upsample per feature part.
+    fn cond_input(&mut self, y: TensorId, l: usize, feats: &[Option<Vec<TensorId>>]) -> Result<Vec<TensorId>> {
+        let lev = self.cfg.levels[l].clone();
         let mut parts = vec![y];
         for &(j, f) in &lev.cond_feats {
-            let fj = feats[j].ok_or_else(|| Error::Graph(format!("level {l} needs the features of level {j} first")))?;
-            parts.push(self.g.upsample_nearest(&format!("{}.up{j}", lev.cond_module), fj, f)?);
+            let fj = feats[j].clone().ok_or_else(|| Error::Graph(format!("level {l} needs the features of level {j} first")))?;
+            for (k, part) in fj.iter().enumerate() {
+                let name = if fj.len() == 1 { format!("{}.up{j}", lev.cond_module) } else { format!("{}.up{j}.{k}", lev.cond_module) };
+                parts.push(self.g.upsample_nearest(&name, *part, f)?);
+            }
         }
-        self.g.concat(&format!("{}.u", lev.cond_module), &parts)
+        Ok(parts)
     }
 
     fn prior_scale(&self) -> GaussianScale {
@@ -245,7 +258,7 @@ impl Ctx<'_, '_> {
         }
     }
 
-    fn prior(&mut self, feat: TensorId, l: usize) -> Result<TensorId> {
+    fn prior(&mut self, feat: &[TensorId], l: usize) -> Result<TensorId> {
         let p = format!("{}.f", self.cfg.levels[l].cond_module);
         self.conv_zeros(feat, &p)
     }
@@ -292,21 +305,22 @@ fn eps_inputs(c: &mut Ctx, lr: Shape) -> Result<Vec<TensorId>> {
 fn reverse_body(c: &mut Ctx, mut z: TensorId, eps: &[TensorId], trace: bool) -> Result<TensorId> {
     let cfg = c.cfg;
     let nl = cfg.n_levels();
-    let mut feats: Vec<Option<TensorId>> = vec![None; nl];
+    let mut feats: Vec<Option<Vec<TensorId>>> = vec![None; nl];
     for l in (0..nl).rev() {
         let lev = cfg.levels[l].clone();
         let u = c.cond_input(z, l, &feats)?;
-        let feat = c.features(u, l)?;
-        feats[l] = Some(feat);
-        let h = c.prior(feat, l)?;
+        let feat = c.features(&u, l)?;
+        feats[l] = Some(feat.clone());
+        let h = c.prior(&feat, l)?;
         let scale = c.prior_scale();
         let mut a = c.g.gaussian_sample(&format!("{}.sample", lev.cond_module), h, eps[l], Scalar::param(HEAT), scale)?;
         for i in (0..lev.cond_steps).rev() {
             let p = c.split_step_prefix(l, i);
-            a = c.step(a, &p, cfg.split_invconv, cfg.split_coupling, i, Some(feat), None, Dir::Reverse)?.0;
+            a = c.step(a, &p, cfg.split_invconv, cfg.split_coupling, i, Some(&feat), None, Dir::Reverse)?.0;
         }
         if trace {
-            c.g.output(&format!("feat{l}"), feat)?;
+            let f = c.feat_tensor(&feat, l)?;
+            c.g.output(&format!("feat{l}"), f)?;
             c.g.output(&format!("a{l}"), a)?;
         }
         z = c.g.concat(&format!("flow.layers.{}.cat", lev.main_layers.last().copied().unwrap_or(lev.squeeze_layer)), &[z, a])?;
@@ -374,21 +388,22 @@ fn forward_main(c: &mut Ctx, mut x: TensorId, mut logdet: Option<TensorId>, trac
 fn forward_split(c: &mut Ctx, ys: &[TensorId], offs: &[TensorId], mut logdet: Option<TensorId>, trace: bool) -> Result<()> {
     let cfg = c.cfg;
     let nl = cfg.n_levels();
-    let mut feats: Vec<Option<TensorId>> = vec![None; nl];
+    let mut feats: Vec<Option<Vec<TensorId>>> = vec![None; nl];
     for l in (0..nl).rev() {
         let lev = cfg.levels[l].clone();
         let u = c.cond_input(ys[l], l, &feats)?;
-        let feat = c.features(u, l)?;
-        feats[l] = Some(feat);
+        let feat = c.features(&u, l)?;
+        feats[l] = Some(feat.clone());
         if trace {
-            c.g.output(&format!("feat{l}"), feat)?;
+            let f = c.feat_tensor(&feat, l)?;
+            c.g.output(&format!("feat{l}"), f)?;
         }
         let mut a = offs[l];
         for i in 0..lev.cond_steps {
             let p = c.split_step_prefix(l, i);
-            (a, logdet) = c.step(a, &p, cfg.split_invconv, cfg.split_coupling, i, Some(feat), logdet, Dir::Forward)?;
+            (a, logdet) = c.step(a, &p, cfg.split_invconv, cfg.split_coupling, i, Some(&feat), logdet, Dir::Forward)?;
         }
-        let h = c.prior(feat, l)?;
+        let h = c.prior(&feat, l)?;
         let scale = c.prior_scale();
         if let Some(ld) = logdet {
             logdet = Some(c.g.gaussian_logp(&format!("{}.logp", lev.cond_module), a, h, ld, scale)?);

@@ -38,7 +38,7 @@ fn net_radius(net: CouplingNet) -> f64 {
     match net {
         // conv1 3x3, conv2 k x k, conv3 (Conv2dZeros) 3x3
         CouplingNet::Fcn { kernel_hidden, .. } => 2.0 + (kernel_hidden / 2) as f64,
-        // conv1 .. conv5, each 3x3, chained through the concatenations
+        // conv1 .. conv5, each 3x3, each reading the block input and all earlier outputs
         CouplingNet::DenseBlock { .. } => 5.0,
     }
 }

@@ -111,8 +111,7 @@ impl Sr3 {
         for p in [P_A, P_E, P_P, P_Q, P_S] {
             g.param(p, 0.0)?;
         }
-        let xin = g.concat("input.cat", &[cond, x])?;
-        let eps = unet::build_unet(&mut g, u, xin, pos_enc)?;
+        let eps = unet::build_unet(&mut g, u, &[cond, x], pos_enc)?;
         g.output("eps", eps)?;
         let x0 = g.axpby("step.x0", x, eps, Scalar::param(P_A), Scalar::param(P_E))?;
         let x0 = if config.sampler.clip_denoised { g.clamp("step.clip", x0, -1.0, 1.0)? } else { x0 };

@@ -29,10 +29,11 @@ fn expect(g: &GraphBuilder, node: &str, key: &str, shape: &[usize]) -> Result<()
     g.weight(node, key, Some(shape)).map(|_| ())
 }
 
-fn conv(g: &mut GraphBuilder, x: TensorId, prefix: &str, cin: usize, cout: usize, k: usize, c: Conv) -> Result<TensorId> {
+/// A conv over the channel parts `x` of its input (`conv2d_cat`; one part is a plain conv).
+fn conv(g: &mut GraphBuilder, x: &[TensorId], prefix: &str, cin: usize, cout: usize, k: usize, c: Conv) -> Result<TensorId> {
     expect(g, prefix, &format!("{prefix}.weight"), &[cout, cin, k, k])?;
     expect(g, prefix, &format!("{prefix}.bias"), &[cout])?;
-    g.conv2d(prefix, x, prefix, c)
+    g.conv2d_cat(prefix, x, prefix, c)
 }
 
 struct Ctx {
@@ -43,33 +44,43 @@ struct Ctx {
     t: TensorId,
 }
 
-/// ResnetBlock at `{p}.res_block`, then SelfAttention at `{p}.attn` if `attn`.
-fn resnet_attn(g: &mut GraphBuilder, k: &Ctx, x: TensorId, p: &str, cin: usize, cout: usize, attn: bool) -> Result<TensorId> {
+/// ResnetBlock at `{p}.res_block` on the channel parts `x` of its input
+/// (the up path's cat(h, skip): GroupNorm, block1's conv and res_conv read
+/// the parts, so the concatenation is never built), then SelfAttention at
+/// `{p}.attn` if `attn`.
+fn resnet_attn(g: &mut GraphBuilder, k: &Ctx, x: &[TensorId], p: &str, cin: usize, cout: usize, attn: bool) -> Result<TensorId> {
     let r = format!("{p}.res_block");
-    let h = g.group_norm(&format!("{r}.block1.norm"), x, &format!("{r}.block1.block.0"), k.groups, k.eps, true)?;
-    let h = conv(g, h, &format!("{r}.block1.block.3"), cin, cout, 3, Conv::same(3))?;
+    let h = g.group_norm_cat(&format!("{r}.block1.norm"), x, &format!("{r}.block1.block.0"), k.groups, k.eps, true)?;
+    let h = conv(g, &h, &format!("{r}.block1.block.3"), cin, cout, 3, Conv::same(3))?;
     let nf = format!("{r}.noise_func.noise_func.0");
     expect(g, &nf, &format!("{nf}.weight"), &[cout, k.c0])?;
     expect(g, &nf, &format!("{nf}.bias"), &[cout])?;
     let bias = g.linear(&nf, k.t, &nf)?;
     let h = g.add_channel_bias(&format!("{r}.noise_add"), h, bias)?;
     let h = g.group_norm(&format!("{r}.block2.norm"), h, &format!("{r}.block2.block.0"), k.groups, k.eps, true)?;
-    let skip = if cin != cout { conv(g, x, &format!("{r}.res_conv"), cin, cout, 1, Conv::same(1))? } else { x };
-    let mut out = conv(g, h, &format!("{r}.block2.block.3"), cout, cout, 3, Conv::same(3).residual(skip, 1.0, 1.0))?;
+    let skip = match x {
+        _ if cin != cout => conv(g, x, &format!("{r}.res_conv"), cin, cout, 1, Conv::same(1))?,
+        [x] => *x,
+        // The identity skip of a concatenation (no SR3 config has one) needs the tensor.
+        _ => g.concat(&format!("{p}.cat"), x)?,
+    };
+    let mut out = conv(g, &[h], &format!("{r}.block2.block.3"), cout, cout, 3, Conv::same(3).residual(skip, 1.0, 1.0))?;
     if attn {
         let a = format!("{p}.attn");
         let n = g.group_norm(&format!("{a}.norm"), out, &format!("{a}.norm"), k.groups, k.eps, false)?;
         expect(g, &a, &format!("{a}.qkv.weight"), &[3 * cout, cout, 1, 1])?;
         let qkv = g.conv2d(&format!("{a}.qkv"), n, &format!("{a}.qkv"), Conv::same(1).no_bias())?;
         let o = g.attention(&format!("{a}.core"), qkv, 1)?;
-        out = conv(g, o, &format!("{a}.out"), cout, cout, 1, Conv::same(1).residual(out, 1.0, 1.0))?;
+        out = conv(g, &[o], &format!("{a}.out"), cout, cout, 1, Conv::same(1).residual(out, 1.0, 1.0))?;
     }
     Ok(out)
 }
 
-/// Add the U-Net: `x` [B, in_channel, H, W] = cat(cond, y_t), `pos_enc`
-/// [B, C0, 1, 1] = [`noise_level_encoding`]; returns eps [B, out_channel, H, W].
-pub fn build_unet(g: &mut GraphBuilder, cfg: &UNetConfig, x: TensorId, pos_enc: TensorId) -> Result<TensorId> {
+/// Add the U-Net: `x` = the channel parts of its [B, in_channel, H, W]
+/// input (cat(cond, y_t), read by the first conv as parts, never
+/// concatenated), `pos_enc` [B, C0, 1, 1] = [`noise_level_encoding`];
+/// returns eps [B, out_channel, H, W].
+pub fn build_unet(g: &mut GraphBuilder, cfg: &UNetConfig, x: &[TensorId], pos_enc: TensorId) -> Result<TensorId> {
     let c0 = cfg.inner_channel;
     // Noise MLP: Linear -> Swish -> Linear. The first Linear runs as a 1x1
     // conv on [B, C0, 1, 1] so Swish fuses into its epilogue.
@@ -93,39 +104,38 @@ pub fn build_unet(g: &mut GraphBuilder, cfg: &UNetConfig, x: TensorId, pos_enc: 
     for (l, &m) in cfg.channel_multiplier.iter().enumerate() {
         let out = c0 * m;
         for _ in 0..cfg.res_blocks {
-            h = resnet_attn(g, &k, h, &format!("downs.{idx}"), ch, out, cfg.attn_res.contains(&res))?;
+            h = resnet_attn(g, &k, &[h], &format!("downs.{idx}"), ch, out, cfg.attn_res.contains(&res))?;
             ch = out;
             skips.push((h, ch));
             idx += 1;
         }
         if l + 1 < levels {
-            h = conv(g, h, &format!("downs.{idx}.conv"), ch, ch, 3, Conv::new(2, 1))?;
+            h = conv(g, &[h], &format!("downs.{idx}.conv"), ch, ch, 3, Conv::new(2, 1))?;
             skips.push((h, ch));
             idx += 1;
             res /= 2;
         }
     }
-    h = resnet_attn(g, &k, h, "mid.0", ch, ch, true)?;
-    h = resnet_attn(g, &k, h, "mid.1", ch, ch, false)?;
+    h = resnet_attn(g, &k, &[h], "mid.0", ch, ch, true)?;
+    h = resnet_attn(g, &k, &[h], "mid.1", ch, ch, false)?;
     let mut idx = 0;
     for l in (0..levels).rev() {
         let out = c0 * cfg.channel_multiplier[l];
         for _ in 0..=cfg.res_blocks {
             let (s, sc) = skips.pop().expect("the down path pushes one skip per up-path block");
             let p = format!("ups.{idx}");
-            let cat = g.concat(&format!("{p}.cat"), &[h, s])?;
-            h = resnet_attn(g, &k, cat, &p, ch + sc, out, cfg.attn_res.contains(&res))?;
+            h = resnet_attn(g, &k, &[h, s], &p, ch + sc, out, cfg.attn_res.contains(&res))?;
             ch = out;
             idx += 1;
         }
         if l > 0 {
             let p = format!("ups.{idx}");
             let up = g.upsample_nearest(&format!("{p}.up"), h, 2)?;
-            h = conv(g, up, &format!("{p}.conv"), ch, ch, 3, Conv::same(3))?;
+            h = conv(g, &[up], &format!("{p}.conv"), ch, ch, 3, Conv::same(3))?;
             idx += 1;
             res *= 2;
         }
     }
     let h = g.group_norm("final_conv.norm", h, "final_conv.block.0", k.groups, k.eps, true)?;
-    conv(g, h, "final_conv.block.3", ch, cfg.out_channel, 3, Conv::same(3))
+    conv(g, &[h], "final_conv.block.3", ch, cfg.out_channel, 3, Conv::same(3))
 }

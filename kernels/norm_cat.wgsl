@@ -1,0 +1,158 @@
+#import prelude
+
+// GroupNorm over the channel concatenation of several NCHW inputs, writing
+// one normalised output per input (so the concatenation is never built).
+// A group's channels may straddle two or more inputs. Per dispatch the
+// uniform block describes one input (its channel count and offset in the
+// concatenation); the dispatches of one GroupNorm run in this order:
+//
+//   gn_cat_shift     per input: the first value of every group that starts in
+//                    it (statistics are taken on x - shift, as norm.wgsl does).
+//   gn_cat_stats     per input: one workgroup per (sample, channel, chunk of
+//                    the plane) writes the chunk's mean and M2 of x - shift.
+//   gn_cat_merge     once: one workgroup per (sample, group) merges the
+//                    group's chunk partials (Chan et al., fixed order, so
+//                    deterministic) into (mean, 1/std).
+//   gn_cat_normalize per input: elementwise, then gamma/beta and Swish.
+//
+// The scratch `sc` holds the partials (2 per chunk, indexed by the
+// concatenated channel), then the shifts (N*G), then the statistics (2*N*G).
+
+struct NormCatParams {
+    total: u32,    // work items of this dispatch
+    hw: u32,
+    chans: u32,    // channels of this input
+    off: u32,      // its first channel in the concatenation
+    ctot: u32,     // channels of the concatenation
+    groups: u32,
+    cpg: u32,      // channels per group
+    chunk: u32,    // values per plane chunk
+    pchunks: u32,  // chunks per plane
+    sc_shift: u32, // offset of the shifts in sc
+    sc_stats: u32, // offset of the statistics in sc
+    eps: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: NormCatParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+// gamma (ctot values) followed by beta (ctot values).
+@group(0) @binding(2) var<storage, read> gb: array<f32>;
+@group(0) @binding(3) var<storage, read_write> sc: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+override SWISH: bool = false;
+
+var<workgroup> r_n: array<f32, WG>;
+var<workgroup> r_mean: array<f32, WG>;
+var<workgroup> r_m2: array<f32, WG>;
+
+fn chunk_len(k: u32) -> u32 {
+    return min(p.chunk, p.hw - k * p.chunk);
+}
+
+@compute @workgroup_size(WG)
+fn gn_cat_shift(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.total) { return; } // total = N*G
+    let n = i / p.groups;
+    let c0 = (i % p.groups) * p.cpg;
+    if (c0 >= p.off && c0 < p.off + p.chans) {
+        sc[p.sc_shift + i] = x[(n * p.chans + c0 - p.off) * p.hw];
+    }
+}
+
+@compute @workgroup_size(WG)
+fn gn_cat_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let item = wg_index(wid, nwg);
+    if (item >= p.total) { return; } // workgroup-uniform; total = N*chans*pchunks
+    let k = item % p.pchunks;
+    let plane = item / p.pchunks;   // n*chans + ci
+    let n = plane / p.chans;
+    let ch = p.off + plane % p.chans;
+    let shift = sc[p.sc_shift + n * p.groups + ch / p.cpg];
+    let start = plane * p.hw + k * p.chunk;
+    let cnt = chunk_len(k);
+    var s = 0.0;
+    for (var j = lid; j < cnt; j += WG) {
+        s += x[start + j] - shift;
+    }
+    let mean = wg_sum(lid, s) / f32(cnt);
+    var q = 0.0;
+    for (var j = lid; j < cnt; j += WG) {
+        let d = (x[start + j] - shift) - mean;
+        q += d * d;
+    }
+    let m2 = wg_sum(lid, q);
+    if (lid == 0u) {
+        let slot = (n * p.ctot + ch) * p.pchunks + k;
+        sc[2u * slot] = mean;
+        sc[2u * slot + 1u] = m2;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn gn_cat_merge(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let item = wg_index(wid, nwg);
+    if (item >= p.total) { return; } // workgroup-uniform; total = N*G
+    let n = item / p.groups;
+    let g = item % p.groups;
+    // The group's partials are contiguous: channels g*cpg .. +cpg, pchunks each.
+    let base = (n * p.ctot + g * p.cpg) * p.pchunks;
+    let count = p.cpg * p.pchunks;
+    // Each thread merges partials lid, lid + WG, ... in order, then a fixed tree.
+    var cn = 0.0;
+    var mean = 0.0;
+    var m2 = 0.0;
+    for (var j = lid; j < count; j += WG) {
+        let nb = f32(chunk_len(j % p.pchunks));
+        let nab = cn + nb;
+        let d = sc[2u * (base + j)] - mean;
+        mean += d * (nb / nab);
+        m2 += sc[2u * (base + j) + 1u] + d * d * (cn * nb / nab);
+        cn = nab;
+    }
+    r_n[lid] = cn;
+    r_mean[lid] = mean;
+    r_m2[lid] = m2;
+    workgroupBarrier();
+    for (var st = WG / 2u; st > 0u; st >>= 1u) {
+        if (lid < st) {
+            let nb = r_n[lid + st];
+            if (nb > 0.0) {
+                let na = r_n[lid];
+                let nab = na + nb;
+                let d = r_mean[lid + st] - r_mean[lid];
+                r_mean[lid] += d * (nb / nab);
+                r_m2[lid] += r_m2[lid + st] + d * d * (na * nb / nab);
+                r_n[lid] = nab;
+            }
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        // Biased variance, as torch.nn.GroupNorm.
+        sc[p.sc_stats + 2u * item] = r_mean[0];
+        sc[p.sc_stats + 2u * item + 1u] = inverseSqrt(r_m2[0] / f32(p.cpg * p.hw) + p.eps);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn gn_cat_normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.total) { return; } // total = N*chans*hw
+    let t = nchw(i, p.chans, p.hw);
+    let ch = p.off + t.ch;
+    let ng = t.n * p.groups + ch / p.cpg;
+    let v = ((x[i] - sc[p.sc_shift + ng]) - sc[p.sc_stats + 2u * ng]) * sc[p.sc_stats + 2u * ng + 1u];
+    var o = v * gb[ch] + gb[p.ctot + ch];
+    if (SWISH) {
+        // sigmoid via exp(-|o|) <= 1 so nothing overflows for large |o| (as norm.wgsl).
+        let e = exp(-abs(o));
+        o = o * select(e / (1.0 + e), 1.0 / (1.0 + e), o >= 0.0);
+    }
+    y[i] = o;
+}
