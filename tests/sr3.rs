@@ -313,10 +313,9 @@ fn upscale_is_deterministic_per_seed() {
 /// limit: its level-0 up block reads cat(h, skip) = 192 x 512 x 512 (192 MiB,
 /// over lavapipe's 128 MiB) as parts (group_norm_cat + conv2d_cat), never
 /// concatenated. Prints the largest planned tensors. Ignored by default: it
-/// holds 155M parameters (~1.3 GB of host and device memory). Run it with
-/// WGSR_WINOGRAD=off for now: the default F(4x4) weights of the 1024->1024
-/// 3x3 convs (36 x 1024 x 1024 floats = 144 MiB) are over the limit
-/// themselves (winograd_tile checks the working buffers, not the weights).
+/// holds 155M parameters (~1.3 GB of host and device memory). Its
+/// 1024->1024 3x3 convs take F(2x2): their F(4x4) weights (36 x 1024 x 1024
+/// floats = 144 MiB) would be over the limit themselves.
 #[test]
 #[ignore]
 fn sr3_64_512_fits_the_binding_limit() {
