@@ -45,9 +45,9 @@ fn env_choice() -> Option<Choice> {
 }
 
 impl GraphBuilder<'_> {
-    /// The Winograd variant later 3x3 convs may run as: F(4x4) by default,
-    /// F(2x2) once gradients are enabled; None = direct convs (graphs that
-    /// must give the same bits as a direct-conv twin).
+    /// The Winograd variant later 3x3 convs may run as: F(4x4) by default;
+    /// None = direct convs (gradient graphs, and graphs that must give the
+    /// same bits as a direct-conv twin).
     pub fn set_winograd(&mut self, tile: Option<WinogradTile>) {
         self.winograd = tile;
     }
