@@ -84,12 +84,16 @@ impl GraphBuilder<'_> {
         const KIND: &str = "conv2d";
         let shape = weight4(self, name, KIND, weight)?;
         let xs = self.shape(x)?;
-        let tile = self.winograd_tile(xs, shape, &c.params);
-        let out = match tile {
-            // Winograd convs keep only their transformed weights on the GPU.
-            Some(_) if xs.c() == shape[1] => Shape::new(xs.n(), shape[0], xs.h() + 2 * c.params.padding[0] - 2, xs.w() + 2 * c.params.padding[1] - 2),
-            _ => conv::conv2d_out_shape(xs, &Conv2dWeights::new(self.ctx(), &weight.data, shape, bias, scale).with_context(|| node_label(name, KIND))?, &c.params)
-                .with_context(|| node_label(name, KIND))?,
+        // Winograd convs keep only their transformed weights on the GPU; the
+        // direct path packs its weights once, here.
+        let tile = self.winograd_tile(xs, shape, &c.params).filter(|_| xs.c() == shape[1]);
+        let (direct, out) = match tile {
+            Some(_) => (None, Shape::new(xs.n(), shape[0], xs.h() + 2 * c.params.padding[0] - 2, xs.w() + 2 * c.params.padding[1] - 2)),
+            None => {
+                let w = Conv2dWeights::new(self.ctx(), &weight.data, shape, bias, scale).with_context(|| node_label(name, KIND))?;
+                let out = conv::conv2d_out_shape(xs, &w, &c.params).with_context(|| node_label(name, KIND))?;
+                (Some(w), out)
+            }
         };
         let mut inputs = vec![x];
         if let Some(r) = c.residual {
@@ -100,10 +104,13 @@ impl GraphBuilder<'_> {
             inputs.push(r);
         }
         let attrs = describe(shape, &c.params.stride, &c.params.padding, c.params.groups, &c.epilogue, bias.is_some(), scale.is_some(), c.residual.is_some());
-        let y = if let Some(tile) = tile.filter(|_| xs.c() == shape[1]) {
+        let y = if let (Some(tile), None) = (tile, &direct) {
             self.conv2d_winograd(name, KIND, &inputs, 1, weight, shape, bias, scale, c.params.padding[0], c.epilogue, tile, out, attrs)?
         } else {
-            let w = Conv2dWeights::new(self.ctx(), &weight.data, shape, bias, scale).with_context(|| node_label(name, KIND))?;
+            let w = match direct {
+                Some(w) => w,
+                None => Conv2dWeights::new(self.ctx(), &weight.data, shape, bias, scale).with_context(|| node_label(name, KIND))?,
+            };
             let (w, p, epi) = (Arc::new(w), c.params, c.epilogue);
             self.kernel(
                 name,
