@@ -212,6 +212,22 @@ fn check_vec(what: &str, v: Option<&[f32]>, n: usize) -> Result<Vec<f32>> {
     }
 }
 
+/// The epilogue table every conv form binds: bias[cout] (0 when absent)
+/// then scale[cout] (1 when absent), lengths checked.
+pub(crate) fn epilogue_table(cout: usize, bias: Option<&[f32]>, scale: Option<&[f32]>) -> Result<Vec<f32>> {
+    let (bias, scale) = (check_vec("bias", bias, cout)?, check_vec("scale", scale, cout)?);
+    let mut epi = vec![0f32; 2 * cout];
+    if !bias.is_empty() {
+        epi[..cout].copy_from_slice(&bias);
+    }
+    if scale.is_empty() {
+        epi[cout..].fill(1.0);
+    } else {
+        epi[cout..].copy_from_slice(&scale);
+    }
+    Ok(epi)
+}
+
 impl Conv2dWeights {
     /// Weights of a `Conv2d`: `weight` in torch layout `[cout, cin_per_group, kh, kw]`,
     /// optional `bias` and per-output-channel `scale` (each `cout` values).
@@ -331,17 +347,7 @@ impl Conv2dWeights {
             Kind::Transposed { groups } => cin / groups,
         };
         let k = cin_g * kh * kw;
-        let bias = check_vec("bias", bias, cout)?;
-        let scale = check_vec("scale", scale, cout)?;
-        let mut epi = vec![0f32; 2 * cout];
-        if !bias.is_empty() {
-            epi[..cout].copy_from_slice(&bias);
-        }
-        if scale.is_empty() {
-            epi[cout..].fill(1.0);
-        } else {
-            epi[cout..].copy_from_slice(&scale);
-        }
+        let epi = epilogue_table(cout, bias, scale)?;
         if cin_g > 0xFFFF || kh > 0xFF || kw > 0xFF {
             return Err(Error::InvalidArgument(format!(
                 "conv weights {shape:?}: at most 65535 input channels per group and 255x255 kernels are supported"
@@ -549,10 +555,7 @@ pub fn conv2d(
     residual: Option<&Tensor>,
     out: &Tensor,
 ) -> Result<Dispatch> {
-    let geo = conv_geometry(x.shape(), w, p)?;
-    let [_, _, kh, kw] = w.shape;
-    let pointwise = kh == 1 && kw == 1 && p.stride == [1, 1] && p.padding == [0, 0];
-    launch(ctx, "conv2d", &geo, w, if pointwise { ConvMode::Pointwise } else { ConvMode::General }, x, epi, residual, None, out)
+    conv2d_pre(ctx, x, w, p, epi, residual, None, out)
 }
 
 /// [`conv2d`] whose sums start from `pre` (the output's shape) instead of 0:

@@ -111,16 +111,7 @@ impl WinogradWeights {
         if weight.len() != cout * cin * 9 {
             return Err(Error::Shape(format!("winograd conv: weights {shape:?} need {} values, got {}", cout * cin * 9, weight.len())));
         }
-        let mut epi = vec![0f32; 2 * cout];
-        for (what, v, off, fill) in [("bias", bias, 0, 0.0), ("scale", scale, cout, 1.0)] {
-            match v {
-                Some(v) if v.len() != cout => {
-                    return Err(Error::Shape(format!("winograd conv: {what} has {} values, expected {cout}", v.len())))
-                }
-                Some(v) => epi[off..off + cout].copy_from_slice(v),
-                None => epi[off..off + cout].fill(fill),
-            }
-        }
+        let epi = conv::epilogue_table(cout, bias, scale)?;
         let g = tile.g();
         let a = tile.a();
         let mut u = vec![0f32; a * a * cout * cin];
