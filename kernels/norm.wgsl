@@ -42,11 +42,8 @@ struct NormParams {
 
 override SWISH: bool = false;
 
-// group_normalize's merge of (count, mean, M2) partials; group_stats sums
-// with the prelude's wg_sum.
-var<workgroup> r_n: array<f32, WG>;
-var<workgroup> r_mean: array<f32, WG>;
-var<workgroup> r_m2: array<f32, WG>;
+// group_normalize merges (count, mean, M2) partials with the prelude's
+// wg_welford; group_stats sums with wg_sum.
 
 fn chunk_len(c: u32) -> u32 {
     return min(p.chunk, p.group_len - c * p.chunk);
@@ -136,26 +133,9 @@ fn merged_stats(grp: u32, lid: u32) -> vec2<f32> {
         mean = part_in[pi];
         m2 = part_in[pi + 1u];
     }
-    r_n[lid] = n;
-    r_mean[lid] = mean;
-    r_m2[lid] = m2;
-    workgroupBarrier();
-    for (var st = WG / 2u; st > 0u; st >>= 1u) {
-        if (lid < st) {
-            let nb = r_n[lid + st];
-            if (nb > 0.0) {
-                let na = r_n[lid];
-                let nab = na + nb;
-                let d = r_mean[lid + st] - r_mean[lid];
-                r_mean[lid] += d * (nb / nab);
-                r_m2[lid] += r_m2[lid + st] + d * d * (na * nb / nab);
-                r_n[lid] = nab;
-            }
-        }
-        workgroupBarrier();
-    }
+    let m = wg_welford(lid, n, mean, m2);
     // Biased variance, as torch.nn.GroupNorm.
-    return vec2<f32>(r_mean[0], inverseSqrt(r_m2[0] / f32(p.group_len) + p.eps));
+    return vec2<f32>(m.y, inverseSqrt(m.z / f32(p.group_len) + p.eps));
 }
 
 // ------------------------------------------------------------ vec4 variants

@@ -42,9 +42,6 @@ struct NormCatParams {
 
 override SWISH: bool = false;
 
-var<workgroup> r_n: array<f32, WG>;
-var<workgroup> r_mean: array<f32, WG>;
-var<workgroup> r_m2: array<f32, WG>;
 
 fn chunk_len(k: u32) -> u32 {
     return min(p.chunk, p.hw - k * p.chunk);
@@ -114,28 +111,11 @@ fn gn_cat_merge(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         m2 += sc[2u * (base + j) + 1u] + d * d * (cn * nb / nab);
         cn = nab;
     }
-    r_n[lid] = cn;
-    r_mean[lid] = mean;
-    r_m2[lid] = m2;
-    workgroupBarrier();
-    for (var st = WG / 2u; st > 0u; st >>= 1u) {
-        if (lid < st) {
-            let nb = r_n[lid + st];
-            if (nb > 0.0) {
-                let na = r_n[lid];
-                let nab = na + nb;
-                let d = r_mean[lid + st] - r_mean[lid];
-                r_mean[lid] += d * (nb / nab);
-                r_m2[lid] += r_m2[lid + st] + d * d * (na * nb / nab);
-                r_n[lid] = nab;
-            }
-        }
-        workgroupBarrier();
-    }
+    let m = wg_welford(lid, cn, mean, m2);
     if (lid == 0u) {
         // Biased variance, as torch.nn.GroupNorm.
-        sc[p.sc_stats + 2u * item] = r_mean[0];
-        sc[p.sc_stats + 2u * item + 1u] = inverseSqrt(r_m2[0] / f32(p.cpg * p.hw) + p.eps);
+        sc[p.sc_stats + 2u * item] = m.y;
+        sc[p.sc_stats + 2u * item + 1u] = inverseSqrt(m.z / f32(p.cpg * p.hw) + p.eps);
     }
 }
 

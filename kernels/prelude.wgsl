@@ -47,6 +47,39 @@ fn wg_sum(lid: u32, v: f32) -> f32 {
     return total;
 }
 
+// Scratch of wg_welford (GroupNorm statistics); costs only its callers.
+var<workgroup> red_n: array<f32, WG>;
+var<workgroup> red_mean: array<f32, WG>;
+var<workgroup> red_m2: array<f32, WG>;
+
+// Fixed-order tree merge of per-thread (count, mean, M2) triples (Chan et
+// al.'s pairwise update; count 0 = empty): (count, mean, M2) of them all,
+// the same bits on every run and in every workgroup given the same inputs.
+// Same rules as wg_sum.
+fn wg_welford(lid: u32, n: f32, mean: f32, m2: f32) -> vec3<f32> {
+    red_n[lid] = n;
+    red_mean[lid] = mean;
+    red_m2[lid] = m2;
+    workgroupBarrier();
+    for (var st = WG / 2u; st > 0u; st >>= 1u) {
+        if (lid < st) {
+            let nb = red_n[lid + st];
+            if (nb > 0.0) {
+                let na = red_n[lid];
+                let nab = na + nb;
+                let d = red_mean[lid + st] - red_mean[lid];
+                red_mean[lid] += d * (nb / nab);
+                red_m2[lid] += red_m2[lid + st] + d * d * (na * nb / nab);
+                red_n[lid] = nab;
+            }
+        }
+        workgroupBarrier();
+    }
+    let r = vec3<f32>(red_n[0], red_mean[0], red_m2[0]);
+    workgroupBarrier();
+    return r;
+}
+
 // Tree maximum over the workgroup, same rules as wg_sum.
 fn wg_max(lid: u32, v: f32) -> f32 {
     red[lid] = v;
