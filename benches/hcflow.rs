@@ -3,6 +3,7 @@
 //! manifest with random weights, then times the reverse pass (LR -> HR):
 //! the first call (graph build, weight upload, pipeline compilation) and the
 //! median of RUNS replays, plus memory and a per-op-kind GPU profile.
+//! `WGSR_PRECISION=f16` stores activations and weights as f16.
 //! Side-by-side partner: `python3 tools/bench_hcflow.py --arch ARCH --lr LR`.
 
 use std::collections::BTreeMap;
@@ -27,6 +28,11 @@ fn main() {
     let ctx = GpuContext::new().unwrap_or_else(|e| panic!("{e}"));
     let info = ctx.info();
     let mut m = HcFlow::from_parts(&config, random_weights(&keys, 1)).unwrap();
+    let precision = match std::env::var("WGSR_PRECISION").as_deref() {
+        Ok("f16") => wgsr::Dtype::F16,
+        _ => wgsr::Dtype::F32,
+    };
+    m.set_precision(&ctx, precision).unwrap_or_else(|e| panic!("{e}"));
     let s = m.scale();
     let lr_shape = Shape::new(1, 3, lr_px, lr_px);
     let lr: Vec<f32> = (0..lr_shape.numel()).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
@@ -34,7 +40,7 @@ fn main() {
     let heat = m.default_heat();
 
     println!("device: {} ({})", info.name, info.backend);
-    println!("wgsr HCFlow {arch}: {params} parameters, LR {lr_px}x{lr_px} -> HR {}x{}, heat {heat}", lr_px * s, lr_px * s);
+    println!("wgsr HCFlow {arch}: {params} parameters, LR {lr_px}x{lr_px} -> HR {}x{}, heat {heat}, {precision} storage", lr_px * s, lr_px * s);
     let t = Instant::now();
     m.reverse(&ctx, &lr, lr_shape, &eps, heat).unwrap();
     let first = t.elapsed().as_secs_f64();
@@ -49,9 +55,9 @@ fn main() {
     let all: Vec<String> = times.iter().map(|t| format!("{t:.3}")).collect();
     println!("first call (build + upload + compile + run): {first:.3} s");
     println!("reverse: median {med:.3} s over {runs} runs (all: {}), wall clock incl. upload/readback", all.join(", "));
-    let weight_mib = params as f64 * 4.0 / (1 << 20) as f64;
+    let weight_mib = params as f64 * precision.size() as f64 / (1 << 20) as f64;
     let inter_mib = m.graph_bytes() as f64 / (1 << 20) as f64;
-    println!("device memory: weights {weight_mib:.1} MiB (f32) + graph intermediates {inter_mib:.1} MiB = {:.1} MiB", weight_mib + inter_mib);
+    println!("device memory: weights {weight_mib:.1} MiB ({precision}) + graph intermediates {inter_mib:.1} MiB = {:.1} MiB", weight_mib + inter_mib);
 
     for plan in m.memory_plans() {
         println!("reverse graph {plan}");

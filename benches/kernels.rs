@@ -33,7 +33,7 @@ use wgsr::ops::matmul::{self, Linear, MatmulOpts};
 use wgsr::ops::norm::GroupNorm;
 use wgsr::ops::{elementwise, probe, reduce, reshape, rng, softmax};
 use wgsr::ops::winograd::{self, WinogradTile, WinogradWeights};
-use wgsr::{GpuContext, Result, Shape, Tensor};
+use wgsr::{Dtype, GpuContext, Result, Shape, Tensor};
 
 /// Timing budget per entry (after warm-up) and run-count bounds.
 const TARGET: Duration = Duration::from_millis(1500);
@@ -200,16 +200,22 @@ fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
 }
 
 fn conv_entry(b: &mut Bench, name: &str, x: Shape, w: [usize; 4], p: Conv2dParams, act: Activation) {
-    if !b.wants(name) {
+    conv_entry_as(b, name, x, w, p, act, Dtype::F32)
+}
+
+/// `conv_entry` with input, weights and output stored as `dt` (f16 rows:
+/// half the bytes; the arithmetic is f32 either way).
+fn conv_entry_as(b: &mut Bench, name: &str, x: Shape, w: [usize; 4], p: Conv2dParams, act: Activation, dt: Dtype) {
+    if !b.wants(name) || (dt == Dtype::F16 && !b.ctx().has_f16()) {
         return;
     }
     let ctx = b.ctx();
-    let xt = Tensor::from_slice(ctx, x, &rand_vec(x.numel(), 1)).unwrap();
+    let xt = Tensor::from_slice_as(ctx, x, &rand_vec(x.numel(), 1), dt).unwrap();
     let wv: Vec<f32> = rand_vec(w.iter().product(), 2).iter().map(|v| v * 0.1).collect();
     let bias = rand_vec(w[0], 3);
-    let wt = Conv2dWeights::new(ctx, &wv, w, Some(&bias), None).unwrap();
+    let wt = Conv2dWeights::new_as(ctx, dt, &wv, w, Some(&bias), None).unwrap();
     let os = conv::conv2d_out_shape(x, &wt, &p).unwrap();
-    let out = Tensor::empty(ctx, os).unwrap();
+    let out = Tensor::empty_as(ctx, os, dt).unwrap();
     let d = conv::conv2d(ctx, &xt, &wt, &p, &Epilogue::act(act), None, &out).unwrap();
     let desc = format!("{x} * {}x{}x{}x{} s{} -> {os}", w[0], w[1], w[2], w[3], p.stride[0]);
     b.bench_costed(name, &desc, &[d]);
@@ -233,19 +239,25 @@ fn conv_transposed_entry(b: &mut Bench, name: &str, x: Shape, w: [usize; 4], p: 
 /// A Winograd conv3x3 (pad 1); GFLOP/s and the roofline share count the
 /// direct conv's multiply-adds ("effective"), so the rows compare with conv_entry's.
 fn winograd_entry(b: &mut Bench, name: &str, x: Shape, cout: usize, tile: WinogradTile, act: Activation) {
-    if !b.wants(name) {
+    winograd_entry_as(b, name, x, cout, tile, act, Dtype::F32)
+}
+
+/// `winograd_entry` with input and output stored as `dt` (U, V and M stay
+/// f32, as in an f16 graph).
+fn winograd_entry_as(b: &mut Bench, name: &str, x: Shape, cout: usize, tile: WinogradTile, act: Activation, dt: Dtype) {
+    if !b.wants(name) || (dt == Dtype::F16 && !b.ctx().has_f16()) {
         return;
     }
     let ctx = b.ctx();
     let ws = [cout, x.c(), 3, 3];
-    let xt = Tensor::from_slice(ctx, x, &rand_vec(x.numel(), 1)).unwrap();
+    let xt = Tensor::from_slice_as(ctx, x, &rand_vec(x.numel(), 1), dt).unwrap();
     let wv: Vec<f32> = rand_vec(ws.iter().product(), 2).iter().map(|v| v * 0.1).collect();
     let bias = rand_vec(cout, 3);
     let wt = WinogradWeights::new(ctx, &wv, ws, Some(&bias), None, tile).unwrap();
     let (vs, ms) = winograd::scratch_shapes(x, x.c(), cout, 1, tile).unwrap();
     let (v, m) = (Tensor::empty(ctx, vs).unwrap(), Tensor::empty(ctx, ms).unwrap());
     let os = Shape::new(x.n(), cout, x.h(), x.w());
-    let out = Tensor::empty(ctx, os).unwrap();
+    let out = Tensor::empty_as(ctx, os, dt).unwrap();
     let ds = winograd::conv3x3(ctx, &[&xt], &wt, 1, &Epilogue::act(act), None, &v, &m, &out).unwrap();
     let bytes = ds.iter().map(|d| d.bytes).sum();
     let desc = format!("{x} * {cout}x{}x3x3 {tile:?} -> {os} (effective)", x.c());
@@ -272,6 +284,8 @@ fn conv_family(b: &mut Bench) {
         winograd_entry(b, &format!("{tag} conv3x3 64->64 relu"), Shape::new(1, 64, 64, 64), 64, tile, Activation::Relu);
         winograd_entry(b, &format!("{tag} conv3x3 96->32 lrelu"), Shape::new(1, 96, 128, 128), 32, tile, Activation::LeakyRelu(0.2));
     }
+    conv_entry_as(b, "f16 conv3x3 64->64", Shape::new(1, 64, 128, 128), [64, 64, 3, 3], p1, Activation::None, Dtype::F16);
+    winograd_entry_as(b, "f16 wino4 conv3x3 64->64", Shape::new(1, 64, 128, 128), 64, WinogradTile::F4, Activation::None, Dtype::F16);
     conv_transposed_entry(b, "convT4x4s2 64->32", Shape::new(1, 64, 64, 64), [64, 32, 4, 4], ConvTranspose2dParams::new(2, 1, 0));
 }
 
@@ -375,12 +389,20 @@ fn reshape_family(b: &mut Bench) {
 }
 
 fn group_norm_entry(b: &mut Bench, name: &str, s: Shape, groups: usize, swish: bool) {
+    group_norm_entry_as(b, name, s, groups, swish, Dtype::F32)
+}
+
+fn group_norm_entry_as(b: &mut Bench, name: &str, s: Shape, groups: usize, swish: bool, dt: Dtype) {
+    if dt == Dtype::F16 && !b.ctx().has_f16() {
+        return;
+    }
     entry(b, name, |ctx| {
         let c = s.c();
         let gamma: Vec<f32> = rand_vec(c, 31).iter().map(|v| 1.0 + 0.1 * v).collect();
         let beta: Vec<f32> = rand_vec(c, 32).iter().map(|v| 0.1 * v).collect();
         let gn = GroupNorm::new(ctx, &gamma, &beta, groups, 1e-5)?;
-        let (x, o) = (rand_tensor(ctx, s, 33, 1.0)?, Tensor::empty(ctx, s)?);
+        let x = Tensor::from_slice_as(ctx, s, &rand_tensor(ctx, s, 33, 1.0)?.to_vec(ctx)?, dt)?;
+        let o = Tensor::empty_as(ctx, s, dt)?;
         let ds = gn.prepare(ctx, &x, &o, &Tensor::empty(ctx, gn.scratch_shape(x.shape()))?, swish)?;
         Ok((format!("{s} {groups} groups{}", if swish { " +swish" } else { "" }), ds, (gn, x, o)))
     });
@@ -392,6 +414,7 @@ fn norm_family(b: &mut Bench) {
     group_norm_entry(b, "norm groupnorm", mid, 32, false);
     group_norm_entry(b, "norm groupnorm+swish", mid, 32, true);
     group_norm_entry(b, "norm groupnorm+swish top", SR3_TOP, 32, true);
+    group_norm_entry_as(b, "f16 norm groupnorm+swish", mid, 32, true, Dtype::F16);
 }
 
 fn matmul_family(b: &mut Bench) {

@@ -4,7 +4,8 @@
 //! Environment: `SR3_BENCH_MODEL` = `sr3_16_128` (default) or `sr3_64_512`
 //! (a manifest in tests/fixtures/sr3_full_manifests), `SR3_BENCH_STEPS`
 //! (timed steps, default 3, after one warm-up step; 0 = build only), `SR3_BENCH_PROFILE=1`
-//! for a per-op-kind time breakdown of one U-Net evaluation.
+//! for a per-op-kind time breakdown of one U-Net evaluation, `WGSR_PRECISION`
+//! = `f32` (default) or `f16` (storage of activations and weights).
 //!
 //! Reports graph build time, steps/second, the executor's planned buffer
 //! bytes, the weight bytes and the process peak RSS (on a software Vulkan
@@ -75,7 +76,12 @@ fn main() {
     println!("device: {} ({}, {})", info.name, info.backend, info.driver_info);
     println!("model: {model}, {n_params} parameters, batch 1, {}x{} output", cfg.hr_size, cfg.hr_size);
     let t0 = Instant::now();
-    let mut sr3 = Sr3::new(&ctx, cfg.clone(), &ws, 1).unwrap_or_else(|e| panic!("{e}"));
+    let precision = match std::env::var("WGSR_PRECISION").as_deref() {
+        Ok("f16") => wgsr::Dtype::F16,
+        _ => wgsr::Dtype::F32,
+    };
+    println!("precision: {precision} storage");
+    let mut sr3 = Sr3::new_as(&ctx, cfg.clone(), &ws, 1, precision).unwrap_or_else(|e| panic!("{e}"));
     drop(ws);
     println!("graph build + weight upload: {:.2} s, {} nodes", t0.elapsed().as_secs_f64(), sr3.executor().graph().nodes.len());
     println!("{}", sr3.executor().plan());

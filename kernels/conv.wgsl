@@ -65,17 +65,17 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> wpk: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> x: array<x_t>;
+@group(0) @binding(2) var<storage, read> wpk: array<vec4<wpk_t>>;
 // Per k: ci << 16 | ky << 8 | kx (ci within the group); one word so the
 // per-row lookup is a single load.
 @group(0) @binding(3) var<storage, read> taps: array<u32>;
 // bias[0..cout] then scale[cout..2*cout].
 @group(0) @binding(4) var<storage, read> epi: array<f32>;
-@group(0) @binding(5) var<storage, read> res: array<f32>;
+@group(0) @binding(5) var<storage, read> res: array<res_t>;
 // Raw sums of the previous parts (HAS_PRE), laid out like y.
-@group(0) @binding(6) var<storage, read> pre: array<f32>;
-@group(0) @binding(7) var<storage, read_write> y: array<f32>;
+@group(0) @binding(6) var<storage, read> pre: array<pre_t>;
+@group(0) @binding(7) var<storage, read_write> y: array<y_t>;
 
 override MODE: u32 = CONV_GENERAL;
 override ACT: u32 = ACT_NONE;
@@ -148,15 +148,15 @@ fn store(c: Col, co: u32, acc: f32, bias: f32, scale: f32) {
     let idx = c.obase + co * p.howo;
     var v = p.alpha * apply_act(ACT, (acc + bias) * scale, p.slope);
     if (HAS_RES) {
-        v += p.beta * res[idx];
+        v += p.beta * f32(res[idx]);
     }
-    y[idx] = v;
+    y[idx] = y_t(v);
 }
 
 // The previous parts' raw sum of output element idx.
 fn pre_at(idx: u32) -> f32 {
-    if (PRE_IN_Y) { return y[idx]; }
-    return pre[idx];
+    if (PRE_IN_Y) { return f32(y[idx]); }
+    return f32(pre[idx]);
 }
 
 // Starting sums (HAS_PRE) of output channel mg (of group g) at columns
@@ -292,12 +292,12 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
             if (A_VEC) {
                 // cout_g % 4 == 0: the 4 channels are all valid or all not, and aligned.
                 let ok = kok && am < p.cout_g && !(HALF_M && acol >= VA / 2u);
-                a = select(vec4<f32>(0.0), wpk[select(0u, ai / 4u, ok)], ok);
+                a = select(vec4<f32>(0.0), vec4<f32>(wpk[select(0u, ai / 4u, ok)]), ok);
             } else {
                 for (var i = 0u; i < 4u; i++) {
                     let ok = kok && am + i < p.cout_g && !(HALF_M && acol >= VA / 2u);
                     let e = select(0u, ai + i, ok);
-                    a[i] = select(0.0, wpk[e / 4u][e % 4u], ok);
+                    a[i] = select(0.0, f32(wpk[e / 4u][e % 4u]), ok);
                 }
             }
             As[kk * VA + acol] = a;
@@ -426,7 +426,7 @@ fn tap_of(k: u32) -> Tap {
 // The input value of column c for tap t (0 outside the image / past N).
 fn gather(c: Col, t: Tap) -> f32 {
     if (MODE == CONV_POINTWISE) {
-        return select(0.0, x[select(0u, c.xbase + t.coff, c.ok)], c.ok);
+        return select(0.0, f32(x[select(0u, c.xbase + t.coff, c.ok)]), c.ok);
     }
     if (MODE == CONV_TRANSPOSED) {
         let ty = c.iy0 - t.oy;
@@ -435,14 +435,14 @@ fn gather(c: Col, t: Tap) -> f32 {
         let ix = u32(tx) / TSX;
         let ok = ty >= 0 && tx >= 0 && u32(ty) % TSY == 0u && u32(tx) % TSX == 0u && iy < p.h && ix < p.w;
         let idx = c.xbase + t.coff + iy * p.w + ix;
-        return select(0.0, x[select(0u, idx, ok)], ok);
+        return select(0.0, f32(x[select(0u, idx, ok)]), ok);
     }
     let iy = c.iy0 + t.oy;
     let ix = c.ix0 + t.ox;
     // Unsigned compare also rejects negative coordinates (and iy0 = BIG_NEG past N).
     let ok = u32(iy) < p.h && u32(ix) < p.w;
     let idx = c.xbase + t.coff + u32(iy * i32(p.w) + ix);
-    return select(0.0, x[select(0u, idx, ok)], ok);
+    return select(0.0, f32(x[select(0u, idx, ok)]), ok);
 }
 
 // Tile of conv2d_rows: 4*RQ output channels x 64*RJ columns, RQ*RJ <= 32
@@ -535,46 +535,46 @@ fn conv2d_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         if (RJ > 2u) { b2 = gather(c2, t); b3 = gather(c3, t); }
         if (RJ > 4u) { b4 = gather(c4, t); b5 = gather(c5, t); b6 = gather(c6, t); b7 = gather(c7, t); }
         if (RQ > 0u) {
-            let a = wpk[w + 0u];
+            let a = vec4<f32>(wpk[w + 0u]);
             r0_0 += a * b0; r0_1 += a * b1;
             r0_2 += a * b2; r0_3 += a * b3;
             r0_4 += a * b4; r0_5 += a * b5; r0_6 += a * b6; r0_7 += a * b7;
         }
         if (RQ > 1u) {
-            let a = wpk[w + 1u];
+            let a = vec4<f32>(wpk[w + 1u]);
             r1_0 += a * b0; r1_1 += a * b1;
             r1_2 += a * b2; r1_3 += a * b3;
             r1_4 += a * b4; r1_5 += a * b5; r1_6 += a * b6; r1_7 += a * b7;
         }
         if (RQ > 2u) {
-            let a = wpk[w + 2u];
+            let a = vec4<f32>(wpk[w + 2u]);
             r2_0 += a * b0; r2_1 += a * b1;
             r2_2 += a * b2; r2_3 += a * b3;
             r2_4 += a * b4; r2_5 += a * b5; r2_6 += a * b6; r2_7 += a * b7;
         }
         if (RQ > 3u) {
-            let a = wpk[w + 3u];
+            let a = vec4<f32>(wpk[w + 3u]);
             r3_0 += a * b0; r3_1 += a * b1;
             r3_2 += a * b2; r3_3 += a * b3;
             r3_4 += a * b4; r3_5 += a * b5; r3_6 += a * b6; r3_7 += a * b7;
         }
         if (RQ > 4u) {
-            let a = wpk[w + 4u];
+            let a = vec4<f32>(wpk[w + 4u]);
             r4_0 += a * b0; r4_1 += a * b1;
             r4_2 += a * b2; r4_3 += a * b3;
         }
         if (RQ > 5u) {
-            let a = wpk[w + 5u];
+            let a = vec4<f32>(wpk[w + 5u]);
             r5_0 += a * b0; r5_1 += a * b1;
             r5_2 += a * b2; r5_3 += a * b3;
         }
         if (RQ > 6u) {
-            let a = wpk[w + 6u];
+            let a = vec4<f32>(wpk[w + 6u]);
             r6_0 += a * b0; r6_1 += a * b1;
             r6_2 += a * b2; r6_3 += a * b3;
         }
         if (RQ > 7u) {
-            let a = wpk[w + 7u];
+            let a = vec4<f32>(wpk[w + 7u]);
             r7_0 += a * b0; r7_1 += a * b1;
             r7_2 += a * b2; r7_3 += a * b3;
         }
@@ -639,7 +639,7 @@ fn conv2d_narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     }
     for (var k = 0u; k < p.k; k++) {
         let t = tap_of(k);
-        let a = wpk[a0 + k * a4];
+        let a = vec4<f32>(wpk[a0 + k * a4]);
         r0 += a * gather(c0, t);
         if (CJ > 1u) { r1 += a * gather(c1, t); }
         if (CJ > 2u) { r2 += a * gather(c2, t); }

@@ -13,9 +13,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
-@group(0) @binding(2) var<storage, read> a: array<f32>;
-@group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<y_t>;
+@group(0) @binding(2) var<storage, read> a: array<a_t>;
+@group(0) @binding(3) var<storage, read> b: array<b_t>;
 
 // y = alpha * a + beta * b
 @compute @workgroup_size(WG)
@@ -23,7 +23,7 @@ fn axpby(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
          @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
     if (i >= p.n) { return; }
-    y[i] = p.alpha * a[i] + p.beta * b[i];
+    y[i] = y_t(p.alpha * f32(a[i]) + p.beta * f32(b[i]));
 }
 
 // y = alpha * a * b
@@ -32,7 +32,7 @@ fn mul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
        @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
     if (i >= p.n) { return; }
-    y[i] = p.alpha * a[i] * b[i];
+    y[i] = y_t(p.alpha * f32(a[i]) * f32(b[i]));
 }
 
 // y = alpha (fill; binds only y)
@@ -41,7 +41,7 @@ fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
     if (i >= p.n) { return; }
-    y[i] = p.alpha;
+    y[i] = y_t(p.alpha);
 }
 
 // Unary ops read only `a`.
@@ -52,7 +52,7 @@ fn affine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
           @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
     if (i >= p.n) { return; }
-    y[i] = p.alpha * a[i] + p.beta;
+    y[i] = y_t(p.alpha * f32(a[i]) + p.beta);
 }
 
 // y = clamp(a, alpha, beta), except that a non-finite a passes through (as
@@ -64,9 +64,9 @@ fn clamp_range(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
     if (i >= p.n) { return; }
-    let v = a[i];
+    let v = f32(a[i]);
     let finite = (bitcast<u32>(v) & 0x7fffffffu) < 0x7f800000u;
-    y[i] = select(v, clamp(v, p.alpha, p.beta), finite);
+    y[i] = y_t(select(v, clamp(v, p.alpha, p.beta), finite));
 }
 
 // y = round(clamp(a, 0, 1) * alpha) / alpha: quantization to alpha levels
@@ -78,10 +78,10 @@ fn quantize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
             @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
     if (i >= p.n) { return; }
-    let v = a[i];
+    let v = f32(a[i]);
     let finite = (bitcast<u32>(v) & 0x7fffffffu) < 0x7f800000u;
     let q = round(clamp(v, 0.0, 1.0) * p.alpha) / p.alpha;
-    y[i] = select(v, bitcast<f32>(bitcast<u32>(q) & 0x7fffffffu), finite);
+    y[i] = y_t(select(v, bitcast<f32>(bitcast<u32>(q) & 0x7fffffffu), finite));
 }
 
 // y = a + alpha * b[i / hw]: `b` holds one value per (sample, channel) row of
@@ -91,7 +91,7 @@ fn add_channel_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                     @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
     if (i >= p.n) { return; }
-    y[i] = a[i] + p.alpha * b[i / p.span];
+    y[i] = y_t(f32(a[i]) + p.alpha * f32(b[i / p.span]));
 }
 
 // Gated activation (PixelCNN): y[n, c] = tanh(a[n, c]) * sigmoid(a[n, c + C])
@@ -104,7 +104,7 @@ fn gate(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (i >= p.n) { return; }
     let chw = p.span;
     let s = i / chw;
-    let t = a[i + s * chw];
-    let g = a[i + (s + 1u) * chw];
-    y[i] = act_tanh(t) * act_sigmoid(g);
+    let t = f32(a[i + s * chw]);
+    let g = f32(a[i + (s + 1u) * chw]);
+    y[i] = y_t(act_tanh(t) * act_sigmoid(g));
 }

@@ -26,9 +26,13 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read> src: array<src_t>;
+// aux: the layer's f32 parameters (ActNorm, 1x1 conv); h: the same binding
+// when it holds the conditioning net's output (couplings, Gaussian), an
+// activation stored like src and dst.
 @group(0) @binding(2) var<storage, read> aux: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<storage, read> h: array<h_t>;
+@group(0) @binding(3) var<storage, read_write> dst: array<dst_t>;
 @group(0) @binding(4) var<storage, read_write> part: array<f32>;
 
 override REVERSE: bool = false;
@@ -43,9 +47,9 @@ const LOG_2PI: f32 = 1.8378770664093453;
 
 fn load_in(i: u32) -> f32 {
     if (INPLACE) {
-        return dst[i];
+        return f32(dst[i]);
     }
-    return src[i];
+    return f32(src[i]);
 }
 
 // ---------------------------------------------------------------- ActNorm
@@ -59,16 +63,16 @@ fn actnorm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     let ch = (i / p.hw) % p.c;
     let v = load_in(i);
     if (REVERSE) {
-        dst[i] = v * aux[2u * p.c + ch] - aux[ch];
+        dst[i] = dst_t(v * aux[2u * p.c + ch] - aux[ch]);
     } else {
-        dst[i] = (v + aux[ch]) * aux[p.c + ch];
+        dst[i] = dst_t((v + aux[ch]) * aux[p.c + ch]);
     }
 }
 
 // ActNorm on vec4s when H*W is a multiple of 4 (a vec4 stays in one channel):
 // per-lane scalar accesses are the cost on CPU drivers. Same fields.
-@group(0) @binding(1) var<storage, read> src4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> dst4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> src4: array<vec4<src4_t>>;
+@group(0) @binding(3) var<storage, read_write> dst4: array<vec4<dst4_t>>;
 
 @compute @workgroup_size(WG)
 fn actnorm4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -78,14 +82,14 @@ fn actnorm4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     let ch = (4u * i / p.hw) % p.c;
     var v: vec4<f32>;
     if (INPLACE) {
-        v = dst4[i];
+        v = vec4<f32>(dst4[i]);
     } else {
-        v = src4[i];
+        v = vec4<f32>(src4[i]);
     }
     if (REVERSE) {
-        dst4[i] = v * aux[2u * p.c + ch] - vec4<f32>(aux[ch]);
+        dst4[i] = vec4<dst4_t>(v * aux[2u * p.c + ch] - vec4<f32>(aux[ch]));
     } else {
-        dst4[i] = (v + vec4<f32>(aux[ch])) * aux[p.c + ch];
+        dst4[i] = vec4<dst4_t>((v + vec4<f32>(aux[ch])) * aux[p.c + ch]);
     }
 }
 
@@ -111,14 +115,14 @@ fn invconv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     let xbase = n * p.c * p.hw + px;
     var acc = vec4<f32>(0.0);
     for (var i = 0u; i < p.c; i++) {
-        let xi = src[xbase + i * p.hw];
+        let xi = f32(src[xbase + i * p.hw]);
         let wb = p.k + i * cp + o0;
         acc += vec4<f32>(aux[wb], aux[wb + 1u], aux[wb + 2u], aux[wb + 3u]) * xi;
     }
     for (var j = 0u; j < 4u; j++) {
         let o = o0 + j;
         if (o < p.c) {
-            dst[xbase + o * p.hw] = acc[j];
+            dst[xbase + o * p.hw] = dst_t(acc[j]);
         }
     }
 }
@@ -148,17 +152,17 @@ fn affine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
             let px = e - ch * p.hw;
             if (ch < p.k) {
                 if (!INPLACE) {
-                    dst[base + e] = src[base + e];
+                    dst[base + e] = dst_t(f32(src[base + e]));
                 }
             } else {
                 let v = load_in(base + e);
                 let j = ch - p.k;
-                let shift = aux[hbase + 2u * j * p.hw + px];
-                let ls = logscale(aux[hbase + (2u * j + 1u) * p.hw + px]);
+                let shift = f32(h[hbase + 2u * j * p.hw + px]);
+                let ls = logscale(f32(h[hbase + (2u * j + 1u) * p.hw + px]));
                 if (REVERSE) {
-                    dst[base + e] = v * exp(-ls) - shift;
+                    dst[base + e] = dst_t(v * exp(-ls) - shift);
                 } else {
-                    dst[base + e] = (v + shift) * exp(ls);
+                    dst[base + e] = dst_t((v + shift) * exp(ls));
                 }
                 acc += ls;
             }
@@ -183,15 +187,15 @@ fn additive(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     let ch = at.ch;
     let px = at.px;
     if (ch < p.k) {
-        let s = aux[(n * p.k + ch) * p.hw + px];
+        let s = f32(h[(n * p.k + ch) * p.hw + px]);
         let v = load_in(i);
         if (REVERSE) {
-            dst[i] = v - s;
+            dst[i] = dst_t(v - s);
         } else {
-            dst[i] = v + s;
+            dst[i] = dst_t(v + s);
         }
     } else if (!INPLACE) {
-        dst[i] = src[i];
+        dst[i] = dst_t(f32(src[i]));
     }
 }
 
@@ -219,9 +223,9 @@ fn gaussian_sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     let ch = at.ch;
     let px = at.px;
     let hi = gauss_index(n, ch, px);
-    let mean = aux[hi];
-    let logs = gauss_logs(aux[hi + p.hw]);
-    dst[i] = mean + exp(logs) * src[i] * p.a;
+    let mean = f32(h[hi]);
+    let logs = gauss_logs(f32(h[hi + p.hw]));
+    dst[i] = dst_t(mean + exp(logs) * f32(src[i]) * p.a);
 }
 
 // dst = (x - mean) * exp(-logs): the rescaling model's forward split-off.
@@ -235,14 +239,17 @@ fn gaussian_normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
     let ch = at.ch;
     let px = at.px;
     let hi = gauss_index(n, ch, px);
-    let mean = aux[hi];
-    let logs = gauss_logs(aux[hi + p.hw]);
-    dst[i] = (src[i] - mean) * exp(-logs);
+    let mean = f32(h[hi]);
+    let logs = gauss_logs(f32(h[hi + p.hw]));
+    dst[i] = dst_t((f32(src[i]) - mean) * exp(-logs));
 }
+
+// gaussian_logp's partial sums: f32 in every storage variant.
+@group(0) @binding(3) var<storage, read_write> dstp: array<f32>;
 
 // Partial sums of the diagonal-Gaussian log-density
 // -0.5 * (2 logs + (x - mean)^2 / exp(2 logs) + log(2 pi)); written to dst[g]
-// (dst is the partials buffer here), finished by reduce.wgsl.
+// (binding 3 is the partials buffer here), finished by reduce.wgsl.
 @compute @workgroup_size(WG)
 fn gaussian_logp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
@@ -258,13 +265,13 @@ fn gaussian_logp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
             let ch = e / p.hw;
             let px = e - ch * p.hw;
             let hi = gauss_index(n, ch, px);
-            let d = src[n * m + e] - aux[hi];
-            let logs = gauss_logs(aux[hi + p.hw]);
+            let d = f32(src[n * m + e]) - f32(h[hi]);
+            let logs = gauss_logs(f32(h[hi + p.hw]));
             acc += -0.5 * (2.0 * logs + d * d * exp(-2.0 * logs) + LOG_2PI);
         }
     }
     let t = wg_sum(lid, acc);
     if (lid == 0u) {
-        dst[g] = t;
+        dstp[g] = t;
     }
 }

@@ -34,10 +34,10 @@ struct GemmParams {
 }
 
 @group(0) @binding(0) var<uniform> p: GemmParams;
-@group(0) @binding(1) var<storage, read> A: array<f32>;
-@group(0) @binding(2) var<storage, read> B: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> C: array<f32>;
+@group(0) @binding(1) var<storage, read> A: array<A_t>;
+@group(0) @binding(2) var<storage, read> B: array<B_t>;
+@group(0) @binding(3) var<storage, read> bias: array<bias_t>;
+@group(0) @binding(4) var<storage, read_write> C: array<C_t>;
 
 // A is stored [K, M] (row-major) instead of [M, K].
 override TRANS_A: bool = false;
@@ -93,9 +93,9 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>,
             var va = 0.0;
             if (gm < p.m && gka < p.k) {
                 if (TRANS_A) {
-                    va = A[a_base + gka * p.lda + gm];
+                    va = f32(A[a_base + gka * p.lda + gm]);
                 } else {
-                    va = A[a_base + gm * p.lda + gka];
+                    va = f32(A[a_base + gm * p.lda + gka]);
                 }
             }
             As[ka * SA + mm] = va;
@@ -114,9 +114,9 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>,
             var vb = 0.0;
             if (gn < p.n && gkb < p.k) {
                 if (TRANS_B) {
-                    vb = B[b_base + gn * p.ldb + gkb];
+                    vb = f32(B[b_base + gn * p.ldb + gkb]);
                 } else {
-                    vb = B[b_base + gkb * p.ldb + gn];
+                    vb = f32(B[b_base + gkb * p.ldb + gn]);
                 }
             }
             Bs[kb * SA + nn] = vb;
@@ -149,11 +149,11 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>,
             }
             var v = p.alpha * acc[i][j];
             if (BIAS_MODE == BIAS_PER_COLUMN) {
-                v += bias[p.bias_off + gn];
+                v += f32(bias[p.bias_off + gn]);
             } else if (BIAS_MODE == BIAS_PER_ROW) {
-                v += bias[p.bias_off + gm];
+                v += f32(bias[p.bias_off + gm]);
             }
-            C[c_base + gm * p.ldc + gn] = v;
+            C[c_base + gm * p.ldc + gn] = C_t(v);
         }
     }
 }
@@ -173,14 +173,14 @@ override RN: u32 = 8u;
 
 fn a_at(base: u32, m: u32, k: u32) -> f32 {
     if (m >= p.m) { return 0.0; }
-    if (TRANS_A) { return A[base + k * p.lda + m]; }
-    return A[base + m * p.lda + k];
+    if (TRANS_A) { return f32(A[base + k * p.lda + m]); }
+    return f32(A[base + m * p.lda + k]);
 }
 
 fn b_at(base: u32, n: u32, k: u32) -> f32 {
     if (n >= p.n) { return 0.0; }
-    if (TRANS_B) { return B[base + n * p.ldb + k]; }
-    return B[base + k * p.ldb + n];
+    if (TRANS_B) { return f32(B[base + n * p.ldb + k]); }
+    return f32(B[base + k * p.ldb + n]);
 }
 
 // Rows m .. m+3 of column n of C (the parts inside M x N), with alpha and bias.
@@ -191,11 +191,11 @@ fn store_rows(c_base: u32, m: u32, n: u32, acc: vec4<f32>) {
         if (gm >= p.m) { return; }
         var v = p.alpha * acc[i];
         if (BIAS_MODE == BIAS_PER_COLUMN) {
-            v += bias[p.bias_off + n];
+            v += f32(bias[p.bias_off + n]);
         } else if (BIAS_MODE == BIAS_PER_ROW) {
-            v += bias[p.bias_off + gm];
+            v += f32(bias[p.bias_off + gm]);
         }
-        C[c_base + gm * p.ldc + n] = v;
+        C[c_base + gm * p.ldc + n] = C_t(v);
     }
 }
 

@@ -31,14 +31,14 @@ struct NormParams {
 }
 
 @group(0) @binding(0) var<uniform> p: NormParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<x_t>;
 // group_stats writes partials; group_normalize reads them (bindings differ
 // per entry point, see norm.rs).
 @group(0) @binding(2) var<storage, read_write> part_out: array<f32>;
 // gamma (C values) followed by beta (C values).
 @group(0) @binding(2) var<storage, read> gb: array<f32>;
 @group(0) @binding(3) var<storage, read> part_in: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<y_t>;
 
 override SWISH: bool = false;
 
@@ -59,19 +59,19 @@ fn group_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let grp = item / p.nchunks;
     let c = item % p.nchunks;
     let gbase = grp * p.group_len;
-    let shift = x[gbase];
+    let shift = f32(x[gbase]);
     let start = gbase + c * p.chunk;
     let cnt = chunk_len(c);
 
     var s = 0.0;
     for (var i = lid; i < cnt; i += WG) {
-        s += x[start + i] - shift;
+        s += f32(x[start + i]) - shift;
     }
     let mean = wg_sum(lid, s) / f32(cnt);
 
     var q = 0.0;
     for (var i = lid; i < cnt; i += WG) {
-        let d = (x[start + i] - shift) - mean;
+        let d = (f32(x[start + i]) - shift) - mean;
         q += d * d;
     }
     let m2 = wg_sum(lid, q);
@@ -96,7 +96,7 @@ fn group_normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     let g_mean = st.x;
     let rstd = st.y;
 
-    let shift = x[gbase];
+    let shift = f32(x[gbase]);
     let ch0 = (grp % p.groups) * p.cpg;
     let start = c * p.chunk;
     let cnt = chunk_len(c);
@@ -104,8 +104,8 @@ fn group_normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     for (var i = lid; i < cnt; i += WG) {
         let off = start + i;
         let ch = ch0 + off / p.hw;
-        let v = ((x[gbase + off] - shift) - g_mean) * rstd;
-        y[gbase + off] = affine_act(v, ch, nc);
+        let v = ((f32(x[gbase + off]) - shift) - g_mean) * rstd;
+        y[gbase + off] = y_t(affine_act(v, ch, nc));
     }
 }
 
@@ -143,8 +143,8 @@ fn merged_stats(grp: u32, lid: u32) -> vec2<f32> {
 // lanes, so four values per load matter. Used when the group length, the
 // chunk and H*W are multiples of 4 (norm.rs checks), so every vec4 lies in
 // one chunk and one channel.
-@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> y4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> x4: array<vec4<x4_t>>;
+@group(0) @binding(4) var<storage, read_write> y4: array<vec4<y4_t>>;
 
 fn hsum(v: vec4<f32>) -> f32 {
     return (v.x + v.y) + (v.z + v.w);
@@ -160,18 +160,18 @@ fn group_stats4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let grp = item / p.nchunks;
     let c = item % p.nchunks;
     let gbase = grp * p.group_len;
-    let shift = vec4<f32>(x4[gbase / 4u].x);
+    let shift = vec4<f32>(vec4<f32>(x4[gbase / 4u]).x);
     let start4 = (gbase + c * p.chunk) / 4u;
     let cnt = chunk_len(c);
     let cnt4 = cnt / 4u;
     var s = vec4<f32>(0.0);
     for (var i = lid; i < cnt4; i += WG) {
-        s += x4[start4 + i] - shift;
+        s += vec4<f32>(x4[start4 + i]) - shift;
     }
     let mean = wg_sum(lid, hsum(s)) / f32(cnt);
     var q = vec4<f32>(0.0);
     for (var i = lid; i < cnt4; i += WG) {
-        let d = (x4[start4 + i] - shift) - vec4<f32>(mean);
+        let d = (vec4<f32>(x4[start4 + i]) - shift) - vec4<f32>(mean);
         q += d * d;
     }
     let m2 = wg_sum(lid, hsum(q));
@@ -192,7 +192,7 @@ fn group_normalize4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let c = item % p.nchunks;
     let gbase = grp * p.group_len;
     let st = merged_stats(grp, lid);
-    let shift = x4[gbase / 4u].x;
+    let shift = vec4<f32>(x4[gbase / 4u]).x;
     let ch0 = (grp % p.groups) * p.cpg;
     let start = c * p.chunk;
     let cnt4 = chunk_len(c) / 4u;
@@ -200,7 +200,7 @@ fn group_normalize4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     for (var i = lid; i < cnt4; i += WG) {
         let off = start + 4u * i;
         let ch = ch0 + off / p.hw;
-        let v = ((x4[(gbase + off) / 4u] - vec4<f32>(shift)) - vec4<f32>(st.x)) * st.y;
-        y4[(gbase + off) / 4u] = vec4<f32>(affine_act(v.x, ch, nc), affine_act(v.y, ch, nc), affine_act(v.z, ch, nc), affine_act(v.w, ch, nc));
+        let v = ((vec4<f32>(x4[(gbase + off) / 4u]) - vec4<f32>(shift)) - vec4<f32>(st.x)) * st.y;
+        y4[(gbase + off) / 4u] = vec4<y4_t>(vec4<f32>(affine_act(v.x, ch, nc), affine_act(v.y, ch, nc), affine_act(v.z, ch, nc), affine_act(v.w, ch, nc)));
     }
 }

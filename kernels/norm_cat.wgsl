@@ -34,11 +34,11 @@ struct NormCatParams {
 }
 
 @group(0) @binding(0) var<uniform> p: NormCatParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<x_t>;
 // gamma (ctot values) followed by beta (ctot values).
 @group(0) @binding(2) var<storage, read> gb: array<f32>;
 @group(0) @binding(3) var<storage, read_write> sc: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<y_t>;
 
 override SWISH: bool = false;
 
@@ -55,7 +55,7 @@ fn gn_cat_shift(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let n = i / p.groups;
     let c0 = (i % p.groups) * p.cpg;
     if (c0 >= p.off && c0 < p.off + p.chans) {
-        sc[p.sc_shift + i] = x[(n * p.chans + c0 - p.off) * p.hw];
+        sc[p.sc_shift + i] = f32(x[(n * p.chans + c0 - p.off) * p.hw]);
     }
 }
 
@@ -73,12 +73,12 @@ fn gn_cat_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let cnt = chunk_len(k);
     var s = 0.0;
     for (var j = lid; j < cnt; j += WG) {
-        s += x[start + j] - shift;
+        s += f32(x[start + j]) - shift;
     }
     let mean = wg_sum(lid, s) / f32(cnt);
     var q = 0.0;
     for (var j = lid; j < cnt; j += WG) {
-        let d = (x[start + j] - shift) - mean;
+        let d = (f32(x[start + j]) - shift) - mean;
         q += d * d;
     }
     let m2 = wg_sum(lid, q);
@@ -127,12 +127,12 @@ fn gn_cat_normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let t = nchw(i, p.chans, p.hw);
     let ch = p.off + t.ch;
     let ng = t.n * p.groups + ch / p.cpg;
-    let v = ((x[i] - sc[p.sc_shift + ng]) - sc[p.sc_stats + 2u * ng]) * sc[p.sc_stats + 2u * ng + 1u];
+    let v = ((f32(x[i]) - sc[p.sc_shift + ng]) - sc[p.sc_stats + 2u * ng]) * sc[p.sc_stats + 2u * ng + 1u];
     var o = v * gb[ch] + gb[p.ctot + ch];
     if (SWISH) {
         // sigmoid via exp(-|o|) <= 1 so nothing overflows for large |o| (as norm.wgsl).
         let e = exp(-abs(o));
         o = o * select(e / (1.0 + e), 1.0 / (1.0 + e), o >= 0.0);
     }
-    y[i] = o;
+    y[i] = y_t(o);
 }

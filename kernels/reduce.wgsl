@@ -24,8 +24,8 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 // The output comes first so add_scalar can bind only the tensor it updates
 // (one buffer may not be bound read-only and read-write in one dispatch).
-@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(2) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<dst_t>;
+@group(0) @binding(2) var<storage, read> src: array<src_t>;
 
 @compute @workgroup_size(WG)
 fn partial_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -39,12 +39,12 @@ fn partial_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     for (var r = 0u; r < PER_THREAD; r++) {
         let e = chunk * CHUNK + r * WG + lid;
         if (e < p.m) {
-            acc += src[base + e];
+            acc += f32(src[base + e]);
         }
     }
     let t = wg_sum(lid, acc);
     if (lid == 0u) {
-        dst[g] = t;
+        dst[g] = dst_t(t);
     }
 }
 
@@ -55,15 +55,15 @@ fn finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     if (n >= p.n) { return; }
     var acc = 0.0;
     for (var j = lid; j < p.parts; j += WG) {
-        acc += src[n * p.parts + j];
+        acc += f32(src[n * p.parts + j]);
     }
     let t = wg_sum(lid, acc);
     if (lid == 0u) {
         var prev = 0.0;
         if (p.accumulate != 0u) {
-            prev = dst[n];
+            prev = f32(dst[n]);
         }
-        dst[n] = prev + p.alpha * t;
+        dst[n] = dst_t(prev + p.alpha * t);
     }
 }
 
@@ -73,5 +73,5 @@ fn add_scalar(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
               @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
     if (i >= p.m) { return; }
-    dst[i] = dst[i] + p.value;
+    dst[i] = dst_t(f32(dst[i]) + p.value);
 }

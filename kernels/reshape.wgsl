@@ -26,8 +26,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<x_t>;
+@group(0) @binding(2) var<storage, read_write> y: array<y_t>;
 
 // out (B, C*f*f, H/f, W/f), out channel = c*f*f + dy*f + dx:
 // out[b, c*f*f + dy*f + dx, i, j] = in[b, c, i*f + dy, j*f + dx].
@@ -48,7 +48,7 @@ fn space_to_depth(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     let sub = co % ff;
     let dy = sub / p.f;
     let dx = sub % p.f;
-    y[i] = x[((b * p.c_in + c) * p.h_in + r * p.f + dy) * p.w_in + j * p.f + dx];
+    y[i] = y_t(f32(x[((b * p.c_in + c) * p.h_in + r * p.f + dy) * p.w_in + j * p.f + dx]));
 }
 
 // Inverse of space_to_depth: out (B, C/(f*f), H*f, W*f),
@@ -65,7 +65,7 @@ fn depth_to_space(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     let c = t % p.c_out;
     let b = t / p.c_out;
     let ci = c * p.f * p.f + (yo % p.f) * p.f + xo % p.f;
-    y[i] = x[((b * p.c_in + ci) * p.h_in + yo / p.f) * p.w_in + xo / p.f];
+    y[i] = y_t(f32(x[((b * p.c_in + ci) * p.h_in + yo / p.f) * p.w_in + xo / p.f]));
 }
 
 // space_to_depth / depth_to_space for f = 2 and W (input / output) a
@@ -74,10 +74,10 @@ fn depth_to_space(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
 // the four sub-pixel channels (per-lane scalar accesses are the cost on CPU
 // drivers). n = B * C * (H / 2) * (W / 4), C and H of the full-resolution
 // side; the fields are those of the general entries.
-@group(0) @binding(1) var<storage, read> x4in: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> y2out: array<vec2<f32>>;
-@group(0) @binding(1) var<storage, read> x2in: array<vec2<f32>>;
-@group(0) @binding(2) var<storage, read_write> y4out: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> x4in: array<vec4<x4in_t>>;
+@group(0) @binding(2) var<storage, read_write> y2out: array<vec2<y2out_t>>;
+@group(0) @binding(1) var<storage, read> x2in: array<vec2<x2in_t>>;
+@group(0) @binding(2) var<storage, read_write> y4out: array<vec4<y4out_t>>;
 
 @compute @workgroup_size(WG)
 fn space_to_depth2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -91,11 +91,11 @@ fn space_to_depth2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     let bc = t / p.h_out;             // b * c_in + c
     let half = p.w_out / 2u;          // vec2s per output row
     for (var dy = 0u; dy < 2u; dy++) {
-        let v = x4in[((bc * p.h_in + 2u * r + dy) * p.w_in) / 4u + jj];
+        let v = vec4<f32>(x4in[((bc * p.h_in + 2u * r + dy) * p.w_in) / 4u + jj]);
         // out channel 4c + 2dy + dx, columns 2jj, 2jj+1.
         let o = ((4u * bc + 2u * dy) * p.h_out + r) * half + jj;
-        y2out[o] = vec2<f32>(v.x, v.z);
-        y2out[o + p.h_out * half] = vec2<f32>(v.y, v.w);
+        y2out[o] = vec2<y2out_t>(vec2<f32>(v.x, v.z));
+        y2out[o + p.h_out * half] = vec2<y2out_t>(vec2<f32>(v.y, v.w));
     }
 }
 
@@ -112,9 +112,9 @@ fn depth_to_space2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     let half = p.w_in / 2u;
     for (var dy = 0u; dy < 2u; dy++) {
         let src = ((4u * bc + 2u * dy) * p.h_in + r) * half + jj;
-        let a = x2in[src];
-        let b = x2in[src + p.h_in * half];
-        y4out[((bc * p.h_out + 2u * r + dy) * p.w_out) / 4u + jj] = vec4<f32>(a.x, b.x, a.y, b.y);
+        let a = vec2<f32>(x2in[src]);
+        let b = vec2<f32>(x2in[src + p.h_in * half]);
+        y4out[((bc * p.h_out + 2u * r + dy) * p.w_out) / 4u + jj] = vec4<y4out_t>(vec4<f32>(a.x, b.x, a.y, b.y));
     }
 }
 
@@ -136,17 +136,17 @@ fn haar_down(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let c = t % p.c_in;
     let b = t / p.c_in;
     let src = ((b * p.c_in + c) * p.h_in + 2u * r) * p.w_in + 2u * j;
-    let a = x[src];
-    let bb = x[src + 1u];
-    let cc = x[src + p.w_in];
-    let d = x[src + p.w_in + 1u];
+    let a = f32(x[src]);
+    let bb = f32(x[src + 1u]);
+    let cc = f32(x[src + p.w_in]);
+    let d = f32(x[src + p.w_in + 1u]);
     let plane = p.h_out * p.w_out;
     let dst = (b * p.c_out + c) * plane + r * p.w_out + j;
     let band = p.c_in * plane; // distance between consecutive bands
-    y[dst] = (a + bb + cc + d) * 0.25;
-    y[dst + band] = (a - bb + cc - d) * 0.25;
-    y[dst + 2u * band] = (a + bb - cc - d) * 0.25;
-    y[dst + 3u * band] = (a - bb - cc + d) * 0.25;
+    y[dst] = y_t((a + bb + cc + d) * 0.25);
+    y[dst + band] = y_t((a - bb + cc - d) * 0.25);
+    y[dst + 2u * band] = y_t((a + bb - cc - d) * 0.25);
+    y[dst + 3u * band] = y_t((a - bb - cc + d) * 0.25);
 }
 
 // Haar synthesis (HCFlow reverse: transposed conv with the same filters, no
@@ -167,15 +167,15 @@ fn haar_up(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     let plane = p.h_in * p.w_in;
     let src = (b * p.c_in + c) * plane + r * p.w_in + j;
     let band = p.c_out * plane;
-    let s0 = x[src];
-    let s1 = x[src + band];
-    let s2 = x[src + 2u * band];
-    let s3 = x[src + 3u * band];
+    let s0 = f32(x[src]);
+    let s1 = f32(x[src + band]);
+    let s2 = f32(x[src + 2u * band]);
+    let s3 = f32(x[src + 3u * band]);
     let dst = ((b * p.c_out + c) * p.h_out + 2u * r) * p.w_out + 2u * j;
-    y[dst] = s0 + s1 + s2 + s3;
-    y[dst + 1u] = s0 - s1 + s2 - s3;
-    y[dst + p.w_out] = s0 + s1 - s2 - s3;
-    y[dst + p.w_out + 1u] = s0 - s1 - s2 + s3;
+    y[dst] = y_t(s0 + s1 + s2 + s3);
+    y[dst + 1u] = y_t(s0 - s1 + s2 - s3);
+    y[dst + p.w_out] = y_t(s0 + s1 - s2 - s3);
+    y[dst + p.w_out + 1u] = y_t(s0 - s1 - s2 + s3);
 }
 
 // out[b, out_start + k*out_step, yy, xx] = in[b, in_start + k*in_step, yy/f, xx/f]
@@ -196,7 +196,7 @@ fn copy_channels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let ci = p.in_start + k * p.in_step;
     let co = p.out_start + k * p.out_step;
     y[((b * p.c_out + co) * p.h_out + yo) * p.w_out + xo] =
-        x[((b * p.c_in + ci) * p.h_in + yo / p.f) * p.w_in + xo / p.f];
+        y_t(f32(x[((b * p.c_in + ci) * p.h_in + yo / p.f) * p.w_in + xo / p.f]));
 }
 
 // Nearest x2 upsampling of contiguous channels (copy_channels with f = 2,
@@ -204,8 +204,8 @@ fn copy_channels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 // vec2 and writes the 4 output pixels they become to both output rows as
 // vec4s (per-lane scalar accesses are the cost on CPU drivers).
 // n = B * count * h_in * w_in / 2.
-@group(0) @binding(1) var<storage, read> x2: array<vec2<f32>>;
-@group(0) @binding(2) var<storage, read_write> y4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> x2: array<vec2<x2_t>>;
+@group(0) @binding(2) var<storage, read_write> y4: array<vec4<y4_t>>;
 
 @compute @workgroup_size(WG)
 fn upsample2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -219,12 +219,12 @@ fn upsample2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     t = t / p.h_in;
     let k = t % p.count;
     let b = t / p.count;
-    let v = x2[((b * p.c_in + p.in_start + k) * p.h_in + yi) * half + xj];
+    let v = vec2<f32>(x2[((b * p.c_in + p.in_start + k) * p.h_in + yi) * half + xj]);
     let o = vec4<f32>(v.x, v.x, v.y, v.y);
     // An output row (w_out = 2 w_in floats) is `half` vec4s.
     let row = ((b * p.c_out + p.out_start + k) * p.h_out + 2u * yi) * half + xj;
-    y4[row] = o;
-    y4[row + half] = o;
+    y4[row] = vec4<y4_t>(o);
+    y4[row + half] = vec4<y4_t>(o);
 }
 
 // Contiguous channel block copy (concatenation, slicing with step 1, no
@@ -246,6 +246,6 @@ fn copy_block(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     let src = b * p.c_in + p.h_in + r;
     let dst = b * p.c_out + p.h_out + r;
     for (var v = 0u; v < VEC; v++) {
-        y[dst + v] = x[src + v];
+        y[dst + v] = y_t(f32(x[src + v]));
     }
 }

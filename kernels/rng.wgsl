@@ -24,6 +24,8 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<u32>;
+// rng_uniform / rng_normal: the same binding as a tensor (f32 or f16).
+@group(0) @binding(1) var<storage, read_write> vals: array<vals_t>;
 // philox_blocks only: rows of (ctr0, ctr1, ctr2, ctr3, key0, key1).
 @group(0) @binding(2) var<storage, read> kat_in: array<u32>;
 
@@ -105,7 +107,7 @@ fn rng_uniform(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     for (var j = 0u; j < 4u; j++) {
         let i = q * 4u + j;
         if (i < p.n) {
-            out[i] = bitcast<u32>(u[j]);
+            vals[i] = vals_t(u[j]);
         }
     }
 }
@@ -143,7 +145,7 @@ fn rng_normal(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     for (var j = 0u; j < 4u; j++) {
         let i = q * 4u + j;
         if (i < p.n) {
-            out[i] = bitcast<u32>(p.mean + p.std_ * z[j]);
+            vals[i] = vals_t(p.mean + p.std_ * z[j]);
         }
     }
 }

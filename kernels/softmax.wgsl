@@ -24,10 +24,10 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<x_t>;
+@group(0) @binding(2) var<storage, read_write> y: array<y_t>;
 // sample_categorical only: one uniform in (0, 1) per (n, g, pixel).
-@group(0) @binding(3) var<storage, read> u: array<f32>;
+@group(0) @binding(3) var<storage, read> u: array<u_t>;
 
 // Threads per row, a power of two dividing WG (chosen by the wrapper from K).
 override TPR: u32 = 16u;
@@ -94,7 +94,7 @@ fn row_max(r: Row, lid: u32) -> f32 {
     let P = WG / TPR;
     var m = -FMAX;
     for (var k = r.k0; k < r.k1; k++) {
-        m = max(m, x[r.base + k * p.hw]);
+        m = max(m, f32(x[r.base + k * p.hw]));
     }
     sm_m[lid] = m;
     workgroupBarrier();
@@ -113,7 +113,7 @@ fn row_max(r: Row, lid: u32) -> f32 {
 fn chunk_sum(r: Row, m: f32, inv: f32) -> f32 {
     var s = 0.0;
     for (var k = r.k0; k < r.k1; k++) {
-        s += ex((x[r.base + k * p.hw] - m) * inv);
+        s += ex((f32(x[r.base + k * p.hw]) - m) * inv);
     }
     return s;
 }
@@ -140,13 +140,13 @@ fn softmax_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
         let ls = log(total);
         for (var k = r.k0; k < r.k1; k++) {
             let i = r.base + k * p.hw;
-            y[i] = (x[i] - m) - ls;
+            y[i] = y_t((f32(x[i]) - m) - ls);
         }
     } else {
         let rs = 1.0 / total;
         for (var k = r.k0; k < r.k1; k++) {
             let i = r.base + k * p.hw;
-            y[i] = ex((x[i] - m) * inv) * rs;
+            y[i] = y_t(ex((f32(x[i]) - m) * inv) * rs);
         }
     }
 }
@@ -157,7 +157,7 @@ fn row_argmax(r: Row, lid: u32) -> u32 {
     var bv = -FMAX;
     var bi = 0xFFFFFFFFu;
     for (var k = r.k0; k < r.k1; k++) {
-        let v = x[r.base + k * p.hw];
+        let v = f32(x[r.base + k * p.hw]);
         if (k == r.k0 || v > bv) {
             bv = v;
             bi = k;
@@ -188,7 +188,7 @@ fn argmax_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let r = row_of(wid, nwg, lid);
     let idx = row_argmax(r, lid);
     if (r.t == 0u && r.ok) {
-        y[r.out] = f32(idx);
+        y[r.out] = y_t(f32(idx));
     }
 }
 
@@ -204,7 +204,7 @@ fn sample_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     if (p.temp == 0.0) {
         let idx = row_argmax(r, lid);
         if (r.t == 0u && r.ok) {
-            y[r.out] = f32(idx);
+            y[r.out] = y_t(f32(idx));
         }
         return;
     }
@@ -221,7 +221,7 @@ fn sample_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
             sm_pre[lid + j * P] = total;
             total += sm_s[lid + j * P];
         }
-        let thr = u[r.out] * total;
+        let thr = f32(u[r.out]) * total;
         var owner = 0u;
         var pre = 0.0;
         for (var j = 0u; j < TPR; j++) {
@@ -244,7 +244,7 @@ fn sample_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         var last_pos = r.k0;
         var found = false;
         for (var k = r.k0; k < r.k1; k++) {
-            let e = ex((x[r.base + k * p.hw] - m) * inv);
+            let e = ex((f32(x[r.base + k * p.hw]) - m) * inv);
             if (e > 0.0) { last_pos = k; }
             c += e;
             if (thr < c) {
@@ -253,6 +253,6 @@ fn sample_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                 break;
             }
         }
-        y[r.out] = f32(select(last_pos, pick, found));
+        y[r.out] = y_t(f32(select(last_pos, pick, found)));
     }
 }

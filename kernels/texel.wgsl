@@ -24,8 +24,8 @@ const FORMAT_RGBA16F: u32 = 1u;
 @group(0) @binding(0) var<uniform> p: Params;
 
 // unpack: words -> rgb [3, h, w] and alpha [h, w]
-@group(0) @binding(1) var<storage, read_write> rgb: array<f32>;
-@group(0) @binding(2) var<storage, read_write> alpha: array<f32>;
+@group(0) @binding(1) var<storage, read_write> rgb: array<rgb_t>;
+@group(0) @binding(2) var<storage, read_write> alpha: array<alpha_t>;
 @group(0) @binding(3) var<storage, read_write> words: array<u32>;
 
 fn texel(x: u32, y: u32) -> vec4<f32> {
@@ -43,10 +43,10 @@ fn unpack_texels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let n = p.w * p.h;
     if (i >= n) { return; }
     let t = texel(i % p.w, i / p.w);
-    rgb[i] = t.x;
-    rgb[n + i] = t.y;
-    rgb[2u * n + i] = t.z;
-    alpha[i] = t.w;
+    rgb[i] = rgb_t(t.x);
+    rgb[n + i] = rgb_t(t.y);
+    rgb[2u * n + i] = rgb_t(t.z);
+    alpha[i] = alpha_t(t.w);
 }
 
 // pack: rgb [3, h, w] and alpha [h, w] -> words, clamped to [0, 1]
@@ -61,7 +61,7 @@ fn pack_texels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let y = i / p.w;
     // Clamped as the image path clamps (the model's RGB already is; a
     // bicubic alpha can overshoot).
-    let v = clamp(vec4<f32>(rgb[i], rgb[n + i], rgb[2u * n + i], alpha[i]), vec4<f32>(0.0), vec4<f32>(1.0));
+    let v = clamp(vec4<f32>(f32(rgb[i]), f32(rgb[n + i]), f32(rgb[2u * n + i]), f32(alpha[i])), vec4<f32>(0.0), vec4<f32>(1.0));
     if (p.format == FORMAT_RGBA8) {
         words[y * p.row_words + x] = pack4x8unorm(v);
     } else {
@@ -74,8 +74,8 @@ fn pack_texels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 // resize: out = sum over taps of wt * in[idx], along rows (resize_rows:
 // planes [n_in, other] -> [n_out, other]) or columns (resize_cols:
 // [other, n_in] -> [other, n_out]).
-@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(2) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<dst_t>;
+@group(0) @binding(2) var<storage, read> src: array<src_t>;
 @group(0) @binding(3) var<storage, read> tap_idx: array<u32>;
 @group(0) @binding(4) var<storage, read> tap_wt: array<f32>;
 
@@ -88,9 +88,9 @@ fn resize_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let c = i % p.other;
     var s = 0.0;
     for (var k = 0u; k < p.taps; k++) {
-        s += tap_wt[o * p.taps + k] * src[tap_idx[o * p.taps + k] * p.other + c];
+        s += tap_wt[o * p.taps + k] * f32(src[tap_idx[o * p.taps + k] * p.other + c]);
     }
-    dst[i] = s;
+    dst[i] = dst_t(s);
 }
 
 @compute @workgroup_size(WG)
@@ -102,7 +102,7 @@ fn resize_cols(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let o = i % p.n_out;
     var s = 0.0;
     for (var k = 0u; k < p.taps; k++) {
-        s += tap_wt[o * p.taps + k] * src[r * p.n_in + tap_idx[o * p.taps + k]];
+        s += tap_wt[o * p.taps + k] * f32(src[r * p.n_in + tap_idx[o * p.taps + k]]);
     }
-    dst[i] = s;
+    dst[i] = dst_t(s);
 }

@@ -30,12 +30,21 @@ struct Params {
     slope: f32,   // LeakyReLU negative slope
 }
 
+// Each entry uses its own bindings (the others get placeholders): the conv's
+// input, residual and output are activations (`act`), V and M are f32 scratch
+// in every storage variant, so the GEMM between them accumulates in f32 and
+// nothing is rounded to f16 between the three stages.
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-// wino_output: bias[0..c] then scale[c..2c]; wino_input: unused (bound to src).
+// wino_input: the input part.
+@group(0) @binding(1) var<storage, read> x: array<x_t>;
+// wino_output: bias[0..c] then scale[c..2c].
 @group(0) @binding(2) var<storage, read> epi: array<f32>;
-@group(0) @binding(3) var<storage, read> res: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dst: array<f32>;
+// wino_output: the residual (HAS_RES).
+@group(0) @binding(3) var<storage, read> res: array<res_t>;
+// wino_output: the conv's output.
+@group(0) @binding(4) var<storage, read_write> y: array<y_t>;
+// wino_input writes V here; wino_output reads M from here.
+@group(0) @binding(5) var<storage, read_write> vm: array<f32>;
 
 override WM: u32 = 4u;
 override ACT: u32 = ACT_NONE;
@@ -115,7 +124,7 @@ fn wino_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
             let ix = ix0 + i32(b);
             // Unsigned compare also rejects negative coordinates.
             let ok = u32(iy) < p.h && u32(ix) < p.w;
-            d[b] = select(0.0, src[select(0u, base + u32(iy) * p.w + u32(ix), ok)], ok);
+            d[b] = select(0.0, f32(x[select(0u, base + u32(iy) * p.w + u32(ix), ok)]), ok);
         }
         tmp[a] = bt(d);
     }
@@ -128,7 +137,7 @@ fn wino_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         }
         let v = bt(col);
         for (var a = 0u; a < NA; a++) {
-            dst[(a * NA + b) * stride + o] = v[a];
+            vm[(a * NA + b) * stride + o] = v[a];
         }
     }
 }
@@ -147,7 +156,7 @@ fn wino_output(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     for (var a = 0u; a < NA; a++) {
         var m: array<f32, 6>;
         for (var b = 0u; b < NA; b++) {
-            m[b] = src[(a * NA + b) * stride + i];
+            m[b] = vm[(a * NA + b) * stride + i];
         }
         tmp[a] = at(m);
     }
@@ -167,9 +176,9 @@ fn wino_output(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                 let idx = base + oy * p.w + ox;
                 var v = p.alpha * apply_act(ACT, (r[q] + bias) * scale, p.slope);
                 if (HAS_RES) {
-                    v += p.beta * res[idx];
+                    v += p.beta * f32(res[idx]);
                 }
-                dst[idx] = v;
+                y[idx] = y_t(v);
             }
         }
     }

@@ -21,4 +21,4 @@ pub mod weights;
 
 pub use error::{Error, Result, ResultExt};
 pub use gpu::GpuContext;
-pub use tensor::{Shape, Tensor};
+pub use tensor::{Dtype, Shape, Tensor};

@@ -1,7 +1,9 @@
-//! GPU tensors: an f32 storage buffer plus an NCHW shape.
+//! GPU tensors: a storage buffer of f32 or f16 elements plus an NCHW shape.
 //!
-//! Every activation is f32 (the SR models show artifacts with f16 arithmetic).
-//! Weights may arrive as f16 and are widened on upload.
+//! Arithmetic is always f32 (the SR models show artifacts with f16
+//! arithmetic); f16 is a storage format only (`Dtype::F16`, graphs built with
+//! `Precision::F16`): kernels widen on load and round on store. The host side
+//! always sees f32: uploads round, downloads widen.
 
 use std::sync::Arc;
 
@@ -35,8 +37,63 @@ impl Shape {
     pub fn numel(&self) -> usize {
         self.0.iter().product()
     }
+    /// Bytes as f32 (see [`Shape::bytes_as`]).
     pub fn bytes(&self) -> u64 {
-        self.numel() as u64 * 4
+        self.bytes_as(Dtype::F32)
+    }
+    pub fn bytes_as(&self, dtype: Dtype) -> u64 {
+        self.numel() as u64 * dtype.size()
+    }
+}
+
+/// Element type of a tensor's storage.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub enum Dtype {
+    #[default]
+    F32,
+    /// IEEE binary16 storage (needs the device's `SHADER_F16`); kernels
+    /// compute in f32.
+    F16,
+}
+
+impl Dtype {
+    pub const fn size(self) -> u64 {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::F16 => 2,
+        }
+    }
+    /// WGSL scalar type name.
+    pub const fn wgsl(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::F16 => "f16",
+        }
+    }
+    pub const fn name(self) -> &'static str {
+        self.wgsl()
+    }
+}
+
+impl std::fmt::Display for Dtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Host values in a tensor's storage format (f16 rounds to nearest even).
+pub(crate) fn encode(data: &[f32], dtype: Dtype) -> Vec<u8> {
+    match dtype {
+        Dtype::F32 => bytemuck::cast_slice(data).to_vec(),
+        Dtype::F16 => data.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+    }
+}
+
+/// Stored bytes back to f32 (exact for both formats).
+fn decode(bytes: &[u8], dtype: Dtype) -> Vec<f32> {
+    match dtype {
+        Dtype::F32 => bytemuck::pod_collect_to_vec(bytes),
+        Dtype::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
     }
 }
 
@@ -47,16 +104,20 @@ impl std::fmt::Display for Shape {
     }
 }
 
-/// An f32 tensor resident on the GPU. Cloning shares the buffer.
+/// A tensor resident on the GPU (f32 or f16 storage). Cloning shares the buffer.
 #[derive(Clone)]
 pub struct Tensor {
     buffer: Arc<wgpu::Buffer>,
     shape: Shape,
+    dtype: Dtype,
 }
 
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Tensor{}", self.shape)
+        match self.dtype {
+            Dtype::F32 => write!(f, "Tensor{}", self.shape),
+            d => write!(f, "Tensor{}:{d}", self.shape),
+        }
     }
 }
 
@@ -65,37 +126,56 @@ const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_DST);
 
 impl Tensor {
-    /// Check a shape fits one storage binding of this device.
+    /// Check a shape fits one storage binding of this device as f32.
     pub fn check_fits(ctx: &GpuContext, shape: Shape) -> Result<()> {
+        Self::check_fits_as(ctx, shape, Dtype::F32)
+    }
+
+    /// Check a shape fits one storage binding of this device as `dtype`
+    /// (and that the device can store `dtype`).
+    pub fn check_fits_as(ctx: &GpuContext, shape: Shape, dtype: Dtype) -> Result<()> {
         let max = ctx.max_binding_bytes();
         if shape.numel() == 0 {
             return Err(Error::Shape(format!("tensor {shape} has no elements")));
         }
-        if shape.bytes() > max {
+        ctx.check_dtype(dtype)?;
+        if shape.bytes_as(dtype) > max {
             return Err(Error::TooLarge(format!(
-                "tensor {shape} needs {:.1} MiB as f32; this device binds at most {} MiB per storage buffer \
+                "tensor {shape} needs {:.1} MiB as {dtype}; this device binds at most {} MiB per storage buffer \
                  (use a smaller image or tile it)",
-                shape.bytes() as f64 / (1 << 20) as f64,
+                shape.bytes_as(dtype) as f64 / (1 << 20) as f64,
                 max >> 20
             )));
         }
         Ok(())
     }
 
-    /// Uninitialised-by-contract tensor (wgpu zero-fills new buffers).
+    /// Uninitialised-by-contract f32 tensor (wgpu zero-fills new buffers).
     pub fn empty(ctx: &GpuContext, shape: Shape) -> Result<Self> {
-        Self::check_fits(ctx, shape)?;
-        let buffer = ctx.storage_buffer("tensor", shape.bytes(), USAGE);
-        Ok(Tensor { buffer: Arc::new(buffer), shape })
+        Self::empty_as(ctx, shape, Dtype::F32)
+    }
+
+    /// Uninitialised-by-contract tensor stored as `dtype`.
+    pub fn empty_as(ctx: &GpuContext, shape: Shape, dtype: Dtype) -> Result<Self> {
+        Self::check_fits_as(ctx, shape, dtype)?;
+        // Rounded up to 4 bytes: wgpu sizes buffers and bindings in words.
+        let buffer = ctx.storage_buffer("tensor", shape.bytes_as(dtype).next_multiple_of(4), USAGE);
+        Ok(Tensor { buffer: Arc::new(buffer), shape, dtype })
     }
 
     /// Upload f32 data.
     pub fn from_slice(ctx: &GpuContext, shape: Shape, data: &[f32]) -> Result<Self> {
+        Self::from_slice_as(ctx, shape, data, Dtype::F32)
+    }
+
+    /// Upload f32 data into a tensor stored as `dtype` (f16: rounded to
+    /// nearest even on the host).
+    pub fn from_slice_as(ctx: &GpuContext, shape: Shape, data: &[f32], dtype: Dtype) -> Result<Self> {
         if data.len() != shape.numel() {
             return Err(Error::Shape(format!("{} values given for a tensor of shape {shape}", data.len())));
         }
-        let t = Self::empty(ctx, shape)?;
-        ctx.queue.write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
+        let t = Self::empty_as(ctx, shape, dtype)?;
+        t.write(ctx, data)?;
         Ok(t)
     }
 
@@ -107,20 +187,26 @@ impl Tensor {
 
     /// A tensor filled with one value (tests poison outputs with NaN this way).
     pub fn filled(ctx: &GpuContext, shape: Shape, value: f32) -> Result<Self> {
-        Self::check_fits(ctx, shape)?;
-        Self::from_slice(ctx, shape, &vec![value; shape.numel()])
+        Self::filled_as(ctx, shape, value, Dtype::F32)
     }
 
-    /// View an existing buffer (from a memory plan) as a tensor of `shape`.
-    pub fn from_buffer(buffer: Arc<wgpu::Buffer>, shape: Shape) -> Result<Self> {
-        if buffer.size() < shape.bytes() {
+    /// [`Tensor::filled`] stored as `dtype`.
+    pub fn filled_as(ctx: &GpuContext, shape: Shape, value: f32, dtype: Dtype) -> Result<Self> {
+        Self::check_fits_as(ctx, shape, dtype)?;
+        Self::from_slice_as(ctx, shape, &vec![value; shape.numel()], dtype)
+    }
+
+    /// View an existing buffer (from a memory plan) as a tensor of `shape`
+    /// stored as `dtype`.
+    pub fn from_buffer(buffer: Arc<wgpu::Buffer>, shape: Shape, dtype: Dtype) -> Result<Self> {
+        if buffer.size() < shape.bytes_as(dtype) {
             return Err(Error::Shape(format!(
-                "buffer of {} bytes is too small for tensor {shape} ({} bytes)",
+                "buffer of {} bytes is too small for tensor {shape} as {dtype} ({} bytes)",
                 buffer.size(),
-                shape.bytes()
+                shape.bytes_as(dtype)
             )));
         }
-        Ok(Tensor { buffer, shape })
+        Ok(Tensor { buffer, shape, dtype })
     }
 
     /// Same buffer, new shape with the same element count.
@@ -128,7 +214,15 @@ impl Tensor {
         if shape.numel() != self.shape.numel() {
             return Err(Error::Shape(format!("cannot reshape {} to {shape}", self.shape)));
         }
-        Ok(Tensor { buffer: self.buffer.clone(), shape })
+        Ok(Tensor { buffer: self.buffer.clone(), shape, dtype: self.dtype })
+    }
+
+    pub fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    /// Bytes of its elements in its storage format.
+    pub fn bytes(&self) -> u64 {
+        self.shape.bytes_as(self.dtype)
     }
 
     pub fn shape(&self) -> Shape {
@@ -141,21 +235,29 @@ impl Tensor {
         self.shape.numel()
     }
 
+    /// Bytes of its storage in whole words (an odd number of f16 values ends
+    /// in padding): what bindings and buffer copies cover.
+    pub fn padded_bytes(&self) -> u64 {
+        self.bytes().next_multiple_of(4)
+    }
+
     /// Binding for a kernel input.
     pub fn arg(&self) -> BufArg<'_> {
-        BufArg { buffer: &self.buffer, size: self.shape.bytes(), read_only: true }
+        BufArg { buffer: &self.buffer, size: self.padded_bytes(), read_only: true, dtype: self.dtype }
     }
     /// Binding for a kernel output (read-write).
     pub fn arg_mut(&self) -> BufArg<'_> {
-        BufArg { buffer: &self.buffer, size: self.shape.bytes(), read_only: false }
+        BufArg { buffer: &self.buffer, size: self.padded_bytes(), read_only: false, dtype: self.dtype }
     }
 
-    /// Overwrite the contents from the host.
+    /// Overwrite the contents from the host (rounded to the storage format).
     pub fn write(&self, ctx: &GpuContext, data: &[f32]) -> Result<()> {
         if data.len() != self.numel() {
             return Err(Error::Shape(format!("{} values written to a tensor of shape {}", data.len(), self.shape)));
         }
-        ctx.queue.write_buffer(&self.buffer, 0, bytemuck::cast_slice(data));
+        let mut bytes = encode(data, self.dtype);
+        bytes.resize(bytes.len().next_multiple_of(4), 0);
+        ctx.queue.write_buffer(&self.buffer, 0, &bytes);
         Ok(())
     }
 
@@ -167,7 +269,7 @@ impl Tensor {
     /// Download several tensors through one staging buffer and one wait
     /// (each wait is a host/GPU round trip; small per-step reads add up).
     pub fn read_many(ctx: &GpuContext, tensors: &[&Tensor]) -> Result<Vec<Vec<f32>>> {
-        let sizes: Vec<u64> = tensors.iter().map(|t| t.shape.bytes()).collect();
+        let sizes: Vec<u64> = tensors.iter().map(|t| t.padded_bytes()).collect();
         let total: u64 = sizes.iter().sum();
         let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
@@ -194,14 +296,14 @@ impl Tensor {
             let view = staging
                 .get_mapped_range(..)
                 .map_err(|e| Error::Device(format!("mapping a readback buffer failed: {e}")))?;
-            let all = bytemuck::cast_slice::<u8, f32>(&view);
-            let mut at = 0;
-            sizes
+            let mut at = 0usize;
+            tensors
                 .iter()
-                .map(|&size| {
-                    let n = (size / 4) as usize;
-                    at += n;
-                    all[at - n..at].to_vec()
+                .zip(&sizes)
+                .map(|(t, &size)| {
+                    let bytes = &view[at..at + t.bytes() as usize];
+                    at += size as usize;
+                    decode(bytes, t.dtype)
                 })
                 .collect()
         };

@@ -26,8 +26,27 @@ struct Cli {
     /// Adapter index or name substring (default: WGSR_ADAPTER or the best available).
     #[arg(long, global = true)]
     adapter: Option<String>,
+    /// Storage of activations and weights: f32, or f16 (half the memory and
+    /// bandwidth, f32 arithmetic; needs shader-f16; HCFlow and SR3).
+    #[arg(long, global = true, value_enum, default_value_t = Precision::F32)]
+    precision: Precision,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Precision {
+    F32,
+    F16,
+}
+
+impl Precision {
+    fn dtype(self) -> wgsr::Dtype {
+        match self {
+            Precision::F32 => wgsr::Dtype::F32,
+            Precision::F16 => wgsr::Dtype::F16,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -276,7 +295,7 @@ fn load_model(cli: &Cli, spec: Option<&str>) -> Result<(GpuContext, Box<dyn Mode
 fn load_model_or(cli: &Cli, spec: Option<&str>, default: &str) -> Result<(GpuContext, Box<dyn Model>)> {
     let dir = builtin::open(spec, default)?;
     let ctx = context(cli)?;
-    let m = models::load(&ctx, dir)?;
+    let m = models::load_as(&ctx, dir, cli.precision.dtype())?;
     Ok((ctx, m))
 }
 

@@ -181,6 +181,18 @@ impl GpuContext {
         self.info.features.contains(wgpu::Features::SHADER_F16)
     }
 
+    /// Whether this device can store tensors as `dtype` (f16 storage needs
+    /// `SHADER_F16`); the error says what to use instead.
+    pub fn check_dtype(&self, dtype: crate::tensor::Dtype) -> Result<()> {
+        if dtype == crate::tensor::Dtype::F16 && !self.has_f16() {
+            return Err(Error::InvalidArgument(format!(
+                "f16 storage needs the SHADER_F16 feature, which '{}' does not offer (use precision f32)",
+                self.info.name
+            )));
+        }
+        Ok(())
+    }
+
     pub fn has_timestamps(&self) -> bool {
         self.info.features.contains(wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
     }

@@ -11,7 +11,8 @@ use std::any::TypeId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::gpu::shader::{compose, Composed, ShaderSource};
+use crate::gpu::shader::{binding_classes, compose_as, BindingClass, Composed, ShaderSource, Storage};
+use crate::tensor::Dtype;
 use crate::gpu::{GpuContext, KernelParams, ParamsBlock, ParamsLayout};
 use crate::{Error, Result};
 
@@ -21,6 +22,9 @@ pub struct BufArg<'a> {
     pub buffer: &'a wgpu::Buffer,
     pub size: u64,
     pub read_only: bool,
+    /// Element type of the data (tensors: their dtype; tables and indices: F32,
+    /// meaning 32-bit words). Picks the kernel variant (see `gpu::shader`).
+    pub dtype: Dtype,
 }
 
 /// Signature of a bind group layout: uniform at 0 or not, then read-only flags.
@@ -45,11 +49,49 @@ struct PipelineKey {
     layout: LayoutKey,
 }
 
+/// The storage bindings each entry point of one kernel file uses, as
+/// (binding, name, class). A binding an entry does not use may hold anything
+/// (callers bind a placeholder there); a file may declare one binding under
+/// several names and types (vec4 views), so classes are looked up by name.
+struct Bindings {
+    used: HashMap<String, Vec<(u32, String, BindingClass)>>,
+}
+
+impl Bindings {
+    fn of(shader: &ShaderSource) -> Result<Bindings> {
+        let text = compose_as(shader, Storage::F32)?.text;
+        let module = naga::front::wgsl::parse_str(&text)
+            .map_err(|e| Error::Kernel(format!("kernels/{}.wgsl (composed): {}", shader.name, e.emit_to_string(&text))))?;
+        let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+            .validate(&module)
+            .map_err(|e| Error::Kernel(format!("kernels/{}.wgsl (composed): {}", shader.name, e.emit_to_string(&text))))?;
+        let classes = binding_classes(shader.source);
+        let mut used = HashMap::new();
+        for (i, ep) in module.entry_points.iter().enumerate() {
+            let fi = info.get_entry_point(i);
+            let mut list = Vec::new();
+            for (h, v) in module.global_variables.iter() {
+                let (Some(b), Some(name)) = (v.binding.as_ref(), v.name.as_ref()) else { continue };
+                if b.group != 0 || fi[h].is_empty() {
+                    continue;
+                }
+                if let Some((k, n, c)) = classes.iter().find(|(k, n, _)| *k == b.binding && n == name) {
+                    list.push((*k, n.clone(), *c));
+                }
+            }
+            used.insert(ep.name.clone(), list);
+        }
+        Ok(Bindings { used })
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct PipelineCache {
     /// Composition memo, keyed by the identity of the static source text
     /// (name, address, length): composing is deterministic per source.
-    composed: Mutex<HashMap<(&'static str, usize, usize), Arc<Composed>>>,
+    composed: Mutex<HashMap<(&'static str, usize, usize, Storage), Arc<Composed>>>,
+    /// Binding classes per source text (same identity as `composed`).
+    classes: Mutex<HashMap<(&'static str, usize, usize), Arc<Bindings>>>,
     modules: Mutex<HashMap<ModuleKey, Arc<wgpu::ShaderModule>>>,
     layouts: Mutex<HashMap<LayoutKey, (Arc<wgpu::BindGroupLayout>, Arc<wgpu::PipelineLayout>)>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
@@ -162,16 +204,54 @@ pub struct KernelCall<'a> {
 }
 
 impl GpuContext {
-    /// The composed source of a shader (composed once per source text).
-    fn composed(&self, shader: &ShaderSource) -> Result<Arc<Composed>> {
-        let id = (shader.name, shader.source.as_ptr() as usize, shader.source.len());
+    /// The composed source of a shader variant (composed once per source text and storage).
+    fn composed(&self, shader: &ShaderSource, storage: Storage) -> Result<Arc<Composed>> {
+        let id = (shader.name, shader.source.as_ptr() as usize, shader.source.len(), storage);
         let mut c = self.pipelines.composed.lock().unwrap();
         if let Some(v) = c.get(&id) {
             return Ok(v.clone());
         }
-        let v = Arc::new(compose(shader)?);
+        let v = Arc::new(compose_as(shader, storage)?);
         c.insert(id, v.clone());
         Ok(v)
+    }
+
+    /// The storage variant a call needs, from the element types of the
+    /// buffers at the bindings its entry point uses: a typed binding takes
+    /// what it is given, a fixed one only f32 (else a clear error).
+    fn storage_of(&self, call: &KernelCall<'_>) -> Result<Storage> {
+        let id = (call.shader.name, call.shader.source.as_ptr() as usize, call.shader.source.len());
+        let bindings = {
+            let mut c = self.pipelines.classes.lock().unwrap();
+            match c.get(&id) {
+                Some(b) => b.clone(),
+                None => {
+                    let b = Arc::new(Bindings::of(call.shader)?);
+                    c.insert(id, b.clone());
+                    b
+                }
+            }
+        };
+        let used = bindings.used.get(call.entry).ok_or_else(|| Error::Kernel(format!("kernels/{}.wgsl has no entry point {}", call.shader.name, call.entry)))?;
+        let mut storage = Storage::F32;
+        for (k, name, class) in used {
+            let Some(b) = call.buffers.get(*k as usize - 1) else { continue };
+            match class {
+                BindingClass::Fixed if b.dtype != Dtype::F32 => {
+                    return Err(Error::Kernel(format!(
+                        "{}::{}: binding {k} ({name}) has no {} variant (the kernel declares it 32-bit); \
+                         this op runs in f32 only",
+                        call.shader.name, call.entry, b.dtype
+                    )))
+                }
+                BindingClass::Fixed => {}
+                BindingClass::Typed => storage = storage.with(*k, b.dtype),
+            }
+        }
+        if storage != Storage::F32 {
+            self.check_dtype(Dtype::F16)?;
+        }
+        Ok(storage)
     }
 
     fn module(&self, name: &'static str, composed: &Composed) -> Result<Arc<wgpu::ShaderModule>> {
@@ -253,8 +333,9 @@ impl GpuContext {
         entry: &str,
         constants: &[(&str, f64)],
         layout: &LayoutKey,
+        storage: Storage,
     ) -> Result<(Arc<wgpu::ComputePipeline>, Arc<wgpu::BindGroupLayout>)> {
-        let composed = self.composed(shader)?;
+        let composed = self.composed(shader, storage)?;
         let key = PipelineKey {
             module: ModuleKey { name: shader.name, hash: composed.hash },
             entry: entry.to_string(),
@@ -315,7 +396,8 @@ impl GpuContext {
             }
         }
         let layout = LayoutKey { uniform: call.params.is_some(), read_only: call.buffers.iter().map(|b| b.read_only).collect() };
-        let (pipeline, bgl) = self.pipeline(call.shader, call.entry, call.constants, &layout)?;
+        let storage = self.storage_of(&call)?;
+        let (pipeline, bgl) = self.pipeline(call.shader, call.entry, call.constants, &layout, storage)?;
         let params = call.params.map(|p| {
             use wgpu::util::DeviceExt;
             let host = padded(p.bytes());

@@ -6,12 +6,79 @@
 //! the couplings' log-scale).
 //! That is the only directive. The composed text is what naga validates, what
 //! wgpu compiles and what the pipeline cache is keyed by (name + hash).
+//!
+//! Storage types: a binding `x` declared `array<x_t>` (or `array<vec4<x_t>>`)
+//! is typed: [`compose_as`] defines `x_t` as f32 or f16 (then with
+//! `enable f16;`) per binding, from a [`Storage`] mask. Kernels widen on load
+//! (`f32(x[i])`) and round on store (`y[i] = y_t(v)`), so arithmetic is f32 in
+//! every variant and any mix of f32 and f16 tensors works (f16 activations
+//! with f32 scratch, f16 weights with f32 Winograd operands). Every other
+//! binding (`array<f32>`, `array<u32>`: per-channel tables, partial sums,
+//! indices) is fixed. The dispatch reads each binding's class
+//! ([`binding_classes`]) and derives the variant from the tensors it is given.
 
 use std::hash::{Hash, Hasher};
 
 use crate::gpu::codes::{CODE_TABLES, PRELUDE_CONSTS, WG};
 use crate::gpu::ParamsLayout;
+use crate::tensor::Dtype;
 use crate::{Error, Result};
+
+/// Storage variant of a composed kernel: bit k set = binding k holds f16
+/// (only typed bindings may). `Storage::F32` is the plain kernel.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub struct Storage(pub u32);
+
+impl Storage {
+    pub const F32: Storage = Storage(0);
+    /// Every typed binding f16.
+    pub const F16: Storage = Storage(u32::MAX);
+    pub fn dtype(self, binding: u32) -> Dtype {
+        if binding < 32 && self.0 & (1 << binding) != 0 {
+            Dtype::F16
+        } else {
+            Dtype::F32
+        }
+    }
+    pub fn with(self, binding: u32, dtype: Dtype) -> Storage {
+        match dtype {
+            Dtype::F16 => Storage(self.0 | 1 << binding),
+            Dtype::F32 => Storage(self.0 & !(1 << binding)),
+        }
+    }
+}
+
+/// What a storage binding's element type is declared as.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum BindingClass {
+    /// `array<name_t>`: f32 or f16 per call.
+    Typed,
+    /// A concrete 32-bit type (f32, u32, vec4<f32>, ...).
+    Fixed,
+}
+
+/// Class of every `@binding(k) var<storage ...> name: T;` of a kernel
+/// source, as (k, name, class).
+pub fn binding_classes(source: &str) -> Vec<(u32, String, BindingClass)> {
+    let mut out = Vec::new();
+    for line in source.lines() {
+        let t = line.trim();
+        let Some(rest) = t.strip_prefix("@group(0) @binding(") else { continue };
+        let Some((k, rest)) = rest.split_once(')') else { continue };
+        let Ok(k) = k.trim().parse::<u32>() else { continue };
+        if !rest.contains("var<storage") {
+            continue;
+        }
+        let Some((_, decl)) = rest.split_once('>') else { continue };
+        let Some((name, ty)) = decl.split_once(':') else { continue };
+        let ty = ty.split(';').next().unwrap_or("");
+        let name = name.trim();
+        let tokens: Vec<&str> = ty.split(|c: char| !c.is_alphanumeric() && c != '_').filter(|s| !s.is_empty()).collect();
+        let class = if tokens.contains(&format!("{name}_t").as_str()) { BindingClass::Typed } else { BindingClass::Fixed };
+        out.push((k, name.to_string(), class));
+    }
+    out
+}
 
 /// The shared WGSL included by `#import prelude`.
 pub const PRELUDE: &str = include_str!("../../kernels/prelude.wgsl");
@@ -96,14 +163,29 @@ pub fn prelude_text() -> String {
     s
 }
 
-/// Resolve the `#import prelude` line of a kernel's source.
+/// Resolve the `#import prelude` line of a kernel's source (f32 storage).
 pub fn compose(shader: &ShaderSource) -> Result<Composed> {
+    compose_as(shader, Storage::F32)
+}
+
+/// Resolve the `#import prelude` line with each typed binding's `name_t`
+/// defined for `storage` (f32 where its bit is clear).
+pub fn compose_as(shader: &ShaderSource, storage: Storage) -> Result<Composed> {
     let mut text = String::with_capacity(shader.source.len() + PRELUDE.len() + 1024);
+    let typed: Vec<(u32, String)> =
+        binding_classes(shader.source).into_iter().filter(|b| b.2 == BindingClass::Typed).map(|(k, n, _)| (k, n)).collect();
+    if typed.iter().any(|(k, _)| storage.dtype(*k) == Dtype::F16) {
+        text.push_str("enable f16;\n");
+    }
     let mut imported = false;
     for (i, line) in shader.source.lines().enumerate() {
         let t = line.trim();
         if t == IMPORT && !imported {
             imported = true;
+            text.push_str("// storage types of this variant (src/gpu/shader.rs)\n");
+            for (k, name) in &typed {
+                text.push_str(&format!("alias {name}_t = {};\n", storage.dtype(*k).wgsl()));
+            }
             text.push_str(&prelude_text());
         } else if t.starts_with('#') {
             return Err(Error::Kernel(format!(

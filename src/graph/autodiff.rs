@@ -62,6 +62,9 @@ impl GraphBuilder<'_> {
         // and F(2x2) measured slower on their small 32-channel maps (HCD step
         // at LR 32 on lavapipe: 2.79 / 2.23 s with F(2x2) vs 2.43 / 1.51 s direct).
         self.winograd = None;
+        // Gradients are held to f64 finite differences and iterated: f32.
+        self.precision = crate::Dtype::F32;
+        self.storage = crate::Dtype::F32;
     }
 
     pub fn gradients_enabled(&self) -> bool {

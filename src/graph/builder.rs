@@ -9,7 +9,7 @@ use crate::graph::ir::{Graph, Node, Role, TensorId, TensorInfo};
 use crate::graph::op::{Alias, Op};
 use crate::gpu::GpuContext;
 use crate::weights::{HostTensor, WeightStore};
-use crate::{Error, Result, ResultExt, Shape};
+use crate::{Dtype, Error, Result, ResultExt, Shape};
 
 pub struct GraphBuilder<'c> {
     pub(crate) ctx: &'c GpuContext,
@@ -25,6 +25,10 @@ pub struct GraphBuilder<'c> {
     pub(super) vjps: HashMap<usize, VjpFn>,
     /// The Winograd variant 3x3 convs may run as (`set_winograd`).
     pub(crate) winograd: Option<crate::ops::winograd::WinogradTile>,
+    /// The graph's storage type (`set_precision`).
+    pub(crate) precision: Dtype,
+    /// Storage of the tensors and weights created from now on (`set_storage`).
+    pub(crate) storage: Dtype,
 }
 
 impl<'c> GraphBuilder<'c> {
@@ -40,7 +44,47 @@ impl<'c> GraphBuilder<'c> {
             grad: false,
             vjps: HashMap::new(),
             winograd: Some(crate::ops::winograd::WinogradTile::F4),
+            precision: Dtype::F32,
+            storage: Dtype::F32,
         }
+    }
+
+    /// Store the graph's tensors and weights as `dtype` from here on (f16:
+    /// half the memory and bandwidth; every kernel still computes in f32).
+    /// Set it before adding inputs and nodes. Gradient graphs stay f32.
+    pub fn set_precision(&mut self, dtype: Dtype) -> Result<()> {
+        self.ctx.check_dtype(dtype)?;
+        if !self.tensors.is_empty() {
+            return Err(Error::Graph("set the precision before adding inputs or nodes".into()));
+        }
+        if self.grad && dtype != Dtype::F32 {
+            return Err(Error::Graph(format!("gradient graphs run in f32 only (asked for {dtype})")));
+        }
+        self.precision = dtype;
+        self.storage = dtype;
+        Ok(())
+    }
+
+    /// Storage type of this graph's tensors and weights.
+    pub fn precision(&self) -> Dtype {
+        self.precision
+    }
+
+    /// Store the tensors and weights created from here on as `dtype`
+    /// (returns the previous setting): a model keeps its precision-critical
+    /// state in f32 inside an f16 graph (HCFlow's flow tensors), since every
+    /// kernel reads and writes any mix of f32 and f16 tensors. Scratch stays
+    /// f32 regardless. f16 needs an f16 graph precision.
+    pub fn set_storage(&mut self, dtype: Dtype) -> Result<Dtype> {
+        if dtype == Dtype::F16 && self.precision != Dtype::F16 {
+            return Err(Error::Graph("f16 storage inside a graph whose precision is f32".into()));
+        }
+        Ok(std::mem::replace(&mut self.storage, dtype))
+    }
+
+    /// Storage of the tensors and weights created next.
+    pub fn storage(&self) -> Dtype {
+        self.storage
     }
 
     /// A builder whose ops bind their parameters by name from `weights`.
@@ -71,7 +115,7 @@ impl<'c> GraphBuilder<'c> {
             return Err(Error::Graph(format!("input '{name}' has an empty shape {shape}")));
         }
         let id = TensorId(self.tensors.len());
-        self.tensors.push(TensorInfo { shape, role: Role::Input(name.to_string()), producer: None, output_name: None });
+        self.tensors.push(TensorInfo { shape, dtype: self.storage, role: Role::Input(name.to_string()), producer: None, output_name: None });
         self.inputs.push((name.to_string(), id));
         Ok(id)
     }
@@ -111,11 +155,13 @@ impl<'c> GraphBuilder<'c> {
         let mut outs = Vec::with_capacity(specs.len());
         let mut aliases = Vec::with_capacity(specs.len());
         for spec in &specs {
+            let mut dtype = if spec.alias == Alias::Scratch { Dtype::F32 } else { self.storage };
             match spec.alias {
                 Alias::None | Alias::Scratch => {}
                 Alias::InPlace(i) | Alias::View(i) => {
                     let src = *inputs.get(i).ok_or_else(|| ctx_msg(format!("output aliases missing input {i}")))?;
                     let info = &self.tensors[src.0];
+                    dtype = info.dtype;
                     if matches!(spec.alias, Alias::InPlace(_)) {
                         if let Role::Input(n) = &info.role {
                             return Err(ctx_msg(format!("cannot update graph input '{n}' in place")));
@@ -129,7 +175,7 @@ impl<'c> GraphBuilder<'c> {
                 }
             }
             let id = TensorId(self.tensors.len());
-            self.tensors.push(TensorInfo { shape: spec.shape, role: Role::Computed, producer: Some(idx), output_name: None });
+            self.tensors.push(TensorInfo { shape: spec.shape, dtype, role: Role::Computed, producer: Some(idx), output_name: None });
             outs.push(id);
             aliases.push(spec.alias);
         }

@@ -47,7 +47,7 @@ impl Executor {
             .tensors
             .iter()
             .enumerate()
-            .map(|(t, info)| Tensor::from_buffer(buffers[plan.tensor_buffer[t]].clone(), info.shape))
+            .map(|(t, info)| Tensor::from_buffer(buffers[plan.tensor_buffer[t]].clone(), info.shape, info.dtype))
             .collect::<Result<Vec<_>>>()?;
         let params = graph.params.clone();
         let mut dispatches = Vec::with_capacity(graph.nodes.len());

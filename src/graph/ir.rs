@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::graph::op::{Alias, Op};
-use crate::Shape;
+use crate::{Dtype, Shape};
 
 /// Index of a tensor in `Graph::tensors`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -22,6 +22,8 @@ pub enum Role {
 #[derive(Clone, Debug)]
 pub struct TensorInfo {
     pub shape: Shape,
+    /// Storage type (the graph's precision; scratch is always f32).
+    pub dtype: Dtype,
     pub role: Role,
     /// Node that produced it (None for inputs).
     pub producer: Option<usize>,
@@ -51,6 +53,10 @@ pub struct Graph {
 impl Graph {
     pub fn shape(&self, t: TensorId) -> Shape {
         self.tensors[t.0].shape
+    }
+
+    pub fn dtype(&self, t: TensorId) -> Dtype {
+        self.tensors[t.0].dtype
     }
 
     pub fn input_id(&self, name: &str) -> Option<TensorId> {

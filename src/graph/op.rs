@@ -19,6 +19,7 @@ pub enum Alias {
     /// Working storage the op needs only while it runs (partial sums, score
     /// matrices). Planned like any tensor, live during its node alone, and
     /// passed to `prepare` after the real outputs; model code never sees it.
+    /// Always f32, whatever the graph's precision: it holds accumulations.
     Scratch,
 }
 

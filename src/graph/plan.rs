@@ -75,7 +75,8 @@ pub fn plan_memory(g: &Graph) -> MemoryPlan {
         }
     }
 
-    let size_of = |r: usize| g.tensors[r].shape.bytes();
+    // Whole words: wgpu sizes buffers in multiples of 4 bytes.
+    let size_of = |r: usize| g.tensors[r].shape.bytes_as(g.tensors[r].dtype).next_multiple_of(4);
     let mut storages: Vec<usize> = (0..nt).filter(|&t| roots[t] == t && live[t].is_some()).collect();
     storages.sort_by(|a, b| size_of(*b).cmp(&size_of(*a)).then(a.cmp(b)));
 
@@ -102,7 +103,7 @@ pub fn plan_memory(g: &Graph) -> MemoryPlan {
             // Count inputs and every non-view node output once.
             !g.nodes.iter().any(|n| n.outputs.iter().zip(&n.aliases).any(|(o, a)| o.0 == *t && matches!(a, Alias::View(_))))
         })
-        .map(|(_, info)| info.shape.bytes())
+        .map(|(_, info)| info.shape.bytes_as(info.dtype))
         .sum();
     let buffer_sizes: Vec<u64> = buffers.iter().map(|(s, _)| *s).collect();
     MemoryPlan { peak_bytes: buffer_sizes.iter().sum(), buffer_sizes, tensor_buffer, no_reuse_bytes }

@@ -10,5 +10,5 @@ pub mod registry;
 pub mod sr3;
 pub mod tiling;
 
-pub use registry::{find, load, Model, UpscaleOptions};
+pub use registry::{find, load, load_as, Model, UpscaleOptions};
 pub use tiling::{TilePolicy, TiledPass};

@@ -17,7 +17,7 @@ use crate::models::pixelcnn::PixelCnn;
 use crate::models::sr3::{Sampler, Sr3};
 use crate::models::tiling::{TileGrid, TilePolicy, TiledPass};
 use crate::weights::ModelDir;
-use crate::{Error, GpuContext, Result};
+use crate::{Dtype, Error, GpuContext, Result};
 
 /// The model `upscale` and `eval` use when none is named.
 pub const DEFAULT_MODEL: &str = "hcflow-sr-x4-small";
@@ -40,6 +40,8 @@ pub enum Setting {
     Samples,
     /// Tiled inference on any image size (tile size, margin, memory budget).
     Tiling,
+    /// f16 storage of activations and weights (`--precision f16`).
+    HalfPrecision,
 }
 
 /// One registry entry: how `config.json` names the family and how to load it.
@@ -49,7 +51,7 @@ pub struct FamilyInfo {
     /// Display name.
     pub title: &'static str,
     pub settings: &'static [Setting],
-    load: fn(&GpuContext, ModelDir) -> Result<Box<dyn Model>>,
+    load: fn(&GpuContext, ModelDir, Dtype) -> Result<Box<dyn Model>>,
 }
 
 impl std::fmt::Debug for FamilyInfo {
@@ -63,20 +65,30 @@ pub static FAMILIES: &[FamilyInfo] = &[
     FamilyInfo {
         name: "hcflow",
         title: "HCFlow",
-        settings: &[Setting::Temperature, Setting::Tiling],
-        load: |ctx, dir| Ok(Box::new(HcFlow::load(ctx, dir)?)),
+        settings: &[Setting::Temperature, Setting::Tiling, Setting::HalfPrecision],
+        load: |ctx, dir, precision| {
+            let mut m = HcFlow::load(ctx, dir)?;
+            m.set_precision(ctx, precision)?;
+            Ok(Box::new(m))
+        },
     },
     FamilyInfo {
         name: "sr3",
         title: "SR3",
-        settings: &[Setting::Steps, Setting::Sampler, Setting::InitNoise],
-        load: |ctx, dir| Ok(Box::new(Sr3::load(ctx, dir)?)),
+        settings: &[Setting::Steps, Setting::Sampler, Setting::InitNoise, Setting::HalfPrecision],
+        load: |ctx, dir, precision| Ok(Box::new(Sr3::load_as(ctx, &dir, 1, precision)?)),
     },
     FamilyInfo {
         name: "pixelcnn",
         title: "PixelCNN",
+        // f32 only: its naive and cached samplers are held bit-identical.
         settings: &[Setting::Temperature, Setting::Samples],
-        load: |ctx, dir| Ok(Box::new(PixelCnn::load(ctx, dir)?)),
+        load: |ctx, dir, precision| {
+            if precision != Dtype::F32 {
+                return Err(Error::InvalidArgument(format!("PixelCNN runs in f32 only (asked for {precision})")));
+            }
+            Ok(Box::new(PixelCnn::load(ctx, dir)?))
+        },
     },
 ];
 
@@ -175,10 +187,16 @@ pub fn family_of(dir: &ModelDir) -> Result<&'static FamilyInfo> {
     }
 }
 
-/// Load a model directory as its family's [`Model`].
+/// Load a model directory as its family's [`Model`] (f32 storage).
 pub fn load(ctx: &GpuContext, dir: ModelDir) -> Result<Box<dyn Model>> {
+    load_as(ctx, dir, Dtype::F32)
+}
+
+/// [`load`] with activations and weights stored as `precision` (families
+/// listing [`Setting::HalfPrecision`] take f16; arithmetic is f32 either way).
+pub fn load_as(ctx: &GpuContext, dir: ModelDir, precision: Dtype) -> Result<Box<dyn Model>> {
     let fam = family_of(&dir)?;
-    (fam.load)(ctx, dir)
+    (fam.load)(ctx, dir, precision)
 }
 
 /// Directories searched for a model given by name, in order: $WGSR_WEIGHTS,
@@ -219,11 +237,15 @@ pub fn find(spec: Option<&str>) -> Result<PathBuf> {
 
 /// A model's output must be finite: a NaN or infinity (weights that
 /// overflow, a broken checkpoint) is an error, never a grey or black image.
-pub(crate) fn finite(what: &str, imgs: Vec<RgbImage>) -> Result<Vec<RgbImage>> {
+pub(crate) fn finite(what: &str, precision: Dtype, imgs: Vec<RgbImage>) -> Result<Vec<RgbImage>> {
     for img in &imgs {
         if let Some(i) = img.data.iter().position(|v| !v.is_finite()) {
+            let hint = match precision {
+                Dtype::F16 => " (f16 storage holds magnitudes up to 65504; run it with precision f32)",
+                Dtype::F32 => "",
+            };
             return Err(Error::InvalidArgument(format!(
-                "{what} produced a non-finite value (element {i}: {}); its weights overflow on this input",
+                "{what} produced a non-finite value (element {i}: {}); its weights overflow on this input{hint}",
                 img.data[i]
             )));
         }

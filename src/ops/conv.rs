@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use crate::gpu::{grid_1d, to_i32, to_u32, ActCode, BufArg, ConvMode, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource};
-use crate::{Error, Result, Shape, Tensor};
+use crate::{Dtype, Error, Result, Shape, Tensor};
 
 /// Output-tile size of the tiled kernel (BM/BN in conv.wgsl, checked by the reflection test).
 const TILE_M: usize = 64;
@@ -191,6 +191,8 @@ pub struct Conv2dWeights {
     /// `Transposed`: [groups][K][Cout/groups].
     packed: Arc<wgpu::Buffer>,
     packed_bytes: u64,
+    /// Storage type of `packed` (the kernels' `wt`).
+    dtype: Dtype,
     /// K entries of `ci << 16 | ky << 8 | kx` (ci within the group).
     taps: Arc<wgpu::Buffer>,
     taps_bytes: u64,
@@ -238,6 +240,19 @@ impl Conv2dWeights {
         bias: Option<&[f32]>,
         scale: Option<&[f32]>,
     ) -> Result<Self> {
+        Self::new_as(ctx, Dtype::F32, weight, shape, bias, scale)
+    }
+
+    /// [`Conv2dWeights::new`] with the weight matrix stored as `dtype` (f16:
+    /// rounded to nearest even on the host; bias and scale stay f32).
+    pub fn new_as(
+        ctx: &GpuContext,
+        dtype: Dtype,
+        weight: &[f32],
+        shape: [usize; 4],
+        bias: Option<&[f32]>,
+        scale: Option<&[f32]>,
+    ) -> Result<Self> {
         let [cout, cin_g, kh, kw] = shape;
         Self::check_shape("conv2d", weight, shape)?;
         let k = cin_g * kh * kw;
@@ -249,7 +264,7 @@ impl Conv2dWeights {
                 packed[kk * kstride + co] = weight[co * k + kk];
             }
         }
-        Self::upload(ctx, Kind::Conv, shape, cout, cin_g, kstride, &packed, bias, scale)
+        Self::upload(ctx, dtype, Kind::Conv, shape, cout, cin_g, kstride, &packed, bias, scale)
     }
 
     /// One `Conv2d` (groups 1) split along its input channels into parts of
@@ -258,6 +273,19 @@ impl Conv2dWeights {
     /// bias 0 and scale 1 (their raw sums are the next part's `pre`).
     pub fn split_input(
         ctx: &GpuContext,
+        weight: &[f32],
+        shape: [usize; 4],
+        channels: &[usize],
+        bias: Option<&[f32]>,
+        scale: Option<&[f32]>,
+    ) -> Result<Vec<Self>> {
+        Self::split_input_as(ctx, Dtype::F32, weight, shape, channels, bias, scale)
+    }
+
+    /// [`Conv2dWeights::split_input`] stored as `dtype`.
+    pub fn split_input_as(
+        ctx: &GpuContext,
+        dtype: Dtype,
         weight: &[f32],
         shape: [usize; 4],
         channels: &[usize],
@@ -277,7 +305,7 @@ impl Conv2dWeights {
         for (i, &c) in channels.iter().enumerate() {
             let last = i + 1 == channels.len();
             let (w, ws) = input_slice(weight, shape, start, c)?;
-            parts.push(Self::new(ctx, &w, ws, bias.filter(|_| last), scale.filter(|_| last))?);
+            parts.push(Self::new_as(ctx, dtype, &w, ws, bias.filter(|_| last), scale.filter(|_| last))?);
             start += c;
         }
         Ok(parts)
@@ -315,7 +343,7 @@ impl Conv2dWeights {
                 }
             }
         }
-        Self::upload(ctx, Kind::Transposed { groups }, shape, groups * cout_g, cin, cout_g, &packed, bias, scale)
+        Self::upload(ctx, Dtype::F32, Kind::Transposed { groups }, shape, groups * cout_g, cin, cout_g, &packed, bias, scale)
     }
 
     fn check_shape(op: &str, weight: &[f32], shape: [usize; 4]) -> Result<()> {
@@ -332,6 +360,7 @@ impl Conv2dWeights {
     #[allow(clippy::too_many_arguments)]
     fn upload(
         ctx: &GpuContext,
+        dtype: Dtype,
         kind: Kind,
         shape: [usize; 4],
         cout: usize,
@@ -366,7 +395,8 @@ impl Conv2dWeights {
         // and only discards the channels past cout.
         let mut packed = packed.to_vec();
         packed.resize(packed.len().next_multiple_of(4) + TILE_M, 0.0);
-        let packed_bytes = (packed.len() * 4) as u64;
+        let packed_bytes = packed.len() as u64 * dtype.size();
+        ctx.check_dtype(dtype)?;
         if packed_bytes > ctx.max_binding_bytes() {
             return Err(Error::TooLarge(format!("conv weights {shape:?} need {packed_bytes} bytes")));
         }
@@ -377,8 +407,9 @@ impl Conv2dWeights {
             cout,
             k,
             kstride,
-            packed: make("conv weights", bytemuck::cast_slice(&packed)),
+            packed: make("conv weights", &crate::tensor::encode(&packed, dtype)),
             packed_bytes,
+            dtype,
             taps: make("conv taps", bytemuck::cast_slice(&taps)),
             taps_bytes: (taps.len() * 4) as u64,
             epi: Tensor::from_slice(ctx, Shape::new(1, 1, 2, cout), &epi)?,
@@ -392,6 +423,10 @@ impl Conv2dWeights {
     /// Total output channels.
     pub fn out_channels(&self) -> usize {
         self.cout
+    }
+    /// Storage type of the weight matrix.
+    pub fn dtype(&self) -> Dtype {
+        self.dtype
     }
     /// Whether these are `ConvTranspose2d` weights.
     pub fn is_transposed(&self) -> bool {
@@ -750,8 +785,8 @@ fn launch(
         params: Some(&params),
         buffers: &[
             x.arg(),
-            BufArg { buffer: &w.packed, size: w.packed_bytes, read_only: true },
-            BufArg { buffer: &w.taps, size: w.taps_bytes, read_only: true },
+            BufArg { buffer: &w.packed, size: w.packed_bytes, read_only: true, dtype: w.dtype },
+            BufArg { buffer: &w.taps, size: w.taps_bytes, read_only: true, dtype: Dtype::F32 },
             w.epi.arg(),
             res.arg(),
             pre.filter(|_| !in_place).unwrap_or(x).arg(),
@@ -760,10 +795,10 @@ fn launch(
         workgroups: grid,
     })?;
     let flops = 2.0 * os.numel() as f64 * k as f64;
-    let mut bytes = xs.bytes() as f64 + w.packed_bytes as f64 + os.bytes() as f64;
+    let mut bytes = x.bytes() as f64 + w.packed_bytes as f64 + out.bytes() as f64;
     // (In place, the output is read as well as written.)
     for t in [residual, pre].into_iter().flatten() {
-        bytes += t.shape().bytes() as f64;
+        bytes += t.bytes() as f64;
     }
     Ok(d.with_cost(flops, bytes))
 }

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use crate::gpu::{to_u32, BiasMode, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource};
-use crate::{Error, Result, Shape, Tensor};
+use crate::{Dtype, Error, Result, Shape, Tensor};
 
 /// Output tile of one workgroup (TM/TN in matmul.wgsl, checked by the reflection test).
 const TILE: usize = 64;
@@ -283,6 +283,19 @@ impl Linear {
         out_features: usize,
         in_features: usize,
     ) -> Result<Self> {
+        Self::new_as(ctx, Dtype::F32, weight, bias, out_features, in_features)
+    }
+
+    /// [`Linear::new`] with weight and bias stored as `dtype` (they are
+    /// bound like activations: the matmul's operands share one type).
+    pub fn new_as(
+        ctx: &GpuContext,
+        dtype: Dtype,
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        out_features: usize,
+        in_features: usize,
+    ) -> Result<Self> {
         if out_features == 0 || in_features == 0 {
             return Err(Error::Shape(format!("linear: empty layer {out_features} x {in_features}")));
         }
@@ -292,10 +305,10 @@ impl Linear {
                 weight.len()
             )));
         }
-        let weight = Tensor::from_slice(ctx, Shape::new(1, 1, out_features, in_features), weight)?;
+        let weight = Tensor::from_slice_as(ctx, Shape::new(1, 1, out_features, in_features), weight, dtype)?;
         let bias = match bias {
             None => None,
-            Some(b) if b.len() == out_features => Some(Tensor::from_slice(ctx, Shape::new(1, 1, 1, out_features), b)?),
+            Some(b) if b.len() == out_features => Some(Tensor::from_slice_as(ctx, Shape::new(1, 1, 1, out_features), b, dtype)?),
             Some(b) => {
                 return Err(Error::Shape(format!("linear: bias has {} values, expected {out_features}", b.len())));
             }

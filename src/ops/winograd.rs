@@ -18,7 +18,7 @@
 
 use crate::gpu::{grid_1d, to_i32, to_u32, wg_entries, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, WG};
 use crate::ops::conv::{self, Conv2dParams, Conv2dWeights, Epilogue};
-use crate::{Error, Result, Shape, Tensor};
+use crate::{Dtype, Error, Result, Shape, Tensor};
 
 const ENTRIES: [EntryPoint; 2] = wg_entries(["wino_input", "wino_output"]);
 pub(crate) const SHADER: ShaderSource = ShaderSource::new("winograd", include_str!("../../kernels/winograd.wgsl"))
@@ -104,6 +104,20 @@ impl WinogradWeights {
         scale: Option<&[f32]>,
         tile: WinogradTile,
     ) -> Result<Self> {
+        Self::new_as(ctx, Dtype::F32, weight, shape, bias, scale, tile)
+    }
+
+    /// [`WinogradWeights::new`] with U stored as `dtype` (transformed in f64,
+    /// rounded once).
+    pub fn new_as(
+        ctx: &GpuContext,
+        dtype: Dtype,
+        weight: &[f32],
+        shape: [usize; 4],
+        bias: Option<&[f32]>,
+        scale: Option<&[f32]>,
+        tile: WinogradTile,
+    ) -> Result<Self> {
         let [cout, cin, kh, kw] = shape;
         if kh != 3 || kw != 3 || cout == 0 || cin == 0 {
             return Err(Error::InvalidArgument(format!("winograd conv: weights {shape:?} are not a 3x3 kernel")));
@@ -137,7 +151,7 @@ impl WinogradWeights {
             tile,
             cout,
             cin,
-            u: Conv2dWeights::new(ctx, &u, [a * a * cout, cin, 1, 1], None, None)?,
+            u: Conv2dWeights::new_as(ctx, dtype, &u, [a * a * cout, cin, 1, 1], None, None)?,
             epi: Tensor::from_slice(ctx, Shape::new(1, 1, 2, cout), &epi)?,
         })
     }
@@ -253,10 +267,11 @@ pub fn conv3x3(
             entry: "wino_input",
             constants: &[wm],
             params: Some(&params),
-            buffers: &[x.arg(), x.arg(), x.arg(), v.arg_mut()],
+            // Placeholders at the output's bindings 2-4 (unused by wino_input).
+            buffers: &[x.arg(), x.arg(), x.arg(), v.arg_mut(), v.arg_mut()],
             workgroups: grid_1d(n.div_ceil(WG)),
         })?;
-        ds.push(d.with_cost(0.0, s.bytes() as f64 + (n * aa * 4) as f64));
+        ds.push(d.with_cost(0.0, x.bytes() as f64 + (n * aa * 4) as f64));
         c_off += s.c();
     }
     // The GEMMs: group ab of a 1x1 conv maps V's rows ab*cin.. to M's rows ab*cout..
@@ -274,7 +289,8 @@ pub fn conv3x3(
         slope,
         ..Default::default()
     };
-    let res = residual.unwrap_or(m);
+    // Without a residual, any activation but the output (HAS_RES is off).
+    let res = residual.unwrap_or(inputs[0]);
     let n = w.cout * tiles;
     let constants = [wm, ("ACT", act.constant()), ("HAS_RES", if residual.is_some() { 1.0 } else { 0.0 })];
     let d = ctx.dispatch(KernelCall {
@@ -282,12 +298,13 @@ pub fn conv3x3(
         entry: "wino_output",
         constants: &constants,
         params: Some(&params),
-        buffers: &[m.arg(), w.epi.arg(), res.arg(), out.arg_mut()],
+        // A placeholder at the input's binding 1 (unused by wino_output).
+        buffers: &[w.epi.arg(), w.epi.arg(), res.arg(), out.arg_mut(), m.arg_mut()],
         workgroups: grid_1d(n.div_ceil(WG)),
     })?;
-    let mut bytes = (n * aa * 4) as f64 + out.shape().bytes() as f64;
+    let mut bytes = (n * aa * 4) as f64 + out.bytes() as f64;
     if let Some(r) = residual {
-        bytes += r.shape().bytes() as f64;
+        bytes += r.bytes() as f64;
     }
     ds.push(d.with_cost(0.0, bytes));
     Ok(ds)

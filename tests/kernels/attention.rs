@@ -81,6 +81,6 @@ fn attention_bad_shapes() {
     let bad_out = Tensor::empty(c, Shape::new(1, 8, 4, 5)).unwrap();
     assert!(matches!(att.prepare(c, &qkv, &bad_out, &scratch(c, att.scores_shape())), Err(Error::Shape(_))));
     // Output viewing the qkv buffer.
-    let alias = Tensor::from_buffer(qkv.buffer().clone(), s).unwrap();
+    let alias = Tensor::from_buffer(qkv.buffer().clone(), s, wgsr::Dtype::F32).unwrap();
     assert!(matches!(att.prepare(c, &qkv, &alias, &scratch(c, att.scores_shape())), Err(Error::InvalidArgument(_))));
 }

@@ -482,7 +482,7 @@ fn grad_bad_arguments_are_errors() {
     assert!(is_arg(ag(&dy, &y, None, Activation::Relu, 1.0, &dy.clone()).unwrap_err()));
     assert!(is_arg(ag(&dy, &y, None, Activation::Relu, 1.0, &y.clone()).unwrap_err()));
     // A scale that is a view of the output's buffer (memory plans share buffers).
-    let sc_in_out = Tensor::from_buffer(out.buffer().clone(), Shape::new(1, 6, 1, 1)).unwrap();
+    let sc_in_out = Tensor::from_buffer(out.buffer().clone(), Shape::new(1, 6, 1, 1), wgsr::Dtype::F32).unwrap();
     assert!(is_arg(ag(&dy, &y, Some(&sc_in_out), Activation::Relu, 1.0, &out).unwrap_err()));
 
     // clamp_grad

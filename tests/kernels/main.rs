@@ -12,6 +12,7 @@ mod conv_cat;
 mod elementwise;
 mod flow;
 mod grad;
+mod half;
 mod matmul;
 mod norm;
 mod norm_cat;

@@ -1,8 +1,15 @@
 //! Every kernel module in kernels/ must parse and validate with naga as it is
-//! compiled: composed with the prelude (see src/gpu/shader.rs).
+//! compiled: composed with the prelude (see src/gpu/shader.rs), in every
+//! storage variant (f32 / f16 activations x f32 / f16 weights). WGSL has no
+//! implicit conversions, so a load not widened to f32 or a store not rounded
+//! to `act` fails here in the f16 variants.
 
-use wgsr::gpu::{compose, prelude_text, PRELUDE_NAME};
+use wgsr::gpu::{binding_classes, compose, compose_as, prelude_text, BindingClass, Storage, PRELUDE_NAME};
 use wgsr::ops::KERNELS;
+
+/// All f32, all f16, and alternating bindings (mixed variants: f16
+/// activations with f32 scratch, f16 weights with f32 operands).
+const VARIANTS: [Storage; 4] = [Storage::F32, Storage::F16, Storage(0x5555_5555), Storage(0xAAAA_AAAA)];
 
 #[test]
 fn every_kernel_file_validates() {
@@ -18,13 +25,15 @@ fn every_kernel_file_validates() {
             continue;
         }
         let shader = KERNELS.iter().find(|k| k.name == stem).unwrap_or_else(|| panic!("{} is not in wgsr::ops::KERNELS", path.display()));
-        let src = compose(shader).unwrap_or_else(|e| panic!("{}: {e}", path.display())).text;
-        let module = naga::front::wgsl::parse_str(&src)
-            .unwrap_or_else(|e| panic!("{} (composed): {}", path.display(), e.emit_to_string(&src)));
-        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{} (composed): {}", path.display(), e.emit_to_string(&src)));
-        assert!(!module.entry_points.is_empty(), "{} has no entry points", path.display());
+        for storage in VARIANTS {
+            let src = compose_as(shader, storage).unwrap_or_else(|e| panic!("{}: {e}", path.display())).text;
+            let module = naga::front::wgsl::parse_str(&src)
+                .unwrap_or_else(|e| panic!("{} ({storage:?}): {}", path.display(), e.emit_to_string(&src)));
+            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+                .validate(&module)
+                .unwrap_or_else(|e| panic!("{} ({storage:?}): {}", path.display(), e.emit_to_string(&src)));
+            assert!(!module.entry_points.is_empty(), "{} has no entry points", path.display());
+        }
         count += 1;
     }
     assert!(count >= 1, "no kernels found in {}", dir.display());
@@ -47,4 +56,24 @@ fn composing_rejects_unknown_directives() {
     assert!(compose(&bad).is_err());
     let twice = wgsr::gpu::ShaderSource::new("twice", "#import prelude\n#import prelude\n");
     assert!(compose(&twice).is_err());
+}
+
+#[test]
+fn binding_classes_follow_the_declared_types() {
+    let src = "@group(0) @binding(1) var<storage, read> x: array<x_t>;\n\
+               @group(0) @binding(2) var<storage, read> w: array<vec4<w_t>>;\n\
+               @group(0) @binding(3) var<storage, read> taps: array<u32>;\n\
+               @group(0) @binding(4) var<storage, read_write> y: array<f32>;\n";
+    let c = binding_classes(src);
+    let classes: Vec<(u32, &str, BindingClass)> = c.iter().map(|(k, n, c)| (*k, n.as_str(), *c)).collect();
+    assert_eq!(
+        classes,
+        vec![(1, "x", BindingClass::Typed), (2, "w", BindingClass::Typed), (3, "taps", BindingClass::Fixed), (4, "y", BindingClass::Fixed)]
+    );
+    // Every registered kernel's storage bindings are all found (none missed
+    // by the parser): as many as `var<storage` declarations in the file.
+    for k in KERNELS {
+        let declared = k.source.matches("var<storage").count();
+        assert_eq!(binding_classes(k.source).len(), declared, "kernels/{}.wgsl", k.name);
+    }
 }

@@ -90,7 +90,7 @@ impl GraphBuilder<'_> {
         let (direct, out) = match tile {
             Some(_) => (None, Shape::new(xs.n(), shape[0], xs.h() + 2 * c.params.padding[0] - 2, xs.w() + 2 * c.params.padding[1] - 2)),
             None => {
-                let w = Conv2dWeights::new(self.ctx(), &weight.data, shape, bias, scale).with_context(|| node_label(name, KIND))?;
+                let w = Conv2dWeights::new_as(self.ctx(), self.storage, &weight.data, shape, bias, scale).with_context(|| node_label(name, KIND))?;
                 let out = conv::conv2d_out_shape(xs, &w, &c.params).with_context(|| node_label(name, KIND))?;
                 (Some(w), out)
             }
@@ -109,7 +109,7 @@ impl GraphBuilder<'_> {
         } else {
             let w = match direct {
                 Some(w) => w,
-                None => Conv2dWeights::new(self.ctx(), &weight.data, shape, bias, scale).with_context(|| node_label(name, KIND))?,
+                None => Conv2dWeights::new_as(self.ctx(), self.storage, &weight.data, shape, bias, scale).with_context(|| node_label(name, KIND))?,
             };
             let (w, p, epi) = (Arc::new(w), c.params, c.epilogue);
             self.kernel(

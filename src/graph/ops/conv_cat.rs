@@ -70,7 +70,7 @@ impl GraphBuilder<'_> {
         let tile = self.winograd_tile(Shape::new(s0.n(), total, s0.h(), s0.w()), shape, &c.params);
         let parts = match tile {
             Some(_) => None,
-            None => Some(Conv2dWeights::split_input(self.ctx(), &weight.data, shape, &channels, bias, scale).with_context(|| node_label(name, KIND))?),
+            None => Some(Conv2dWeights::split_input_as(self.ctx(), self.storage, &weight.data, shape, &channels, bias, scale).with_context(|| node_label(name, KIND))?),
         };
         let out = match &parts {
             Some(parts) => conv::conv2d_out_shape(s0, &parts[0], &c.params).with_context(|| node_label(name, KIND))?,

@@ -80,7 +80,7 @@ impl GraphBuilder<'_> {
             return Err(self.shape_error(name, "linear", format!("input {s} does not hold {in_f}-vectors")));
         }
         let b = Some(self.weight(name, &format!("{prefix}.bias"), Some(&[out_f]))?);
-        let lin = Arc::new(Linear::new(self.ctx(), &w.data, b.map(|b| b.data.as_slice()), out_f, in_f)?);
+        let lin = Arc::new(Linear::new_as(self.ctx(), self.storage, &w.data, b.map(|b| b.data.as_slice()), out_f, in_f)?);
         self.kernel(
             name,
             "linear",

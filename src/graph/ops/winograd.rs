@@ -103,6 +103,10 @@ impl GraphBuilder<'_> {
         attrs: String,
     ) -> Result<TensorId> {
         let x0 = self.shape(inputs[0])?;
+        // U stays f32 whatever the graph's precision: rounded to f16 its error
+        // grows with the output transform (F(4x4): ~3.7e-2 abs on unit-scale
+        // data, tests/kernels/half.rs), while f16 activations at the
+        // transforms' ends cost one rounding each.
         let w = WinogradWeights::new(self.ctx(), &weight.data, shape, bias, scale, tile).with_context(|| node_label(name, kind))?;
         let (vs, ms) = winograd::scratch_shapes(x0, shape[1], shape[0], pad, tile)?;
         let w = Arc::new(w);

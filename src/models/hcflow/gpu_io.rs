@@ -24,9 +24,14 @@ impl HcFlow {
         let eps = self.sample_eps(shape, seed);
         let ex = self.executor(ctx, Pass::Reverse, shape, false)?;
         let input = ex.input_tensor("lr")?;
-        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("lr -> graph input") });
-        enc.copy_buffer_to_buffer(lr.buffer(), 0, input.buffer(), 0, shape.bytes());
-        ctx.queue.submit([enc.finish()]);
+        if lr.dtype() == input.dtype() {
+            let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("lr -> graph input") });
+            enc.copy_buffer_to_buffer(lr.buffer(), 0, input.buffer(), 0, lr.padded_bytes());
+            ctx.queue.submit([enc.finish()]);
+        } else {
+            // An f32 texture into an f16 graph (or back): one converting copy.
+            ctx.submit(&[crate::ops::elementwise::affine(ctx, lr, input, 1.0, 0.0)?]);
+        }
         for (l, e) in eps.iter().enumerate() {
             ex.set_input(ctx, &graph::eps_name(l), e)?;
         }

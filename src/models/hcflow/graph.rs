@@ -25,6 +25,34 @@ struct Ctx<'g, 'c> {
 }
 
 impl Ctx<'_, '_> {
+    /// Build a conditional network (features, coupling nets, priors) in the
+    /// graph's precision. Everything else (the flow's own tensors: inputs,
+    /// latents, every flow step's state, the output) is f32: f16 there moved
+    /// the tiny fixtures' HR by up to 1.4 levels, while the nets hold nearly
+    /// all of the memory and bandwidth.
+    fn net<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let flow = self.g.set_storage(self.g.precision())?;
+        let r = f(self);
+        self.g.set_storage(flow)?;
+        r
+    }
+
+    /// A net's output layer, read by the flow (coupling shift / scale, prior
+    /// mean / scale): f32 with f32 weights, since its rounding moves the
+    /// flow's state directly (the rescaling fixture's HR by 1.1 levels).
+    fn head<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let net = self.g.set_storage(crate::Dtype::F32)?;
+        let r = f(self);
+        self.g.set_storage(net)?;
+        r
+    }
+
+    /// A pass's context: flow tensors f32 (see [`Ctx::net`]).
+    fn new<'g, 'c>(g: &'g mut GraphBuilder<'c>, cfg: &'g HcflowConfig) -> Result<Ctx<'g, 'c>> {
+        g.set_storage(crate::Dtype::F32)?;
+        Ok(Ctx { g, cfg })
+    }
+
     fn vec(&self, node: &str, key: &str, n: usize) -> Result<Vec<f32>> {
         let w = self.g.weight(node, key, None)?;
         if w.numel() != n {
@@ -55,7 +83,8 @@ impl Ctx<'_, '_> {
         let bias = self.vec(p, &format!("{p}.bias"), cout)?;
         let f = self.cfg.conv_zeros_logscale;
         let scale: Vec<f32> = self.vec(p, &format!("{p}.logs"), cout)?.iter().map(|l| (f * l).exp()).collect();
-        self.g.conv2d_cat_with(p, x, w, Some(&bias), Some(&scale), Conv::same(3))
+        // Every Conv2dZeros is a head (the Fcn coupling nets' last layer, the priors).
+        self.head(|c| c.g.conv2d_cat_with(p, x, w, Some(&bias), Some(&scale), Conv::same(3)))
     }
 
     fn lrelu(&self) -> Activation {
@@ -71,11 +100,13 @@ impl Ctx<'_, '_> {
             let y = self.g.conv2d_cat(&format!("{p}.conv{j}"), &feats, &format!("{p}.conv{j}"), Conv::same(3).act(self.lrelu()))?;
             feats.push(y);
         }
-        let mut c = Conv::same(3);
-        if let Some((r, x0)) = residual {
-            c = c.residual(x0, r, 1.0);
+        let conv5 = format!("{p}.conv5");
+        match residual {
+            // An RDB's output is the trunk's residual stream: f32 (see `features`).
+            Some((r, x0)) => self.head(|c| c.g.conv2d_cat(&conv5, &feats, &conv5, Conv::same(3).residual(x0, r, 1.0))),
+            // Without a residual it is a coupling net, whose conv5 is its head.
+            None => self.head(|c| c.g.conv2d_cat(&conv5, &feats, &conv5, Conv::same(3))),
         }
-        self.g.conv2d_cat(&format!("{p}.conv5"), &feats, &format!("{p}.conv5"), c)
     }
 
     /// RRDB: RDB3(RDB2(RDB1(x))) * 0.2 + x.
@@ -85,7 +116,7 @@ impl Ctx<'_, '_> {
         for i in 1..=3 {
             y = self.dense_block(&[y], &format!("{p}.RDB{i}"), Some((r, y)))?;
         }
-        self.g.axpby(&format!("{p}.res"), y, x, r, 1.0)
+        self.head(|c| c.g.axpby(&format!("{p}.res"), y, x, r, 1.0))
     }
 
     fn trunk(&mut self, x: TensorId, p: &str, n: usize) -> Result<TensorId> {
@@ -127,7 +158,7 @@ impl Ctx<'_, '_> {
         if cp.kind == CouplingType::Affine3Shift && k % 2 == 1 {
             // z[0:3) +/-= net(z[3:C)); volume preserving.
             let rest = self.g.slice_channels(&format!("{p}.rest"), z, 3, 1, c - 3)?;
-            let shift = self.coupling_net(&[rest], &net_p, cp.net)?;
+            let shift = self.net(|c| c.coupling_net(&[rest], &net_p, cp.net))?;
             let y = self.g.additive_coupling(&format!("{p}.additive"), z, shift, dir)?;
             return Ok((y, logdet));
         }
@@ -136,7 +167,7 @@ impl Ctx<'_, '_> {
         // The net reads cat(z1, cond) as parts: no concat.
         let mut inp = vec![z1];
         inp.extend_from_slice(cond.unwrap_or_default());
-        let h = self.coupling_net(&inp, &net_p, cp.net)?;
+        let h = self.net(|c| c.coupling_net(&inp, &net_p, cp.net))?;
         self.g.affine_coupling(&format!("{p}.affine"), z, h, split, logdet, dir)
     }
 
@@ -211,19 +242,23 @@ impl Ctx<'_, '_> {
     /// materialised (every reader is a conv, or an upsample done per part).
     fn features(&mut self, u: &[TensorId], l: usize) -> Result<Vec<TensorId>> {
         let p = self.cfg.levels[l].cond_module.clone();
-        let first = self.g.conv2d_cat(&format!("{p}.conv_first"), u, &format!("{p}.conv_first"), Conv::same(3))?;
+        // The residual stream (conv_first, every RDB and RRDB output, the
+        // features) is f32: rounded to f16 at each of the trunk's residual
+        // adds its error grows with the depth; the dense blocks' inner
+        // features (4 of every 5 conv outputs) are in the net's precision.
+        let first = self.head(|c| c.g.conv2d_cat(&format!("{p}.conv_first"), u, &format!("{p}.conv_first"), Conv::same(3)))?;
         let [n0, n1] = self.cfg.rrdb_nb;
         match self.cfg.task {
             Task::Sr => {
                 let f1 = self.trunk(first, &format!("{p}.RRDB_trunk0"), n0)?;
                 let t = self.trunk(f1, &format!("{p}.RRDB_trunk1"), n1)?;
-                let f2 = self.g.conv2d(&format!("{p}.trunk_conv1"), t, &format!("{p}.trunk_conv1"), Conv::same(3).residual(first, 1.0, 1.0))?;
+                let f2 = self.head(|c| c.g.conv2d(&format!("{p}.trunk_conv1"), t, &format!("{p}.trunk_conv1"), Conv::same(3).residual(first, 1.0, 1.0)))?;
                 Ok(vec![f1, f2])
             }
             Task::Rescale => {
                 let t = self.trunk(first, &format!("{p}.RRDB_trunk0"), n0)?;
                 let t = self.trunk(t, &format!("{p}.RRDB_trunk1"), n1)?;
-                Ok(vec![self.g.conv2d(&format!("{p}.trunk_conv1"), t, &format!("{p}.trunk_conv1"), Conv::same(3).residual(first, 1.0, 1.0))?])
+                Ok(vec![self.head(|c| c.g.conv2d(&format!("{p}.trunk_conv1"), t, &format!("{p}.trunk_conv1"), Conv::same(3).residual(first, 1.0, 1.0)))?])
             }
         }
     }
@@ -285,7 +320,7 @@ pub fn eps_shapes(cfg: &HcflowConfig, lr: Shape) -> Vec<Shape> {
 /// parameter `heat`; output `hr` (clamped to [0,1]). With `trace`, also
 /// `hr_raw`, `feat{l}` and `a{l}` (the split-off latent after its steps).
 pub fn build_reverse(g: &mut GraphBuilder, cfg: &HcflowConfig, lr: Shape, trace: bool) -> Result<()> {
-    let mut c = Ctx { g, cfg };
+    let mut c = Ctx::new(g, cfg)?;
     c.g.param(HEAT, cfg.default_heat as f64)?;
     let z = c.g.input("lr", lr)?;
     let eps = eps_inputs(&mut c, lr)?;
@@ -308,10 +343,13 @@ fn reverse_body(c: &mut Ctx, mut z: TensorId, eps: &[TensorId], trace: bool) -> 
     let mut feats: Vec<Option<Vec<TensorId>>> = vec![None; nl];
     for l in (0..nl).rev() {
         let lev = cfg.levels[l].clone();
-        let u = c.cond_input(z, l, &feats)?;
-        let feat = c.features(&u, l)?;
+        let (feat, h) = c.net(|c| {
+            let u = c.cond_input(z, l, &feats)?;
+            let feat = c.features(&u, l)?;
+            let h = c.prior(&feat, l)?;
+            Ok((feat, h))
+        })?;
         feats[l] = Some(feat.clone());
-        let h = c.prior(&feat, l)?;
         let scale = c.prior_scale();
         let mut a = c.g.gaussian_sample(&format!("{}.sample", lev.cond_module), h, eps[l], Scalar::param(HEAT), scale)?;
         for i in (0..lev.cond_steps).rev() {
@@ -337,7 +375,7 @@ fn reverse_body(c: &mut Ctx, mut z: TensorId, eps: &[TensorId], trace: bool) -> 
 /// (everything but the LR likelihood term, which the host adds). With
 /// `trace`: `squeeze{l}`, `step{N}` (first main step of each level), `feat{l}`.
 pub fn build_forward(g: &mut GraphBuilder, cfg: &HcflowConfig, hr: Shape, trace: bool) -> Result<()> {
-    let mut c = Ctx { g, cfg };
+    let mut c = Ctx::new(g, cfg)?;
     let sr = cfg.task == Task::Sr;
     let mut x = c.g.input("hr", hr)?;
     let mut logdet = None;
@@ -391,8 +429,10 @@ fn forward_split(c: &mut Ctx, ys: &[TensorId], offs: &[TensorId], mut logdet: Op
     let mut feats: Vec<Option<Vec<TensorId>>> = vec![None; nl];
     for l in (0..nl).rev() {
         let lev = cfg.levels[l].clone();
-        let u = c.cond_input(ys[l], l, &feats)?;
-        let feat = c.features(&u, l)?;
+        let feat = c.net(|c| {
+            let u = c.cond_input(ys[l], l, &feats)?;
+            c.features(&u, l)
+        })?;
         feats[l] = Some(feat.clone());
         if trace {
             let f = c.feat_tensor(&feat, l)?;
@@ -403,7 +443,7 @@ fn forward_split(c: &mut Ctx, ys: &[TensorId], offs: &[TensorId], mut logdet: Op
             let p = c.split_step_prefix(l, i);
             (a, logdet) = c.step(a, &p, cfg.split_invconv, cfg.split_coupling, i, Some(&feat), logdet, Dir::Forward)?;
         }
-        let h = c.prior(&feat, l)?;
+        let h = c.net(|c| c.prior(&feat, l))?;
         let scale = c.prior_scale();
         if let Some(ld) = logdet {
             logdet = Some(c.g.gaussian_logp(&format!("{}.logp", lev.cond_module), a, h, ld, scale)?);
@@ -442,7 +482,7 @@ pub fn build_hcd(g: &mut GraphBuilder, cfg: &HcflowConfig, stage: HcdStage, lr: 
         return Err(Error::InvalidArgument("HCD needs an HCFlow rescaling model (task \"rescale\"); this is an SR model".into()));
     }
     g.enable_gradients();
-    let mut c = Ctx { g, cfg };
+    let mut c = Ctx::new(g, cfg)?;
     c.g.param(HEAT, cfg.default_heat as f64)?;
     let s = cfg.scale;
     let hr = Shape::new(lr.n(), lr.c(), lr.h() * s, lr.w() * s);

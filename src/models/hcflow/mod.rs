@@ -17,7 +17,7 @@ use crate::graph::{Executor, GraphBuilder, GraphCache};
 use crate::image_io::RgbImage;
 use crate::ops::rng;
 use crate::weights::{ModelDir, WeightStore};
-use crate::{Error, GpuContext, Result, ResultExt, Shape};
+use crate::{Dtype, Error, GpuContext, Result, ResultExt, Shape};
 
 pub use config::{HcflowConfig, Task};
 
@@ -43,6 +43,8 @@ pub struct HcFlow {
     /// Memory plans of the shapes tiling has sized (no buffers held).
     plans: Vec<((tiled::TiledPass, Shape), tiled::PlanBytes)>,
     hcd: hcd::HcdGraphs,
+    /// Storage of the upscale / downscale graphs (HCD's gradient graphs are f32).
+    precision: Dtype,
 }
 
 /// Result of an SR forward pass (HR -> LR, latents, likelihood).
@@ -88,11 +90,38 @@ impl HcFlow {
     pub fn from_parts(config: &serde_json::Value, weights: WeightStore) -> Result<Self> {
         let cfg = HcflowConfig::from_json(config)?;
         cfg.check_weights(&weights)?;
-        Ok(HcFlow { cfg, weights, reverse: GraphCache::new(), forward: GraphCache::new(), plans: Vec::new(), hcd: hcd::HcdGraphs::default() })
+        Ok(HcFlow {
+            cfg,
+            weights,
+            reverse: GraphCache::new(),
+            forward: GraphCache::new(),
+            plans: Vec::new(),
+            hcd: hcd::HcdGraphs::default(),
+            precision: Dtype::F32,
+        })
     }
 
     pub fn config(&self) -> &HcflowConfig {
         &self.cfg
+    }
+
+    /// Store activations and weights of the upscale and downscale passes as
+    /// `precision` (f16: half the memory and bandwidth, f32 arithmetic;
+    /// needs the device's SHADER_F16). Built graphs are dropped and rebuilt
+    /// on the next call. HCD's gradient graphs always run in f32.
+    pub fn set_precision(&mut self, ctx: &GpuContext, precision: Dtype) -> Result<()> {
+        ctx.check_dtype(precision)?;
+        if precision != self.precision {
+            self.precision = precision;
+            self.reverse = GraphCache::new();
+            self.forward = GraphCache::new();
+            self.plans.clear();
+        }
+        Ok(())
+    }
+
+    pub fn precision(&self) -> Dtype {
+        self.precision
     }
 
     /// Heat used when the caller gives none (the official test configs').
@@ -120,13 +149,14 @@ impl HcFlow {
     }
 
     fn executor(&mut self, ctx: &GpuContext, pass: Pass, shape: Shape, trace: bool) -> Result<&mut Executor> {
-        let (cfg, weights) = (&self.cfg, &self.weights);
+        let (cfg, weights, precision) = (&self.cfg, &self.weights, self.precision);
         let cache = match pass {
             Pass::Reverse => &mut self.reverse,
             Pass::Forward => &mut self.forward,
         };
         cache.get_or_build((trace, shape), || {
             let mut g = GraphBuilder::with_weights(ctx, weights);
+            g.set_precision(precision)?;
             match pass {
                 Pass::Reverse => graph::build_reverse(&mut g, cfg, shape, trace)?,
                 Pass::Forward => graph::build_forward(&mut g, cfg, shape, trace)?,

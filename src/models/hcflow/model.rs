@@ -19,7 +19,8 @@ impl Model for HcFlow {
     }
     fn describe(&self) -> String {
         let task = if self.config().task == Task::Sr { "SR" } else { "rescaling" };
-        format!("HCFlow {task} x{}", HcFlow::scale(self))
+        let storage = if self.precision() == crate::Dtype::F16 { ", f16 storage" } else { "" };
+        format!("HCFlow {task} x{}{storage}", HcFlow::scale(self))
     }
     fn can_downscale(&self) -> bool {
         self.config().task == Task::Rescale
@@ -31,11 +32,11 @@ impl Model for HcFlow {
         self.tile_grid(ctx, pass, lr_width, lr_height, tiling)
     }
     fn upscale(&mut self, ctx: &GpuContext, lr: &RgbImage, opts: &UpscaleOptions, progress: &mut dyn FnMut(usize)) -> Result<Vec<RgbImage>> {
-        finite(&self.describe(), vec![self.upscale_tiled(ctx, lr, opts.temperature, opts.seed, &opts.tiling, &mut |d, _| progress(d))?])
+        finite(&self.describe(), self.precision(), vec![self.upscale_tiled(ctx, lr, opts.temperature, opts.seed, &opts.tiling, &mut |d, _| progress(d))?])
     }
     fn downscale_with(&mut self, ctx: &GpuContext, hr: &RgbImage, tiling: &TilePolicy, progress: &mut dyn FnMut(usize)) -> Result<Downscaled> {
         let (lr, raw) = self.downscale_tiled(ctx, hr, tiling, &mut |d, _| progress(d))?;
-        let raw = finite(&self.describe(), vec![raw])?.remove(0);
+        let raw = finite(&self.describe(), self.precision(), vec![raw])?.remove(0);
         Ok(Downscaled { lr, raw })
     }
     fn downscale_hcd(&mut self, ctx: &GpuContext, hr: &RgbImage, opts: &HcdOptions, progress: &mut dyn FnMut(usize, usize)) -> Result<HcdResult> {

@@ -132,6 +132,7 @@ impl HcFlow {
             return Ok(b);
         }
         let mut g = GraphBuilder::with_weights(ctx, &self.weights);
+        g.set_precision(self.precision)?;
         match pass {
             TiledPass::Upscale => graph::build_reverse(&mut g, &self.cfg, shape, false)?,
             TiledPass::Downscale => graph::build_forward(&mut g, &self.cfg, shape, false)?,

@@ -34,7 +34,7 @@ use crate::graph::{Executor, GraphBuilder};
 use crate::image_io::RgbImage;
 use crate::ops::rng;
 use crate::weights::{ModelDir, WeightStore};
-use crate::{Error, Result, ResultExt, Shape};
+use crate::{Dtype, Error, Result, ResultExt, Shape};
 
 /// Options of [`Sr3::upscale`].
 #[derive(Clone, Debug, PartialEq)]
@@ -75,6 +75,7 @@ pub struct Sr3 {
     /// rng::normal into the `z` input, re-pointed per step.
     z_fill: Dispatch,
     cond: Vec<f32>,
+    precision: Dtype,
 }
 
 const P_A: &str = "x0_from_x";
@@ -91,12 +92,24 @@ impl Sr3 {
 
     /// Load with `batch` images per run.
     pub fn load_with_batch(ctx: &GpuContext, dir: &ModelDir, batch: usize) -> Result<Sr3> {
+        Self::load_as(ctx, dir, batch, Dtype::F32)
+    }
+
+    /// Load with `batch` images per run, the U-Net's activations and weights
+    /// stored as `precision` (f16 needs the device's SHADER_F16; arithmetic
+    /// stays f32).
+    pub fn load_as(ctx: &GpuContext, dir: &ModelDir, batch: usize, precision: Dtype) -> Result<Sr3> {
         let config = Sr3Config::from_json(&dir.config).with_context(|| dir.path.join("config.json").display().to_string())?;
-        Self::new(ctx, config, &dir.weights, batch).with_context(|| format!("model {}", dir.path.display()))
+        Self::new_as(ctx, config, &dir.weights, batch, precision).with_context(|| format!("model {}", dir.path.display()))
     }
 
     /// Build from a parsed config and weights (every weight must be used).
     pub fn new(ctx: &GpuContext, config: Sr3Config, weights: &WeightStore, batch: usize) -> Result<Sr3> {
+        Self::new_as(ctx, config, weights, batch, Dtype::F32)
+    }
+
+    /// [`Sr3::new`] with storage `precision`.
+    pub fn new_as(ctx: &GpuContext, config: Sr3Config, weights: &WeightStore, batch: usize, precision: Dtype) -> Result<Sr3> {
         if batch == 0 {
             return Err(Error::InvalidArgument("SR3 batch size must be at least 1".into()));
         }
@@ -104,6 +117,11 @@ impl Sr3 {
         let hw = config.hr_size;
         let img = Shape::new(batch, config.channels, hw, hw);
         let mut g = GraphBuilder::with_weights(ctx, weights);
+        g.set_precision(precision)?;
+        // The sampler's state (x_t, the condition, the noise, eps and every
+        // step op) is f32 in any precision: it is carried across all steps.
+        // The U-Net's inner tensors and weights take the precision.
+        g.set_storage(Dtype::F32)?;
         let cond = g.input("cond", img)?;
         let x = g.input("x", img)?;
         let pos_enc = g.input("pos_enc", Shape::new(batch, u.inner_channel, 1, 1))?;
@@ -111,7 +129,9 @@ impl Sr3 {
         for p in [P_A, P_E, P_P, P_Q, P_S] {
             g.param(p, 0.0)?;
         }
+        g.set_storage(precision)?;
         let eps = unet::build_unet(&mut g, u, &[cond, x], pos_enc)?;
+        g.set_storage(Dtype::F32)?;
         g.output("eps", eps)?;
         let x0 = g.axpby("step.x0", x, eps, Scalar::param(P_A), Scalar::param(P_E))?;
         let x0 = if config.sampler.clip_denoised { g.clamp("step.clip", x0, -1.0, 1.0)? } else { x0 };
@@ -123,12 +143,17 @@ impl Sr3 {
         let exec = Executor::new(ctx, graph)?;
         let z_fill = rng::normal(ctx, exec.input_tensor("z")?, 0, 0, 0.0, 1.0)?;
         let cond = vec![0.0; img.numel()];
-        Ok(Sr3 { config, batch, exec, z_fill, cond })
+        Ok(Sr3 { config, batch, exec, z_fill, cond, precision })
     }
 
     pub fn config(&self) -> &Sr3Config {
         &self.config
     }
+    /// Storage of the U-Net's activations and weights.
+    pub fn precision(&self) -> Dtype {
+        self.precision
+    }
+
     pub fn batch(&self) -> usize {
         self.batch
     }
@@ -203,7 +228,7 @@ impl Sr3 {
         // The plan may give x_next x's buffer (x is dead when x_next is written).
         if !std::sync::Arc::ptr_eq(src.buffer(), dst.buffer()) {
             let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sr3 x_next -> x") });
-            enc.copy_buffer_to_buffer(src.buffer(), 0, dst.buffer(), 0, src.shape().bytes());
+            enc.copy_buffer_to_buffer(src.buffer(), 0, dst.buffer(), 0, src.padded_bytes());
             ctx.queue.submit([enc.finish()]);
         }
         Ok(())

@@ -21,12 +21,13 @@ impl Model for Sr3 {
     }
     fn describe(&self) -> String {
         let c = self.config();
-        format!("SR3 {0}x{0} -> {1}x{1}", c.lr_size, c.hr_size)
+        let storage = if self.precision() == crate::Dtype::F16 { ", f16 storage" } else { "" };
+        format!("SR3 {0}x{0} -> {1}x{1}{storage}", c.lr_size, c.hr_size)
     }
     fn progress_total(&self, opts: &UpscaleOptions) -> Result<Option<usize>> {
         Ok(Some(self.steps_for(&sr3_options(opts))?.len()))
     }
     fn upscale(&mut self, ctx: &GpuContext, lr: &RgbImage, opts: &UpscaleOptions, progress: &mut dyn FnMut(usize)) -> Result<Vec<RgbImage>> {
-        finite(&self.describe(), vec![Sr3::upscale(self, ctx, lr, &sr3_options(opts), &mut |i, _| progress(i))?])
+        finite(&self.describe(), self.precision(), vec![Sr3::upscale(self, ctx, lr, &sr3_options(opts), &mut |i, _| progress(i))?])
     }
 }
