@@ -55,9 +55,13 @@ fn main() {
     let all: Vec<String> = times.iter().map(|t| format!("{t:.3}")).collect();
     println!("first call (build + upload + compile + run): {first:.3} s");
     println!("reverse: median {med:.3} s over {runs} runs (all: {}), wall clock incl. upload/readback", all.join(", "));
-    let weight_mib = params as f64 * precision.size() as f64 / (1 << 20) as f64;
+    // Measured: every storage buffer created so far minus the graph's own
+    // (weights as packed for their kernels, Winograd's f32 U included, plus
+    // the tables and tensors the runs uploaded).
     let inter_mib = m.graph_bytes() as f64 / (1 << 20) as f64;
-    println!("device memory: weights {weight_mib:.1} MiB ({precision}) + graph intermediates {inter_mib:.1} MiB = {:.1} MiB", weight_mib + inter_mib);
+    let weight_mib = ctx.storage_bytes_created() as f64 / (1 << 20) as f64 - inter_mib;
+    println!("checkpoint: {:.1} MiB as f32", params as f64 * 4.0 / (1 << 20) as f64);
+    println!("device memory: weights {weight_mib:.1} MiB ({precision} storage) + graph intermediates {inter_mib:.1} MiB = {:.1} MiB", weight_mib + inter_mib);
 
     for plan in m.memory_plans() {
         println!("reverse graph {plan}");

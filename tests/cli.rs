@@ -309,3 +309,27 @@ fn tiled_upscale_and_downscale_through_the_cli() {
     assert!(!out.exists());
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn precision_f16_upscales_within_a_level_and_refuses_where_unsupported() {
+    let d = scratch("precision");
+    let model = fixture("hcflow_sr_x4_tiny");
+    let lr = d.join("lr.png");
+    write_png(&lr, 7, 5, 3);
+    let (a, b) = (d.join("f32.npy"), d.join("f16.npy"));
+    ok(&wgsr(&["upscale", s(&lr), s(&a), "--model", s(&model), "--temperature", "0"]));
+    let o = wgsr(&["--precision", "f16", "upscale", s(&lr), s(&b), "--model", s(&model), "--temperature", "0"]);
+    ok(&o);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("f16 storage"), "{}", String::from_utf8_lossy(&o.stderr));
+    let (_, x) = wgsr::image_io::read_npy(&a).unwrap();
+    let (_, y) = wgsr::image_io::read_npy(&b).unwrap();
+    let worst = x.iter().zip(&y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+    assert!(worst <= 1.0 / 255.0, "f16 is {worst} from f32");
+    // PixelCNN is f32 only: a clear error, nothing written.
+    let out = d.join("p.png");
+    let o = wgsr(&["--precision", "f16", "upscale", s(&lr), s(&out), "--model", s(&fixture("pixelcnn_tiny"))]);
+    fails_with(&o, "f32 only");
+    assert!(!out.exists());
+    fails_with(&wgsr(&["--precision", "f8", "info"]), "f8");
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -59,6 +59,15 @@ impl GraphBuilder<'_> {
     pub(crate) fn winograd_tile(&self, x: Shape, shape: [usize; 4], p: &Conv2dParams) -> Option<WinogradTile> {
         let own = self.winograd?;
         let Choice { tile, all } = env_choice()?;
+        // f16 graphs run direct unless WGSR_WINOGRAD forces a tile: their
+        // point is memory and bandwidth, and Winograd's U stays f32 (f16 U
+        // costs ~10 levels of error, see `conv2d_winograd`) at 4x (F(4x4))
+        // the 3x3 weights, plus f32 V / M scratch of 2.25x the conv's input
+        // and output: the official SR x4 at 64x64 holds 352 MiB of weights
+        // and 61 MiB of plan that way, against 44 and 25 MiB direct.
+        if self.precision == crate::Dtype::F16 && tile.is_none() && !all {
+            return None;
+        }
         let tile = tile.unwrap_or(own);
         let [cout, cin, kh, kw] = shape;
         let pad = p.padding[0];
