@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # All the GPU work of a session in one call (a lent machine with a real GPU,
 # e.g. through the device tool): build, the kernel roofline table, the model
-# benches (HCFlow, SR3, PixelCNN, HCD), in under 8 minutes. Results go to $OUT (or ./device-out).
+# benches (HCFlow and SR3 in f32 and f16 storage, PixelCNN, HCD), in under 8 minutes. Results go to $OUT (or ./device-out).
 #
 #   bash benches/device.sh            # on the GPU machine, from the repo root
 #
@@ -40,9 +40,11 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv >> "$OUT/sum
 step build 240 cargo build --release --benches --bin wgsr
 timeout 20 ./target/release/wgsr info >> "$OUT/summary.txt" 2>&1
 step kernels 120 cargo bench --bench kernels
-step hcflow 60 cargo bench --bench hcflow -- sr_x4 64 5
-step hcflow256 60 cargo bench --bench hcflow -- sr_x4 256 3
-step sr3 40 env SR3_BENCH_STEPS=10 cargo bench --bench sr3
+# f32 then f16 storage in one file each (the f16 runs measure what halving
+# the bytes buys on a bandwidth-bound GPU; on lavapipe it buys nothing).
+step hcflow 90 bash -c 'cargo bench --bench hcflow -- sr_x4 64 5; WGSR_PRECISION=f16 cargo bench --bench hcflow -- sr_x4 64 5'
+step hcflow256 90 bash -c 'cargo bench --bench hcflow -- sr_x4 256 3; WGSR_PRECISION=f16 cargo bench --bench hcflow -- sr_x4 256 3'
+step sr3 60 bash -c 'SR3_BENCH_STEPS=10 cargo bench --bench sr3; WGSR_PRECISION=f16 SR3_BENCH_STEPS=10 cargo bench --bench sr3'
 step pixelcnn 60 cargo bench --bench pixelcnn
 step hcd 40 cargo bench --bench hcd -- 128
 echo "results in $OUT" | tee -a "$OUT/summary.txt"

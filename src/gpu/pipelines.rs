@@ -49,6 +49,9 @@ struct PipelineKey {
     layout: LayoutKey,
 }
 
+/// Identity of a static kernel source text: (name, address, length).
+type SourceId = (&'static str, usize, usize);
+
 /// The storage bindings each entry point of one kernel file uses, as
 /// (binding, name, class). A binding an entry does not use may hold anything
 /// (callers bind a placeholder there); a file may declare one binding under
@@ -89,9 +92,9 @@ impl Bindings {
 pub(crate) struct PipelineCache {
     /// Composition memo, keyed by the identity of the static source text
     /// (name, address, length): composing is deterministic per source.
-    composed: Mutex<HashMap<(&'static str, usize, usize, Storage), Arc<Composed>>>,
+    composed: Mutex<HashMap<(SourceId, Storage), Arc<Composed>>>,
     /// Binding classes per source text (same identity as `composed`).
-    classes: Mutex<HashMap<(&'static str, usize, usize), Arc<Bindings>>>,
+    classes: Mutex<HashMap<SourceId, Arc<Bindings>>>,
     modules: Mutex<HashMap<ModuleKey, Arc<wgpu::ShaderModule>>>,
     layouts: Mutex<HashMap<LayoutKey, (Arc<wgpu::BindGroupLayout>, Arc<wgpu::PipelineLayout>)>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
@@ -206,7 +209,7 @@ pub struct KernelCall<'a> {
 impl GpuContext {
     /// The composed source of a shader variant (composed once per source text and storage).
     fn composed(&self, shader: &ShaderSource, storage: Storage) -> Result<Arc<Composed>> {
-        let id = (shader.name, shader.source.as_ptr() as usize, shader.source.len(), storage);
+        let id = ((shader.name, shader.source.as_ptr() as usize, shader.source.len()), storage);
         let mut c = self.pipelines.composed.lock().unwrap();
         if let Some(v) = c.get(&id) {
             return Ok(v.clone());

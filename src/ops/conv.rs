@@ -191,7 +191,7 @@ pub struct Conv2dWeights {
     /// `Transposed`: [groups][K][Cout/groups].
     packed: Arc<wgpu::Buffer>,
     packed_bytes: u64,
-    /// Storage type of `packed` (the kernels' `wt`).
+    /// Storage type of `packed` (conv.wgsl's `wpk_t`).
     dtype: Dtype,
     /// K entries of `ci << 16 | ky << 8 | kx` (ci within the group).
     taps: Arc<wgpu::Buffer>,

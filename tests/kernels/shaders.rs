@@ -1,8 +1,8 @@
 //! Every kernel module in kernels/ must parse and validate with naga as it is
 //! compiled: composed with the prelude (see src/gpu/shader.rs), in every
-//! storage variant (f32 / f16 activations x f32 / f16 weights). WGSL has no
+//! storage variant tested (all f32, all f16, two mixed). WGSL has no
 //! implicit conversions, so a load not widened to f32 or a store not rounded
-//! to `act` fails here in the f16 variants.
+//! to the binding's `name_t` fails here in the f16 variants.
 
 use wgsr::gpu::{binding_classes, compose, compose_as, prelude_text, BindingClass, Storage, PRELUDE_NAME};
 use wgsr::ops::KERNELS;
