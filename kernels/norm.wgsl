@@ -160,7 +160,7 @@ fn group_stats4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let grp = item / p.nchunks;
     let c = item % p.nchunks;
     let gbase = grp * p.group_len;
-    let shift = vec4<f32>(vec4<f32>(x4[gbase / 4u]).x);
+    let shift = vec4<f32>(f32(x4[gbase / 4u].x));
     let start4 = (gbase + c * p.chunk) / 4u;
     let cnt = chunk_len(c);
     let cnt4 = cnt / 4u;
