@@ -706,6 +706,9 @@ fn launch(
         n if n >= 1024 => (8, 4),
         _ => (8, 2),
     };
+    // conv2d_rows holds accumulators for RQ <= 8 channel quads and RJ <= 8
+    // columns only: a larger tile would silently leave channels unwritten.
+    debug_assert!(rq <= 8 && rj <= 8 && rq * rj <= 32, "conv2d_rows tile ({rq}, {rj})");
     let m_tiles = if narrow {
         geo.cout_g.div_ceil(4 * NARROW_THREADS as usize)
     } else if rows {
