@@ -1,7 +1,7 @@
 //! wgsr: a hand-written WGSL/wgpu inference engine for image super-resolution.
 //!
 //! Layers, bottom up: [`gpu`] (device, pipeline cache, dispatch records),
-//! [`Tensor`] (f32 NCHW storage buffers), [`ops`] (one module per kernel
+//! [`Tensor`] (NCHW storage buffers, f32 or f16), [`ops`] (one module per kernel
 //! family in `kernels/*.wgsl`), [`graph`] (IR, memory planner, executor),
 //! [`weights`] (safetensors, model directories), [`models`] (HCFlow, SR3,
 //! PixelCNN), [`texture`] (a host's texture in, texture out), [`image_io`],
