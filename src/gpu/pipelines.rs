@@ -61,13 +61,13 @@ struct Bindings {
 }
 
 impl Bindings {
-    fn of(shader: &ShaderSource) -> Result<Bindings> {
-        let text = compose_as(shader, Storage::F32)?.text;
-        let module = naga::front::wgsl::parse_str(&text)
-            .map_err(|e| Error::Kernel(format!("kernels/{}.wgsl (composed): {}", shader.name, e.emit_to_string(&text))))?;
+    fn of(shader: &ShaderSource, composed: &Composed) -> Result<Bindings> {
+        let text = &composed.text;
+        let module = naga::front::wgsl::parse_str(text)
+            .map_err(|e| Error::Kernel(format!("kernels/{}.wgsl (composed): {}", shader.name, e.emit_to_string(text))))?;
         let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
             .validate(&module)
-            .map_err(|e| Error::Kernel(format!("kernels/{}.wgsl (composed): {}", shader.name, e.emit_to_string(&text))))?;
+            .map_err(|e| Error::Kernel(format!("kernels/{}.wgsl (composed): {}", shader.name, e.emit_to_string(text))))?;
         let classes = binding_classes(shader.source);
         let mut used = HashMap::new();
         for (i, ep) in module.entry_points.iter().enumerate() {
@@ -229,7 +229,8 @@ impl GpuContext {
             match c.get(&id) {
                 Some(b) => b.clone(),
                 None => {
-                    let b = Arc::new(Bindings::of(call.shader)?);
+                    let f32_text = self.composed(call.shader, Storage::F32)?;
+                    let b = Arc::new(Bindings::of(call.shader, &f32_text)?);
                     c.insert(id, b.clone());
                     b
                 }

@@ -9,6 +9,7 @@
 
 use crate::common::*;
 use crate::conv::{conv_ref, epilogue_ref};
+use crate::matmul::{matmul_ref, BiasKind};
 use crate::norm::group_norm_ref;
 use wgsr::gpu::KernelCall;
 use wgsr::ops::conv::{conv2d, Activation, Conv2dParams, Conv2dWeights, Epilogue};
@@ -183,25 +184,14 @@ fn half_group_norm_and_matmul() {
     let s32 = poisoned(Shape::new(1, 1, m, n));
     let opts = MatmulOpts { trans_a: false, trans_b: true, alpha: 0.5, bias: Bias::None };
     let got = run_and_read(matmul(c, &q, &kt, &s32, &opts).unwrap(), &s32);
-    let mut want = vec![0f64; m * n];
-    for i in 0..m {
-        for j in 0..n {
-            want[i * n + j] = 0.5 * (0..k).map(|l| qv[i * k + l] as f64 * kv[j * k + l] as f64).sum::<f64>();
-        }
-    }
+    let want = matmul_ref(&qv, &kv, (1, 1, 1), (m, n, k), (false, true), 0.5, &[], BiasKind::None);
     let abs = 1e-5 * (k as f64).sqrt() / 3.0;
     assert_close("matmul f16 x f16^T -> f32", &got, &want, abs, 1e-5);
     let (v, vv) = half_tensor(&mut rng, Shape::new(1, 1, n, 8), -1.0, 1.0);
     let o16 = poisoned16(Shape::new(1, 1, m, 8));
     let opts = MatmulOpts { trans_a: false, trans_b: false, alpha: 1.0, bias: Bias::None };
     let got = run_and_read(matmul(c, &s32, &v, &o16, &opts).unwrap(), &o16);
-    let sv = s32.to_vec(c).unwrap();
-    let mut want = vec![0f64; m * 8];
-    for i in 0..m {
-        for j in 0..8 {
-            want[i * 8 + j] = (0..n).map(|l| sv[i * n + l] as f64 * vv[l * 8 + j] as f64).sum::<f64>();
-        }
-    }
+    let want = matmul_ref(&s32.to_vec(c).unwrap(), &vv, (1, 1, 1), (m, 8, n), (false, false), 1.0, &[], BiasKind::None);
     assert_close("matmul f32 x f16 -> f16", &got, &want, 1e-5 * (n as f64).sqrt(), F16_REL);
 }
 

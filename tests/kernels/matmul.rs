@@ -4,7 +4,7 @@ use wgsr::{Error, Shape, Tensor};
 
 /// Which bias the reference adds.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum BiasKind {
+pub(crate) enum BiasKind {
     None,
     Col,
     Row,
@@ -13,7 +13,7 @@ enum BiasKind {
 /// f64 reference of `alpha * op(A[b]) op(B[b]) + bias` for row-major inputs
 /// with batch broadcasting (a batch of 1 is reused).
 #[allow(clippy::too_many_arguments)]
-fn matmul_ref(
+pub(crate) fn matmul_ref(
     a: &[f32],
     b: &[f32],
     batch: (usize, usize, usize),

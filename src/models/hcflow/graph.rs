@@ -31,19 +31,22 @@ impl Ctx<'_, '_> {
     /// the tiny fixtures' HR by up to 1.4 levels, while the nets hold nearly
     /// all of the memory and bandwidth.
     fn net<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        let flow = self.g.set_storage(self.g.precision())?;
-        let r = f(self);
-        self.g.set_storage(flow)?;
-        r
+        let p = self.g.precision();
+        self.stored_as(p, f)
     }
 
     /// A net's output layer, read by the flow (coupling shift / scale, prior
     /// mean / scale): f32 with f32 weights, since its rounding moves the
     /// flow's state directly (the rescaling fixture's HR by 1.1 levels).
     fn head<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        let net = self.g.set_storage(crate::Dtype::F32)?;
+        self.stored_as(crate::Dtype::F32, f)
+    }
+
+    /// Run `f` with new tensors and weights stored as `dtype`, then restore.
+    fn stored_as<T>(&mut self, dtype: crate::Dtype, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let prev = self.g.set_storage(dtype)?;
         let r = f(self);
-        self.g.set_storage(net)?;
+        self.g.set_storage(prev)?;
         r
     }
 
