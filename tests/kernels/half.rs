@@ -244,6 +244,6 @@ fn half_into_an_f32_only_binding_is_a_clear_error() {
     let shader = wgsr::ops::KERNELS.iter().find(|k| k.name == "attention").unwrap();
     let s = Tensor::filled_as(c, Shape::new(1, 1, 4, 4), 1.0, Dtype::F16).unwrap();
     let call = KernelCall { shader, entry: "softmax_rows", constants: &[], params: None, buffers: &[s.arg()], workgroups: [1, 1, 1] };
-    let msg = c.dispatch(call).err().expect("f16 scores must be refused").to_string();
+    let msg = c.dispatch(call).expect_err("f16 scores must be refused").to_string();
     assert!(msg.contains("binding 1 (s)") && msg.contains("f16") && msg.contains("f32 only"), "{msg}");
 }
