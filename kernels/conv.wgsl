@@ -82,6 +82,10 @@ override ACT: u32 = ACT_NONE;
 override HAS_RES: bool = false;
 override HAS_PRE: bool = false;
 override PRE_IN_Y: bool = false;
+// The weights carry a bias or scale table (else bias 0, scale 1, unread).
+override HAS_EPI: bool = true;
+// Taps computed from k and KH, KW instead of read from the tap table.
+override TAPS_BY_DIVISION: bool = false;
 // cout_g % 4 == 0: weight rows load as aligned vec4s.
 override A_VEC: bool = false;
 override TSY: u32 = 1u;
@@ -143,6 +147,18 @@ fn column(n: u32, g: u32) -> Col {
     return c;
 }
 
+// Bias and scale of output channel co; without HAS_EPI (a conv with neither,
+// like the Winograd GEMMs) the table is not read at all.
+fn bias_of(co: u32) -> f32 {
+    if (HAS_EPI) { return epi[co]; }
+    return 0.0;
+}
+
+fn scale_of(co: u32) -> f32 {
+    if (HAS_EPI) { return epi[p.cout + co]; }
+    return 1.0;
+}
+
 fn store(c: Col, co: u32, acc: f32, bias: f32, scale: f32) {
     if (!c.ok) { return; }
     let idx = c.obase + co * p.howo;
@@ -187,8 +203,8 @@ fn pre4(c: Col, g: u32, m: u32) -> vec4<f32> {
 fn store_row(cols: ptr<function, array<Col, 8>>, g: u32, mg: u32, acc: array<vec4<f32>, 2>) {
     if (mg >= p.cout_g) { return; }
     let co = g * p.cout_g + mg;
-    let bias = epi[co];
-    let scale = epi[p.cout + co];
+    let bias = bias_of(co);
+    let scale = scale_of(co);
     for (var h = 0u; h < 2u; h++) {
         for (var j = 0u; j < 4u; j++) {
             store((*cols)[4u * h + j], co, acc[h][j], bias, scale);
@@ -389,8 +405,9 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 //
 // There every invocation is one SIMD lane, and a load whose address differs
 // per lane (any workgroup-memory read of the tiled kernel above, any gather
-// from x) is a per-lane scalar loop with a branch per lane (Mesa 22.3 also
-// loops for workgroup-uniform addresses, but those always hit). The tiled
+// from x) is a per-lane scalar loop with a branch per lane. Mesa also loops
+// for workgroup-uniform addresses: only a constant address (or one computed
+// from constants and push constants alone) is a single load. The tiled
 // kernel spends ~24 such loads per 128 multiply-adds plus staging stores and
 // two barriers per BK. Here a thread owns RJ output columns and 4*RQ channels
 // (a whole channel tile): per k it gathers its own RJ input values and reads
@@ -398,6 +415,7 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 // workgroup memory, no barriers): 8 + 16 loads per 128 multiply-adds at
 // (RQ, RJ) = (4, 8). Measured on llvmpipe (2 cores): 3x3 64->64 at 64x64
 // 9.8 vs 7.2 GFLOP/s, 96->32 at 128x128 9.9 vs 4.6, convT 4x4 s2 9.0 vs 3.8.
+// With subgroups the RQ weight loads become one (see weight_quad).
 // Thread lid owns columns n0 + lid + 64*j (j < RJ), so a lane group reads
 // consecutive pixels. On a GPU the per-thread gathers would not be shared
 // through workgroup memory, so GPUs keep the tiled kernel.
@@ -410,10 +428,26 @@ struct Tap {
     ox: i32,    // kx*dx
 }
 
+// Kernel height and width (override constants, so the divisions below are by
+// constants). k = (ci, ky, kx) in torch order, as the weights are packed.
+override KH: u32 = 1u;
+override KW: u32 = 1u;
+
 fn tap_of(k: u32) -> Tap {
     var t: Tap;
     if (MODE == CONV_POINTWISE) {
         t.coff = k * p.hw;
+        return t;
+    }
+    if (TAPS_BY_DIVISION) {
+        // A few vector integer ops; the table load below is, on llvmpipe, a
+        // loop over the lanes for every k (the address is not a constant).
+        let ci = k / (KH * KW);
+        let r = k - ci * (KH * KW);
+        let ky = r / KW;
+        t.coff = ci * p.hw;
+        t.oy = i32(ky) * p.dy;
+        t.ox = i32(r - ky * KW) * p.dx;
         return t;
     }
     let tap = taps[k];
@@ -450,34 +484,204 @@ fn gather(c: Col, t: Tap) -> f32 {
 override RQ: u32 = 4u;
 override RJ: u32 = 8u;
 
-// Epilogue for output channels m..m+3 (of group g) of column c.
-fn store4(c: Col, g: u32, m: u32, acc: vec4<f32>) {
+// Epilogue for output channels m..m+3 (of group g) of column c, whose bias
+// and scale are bs[0], bs[1] (loaded once per quad, not per column).
+fn store4(c: Col, g: u32, m: u32, acc: vec4<f32>, bs: array<vec4<f32>, 2>) {
     for (var i = 0u; i < 4u; i++) {
-        let mg = m + i;
-        if (mg < p.cout_g) {
-            let co = g * p.cout_g + mg;
-            store(c, co, acc[i], epi[co], epi[p.cout + co]);
+        if (m + i < p.cout_g) {
+            store(c, g * p.cout_g + m + i, acc[i], bs[0][i], bs[1][i]);
         }
     }
 }
 
-// Epilogue for output channels m..m+3 of the thread's live columns (j < RJ).
-fn store_cols(c0: Col, c1: Col, c2: Col, c3: Col, c4: Col, c5: Col, c6: Col, c7: Col, g: u32, m: u32,
+// Bias and scale of output channels m..m+3 of group g (0 and 1 past cout_g).
+fn epi_quad(g: u32, m: u32) -> array<vec4<f32>, 2> {
+    var bs = array<vec4<f32>, 2>(vec4<f32>(0.0), vec4<f32>(1.0));
+    for (var i = 0u; i < 4u; i++) {
+        if (m + i < p.cout_g) {
+            bs[0][i] = bias_of(g * p.cout_g + m + i);
+            bs[1][i] = scale_of(g * p.cout_g + m + i);
+        }
+    }
+    return bs;
+}
+
+// The thread's columns c<j> = n0 + lid + 64*j (only j < RJ are live).
+struct RowsCols {
+    c0: Col,
+    c1: Col,
+    c2: Col,
+    c3: Col,
+    c4: Col,
+    c5: Col,
+    c6: Col,
+    c7: Col,
+}
+
+// Epilogue for output channels m..m+3 of the thread's live columns.
+fn store_cols(c: RowsCols, g: u32, m: u32,
               r0: vec4<f32>, r1: vec4<f32>, r2: vec4<f32>, r3: vec4<f32>,
               r4: vec4<f32>, r5: vec4<f32>, r6: vec4<f32>, r7: vec4<f32>) {
-    store4(c0, g, m, r0);
-    if (RJ > 1u) { store4(c1, g, m, r1); }
-    if (RJ > 2u) { store4(c2, g, m, r2); }
-    if (RJ > 3u) { store4(c3, g, m, r3); }
-    if (RJ > 4u) { store4(c4, g, m, r4); }
-    if (RJ > 5u) { store4(c5, g, m, r5); }
-    if (RJ > 6u) { store4(c6, g, m, r6); }
-    if (RJ > 7u) { store4(c7, g, m, r7); }
+    let bs = epi_quad(g, m);
+    store4(c.c0, g, m, r0, bs);
+    if (RJ > 1u) { store4(c.c1, g, m, r1, bs); }
+    if (RJ > 2u) { store4(c.c2, g, m, r2, bs); }
+    if (RJ > 3u) { store4(c.c3, g, m, r3, bs); }
+    if (RJ > 4u) { store4(c.c4, g, m, r4, bs); }
+    if (RJ > 5u) { store4(c.c5, g, m, r5, bs); }
+    if (RJ > 6u) { store4(c.c6, g, m, r6, bs); }
+    if (RJ > 7u) { store4(c.c7, g, m, r7, bs); }
+}
+
+// Accumulators: r<q>_<j> holds output channels m0 + 4q .. +3 of column j
+// (only q < RQ, j < RJ are live; q >= 4 exists for j < 4 only).
+struct RowsAcc {
+    r0_0: vec4<f32>,
+    r0_1: vec4<f32>,
+    r0_2: vec4<f32>,
+    r0_3: vec4<f32>,
+    r0_4: vec4<f32>,
+    r0_5: vec4<f32>,
+    r0_6: vec4<f32>,
+    r0_7: vec4<f32>,
+    r1_0: vec4<f32>,
+    r1_1: vec4<f32>,
+    r1_2: vec4<f32>,
+    r1_3: vec4<f32>,
+    r1_4: vec4<f32>,
+    r1_5: vec4<f32>,
+    r1_6: vec4<f32>,
+    r1_7: vec4<f32>,
+    r2_0: vec4<f32>,
+    r2_1: vec4<f32>,
+    r2_2: vec4<f32>,
+    r2_3: vec4<f32>,
+    r2_4: vec4<f32>,
+    r2_5: vec4<f32>,
+    r2_6: vec4<f32>,
+    r2_7: vec4<f32>,
+    r3_0: vec4<f32>,
+    r3_1: vec4<f32>,
+    r3_2: vec4<f32>,
+    r3_3: vec4<f32>,
+    r3_4: vec4<f32>,
+    r3_5: vec4<f32>,
+    r3_6: vec4<f32>,
+    r3_7: vec4<f32>,
+    r4_0: vec4<f32>,
+    r4_1: vec4<f32>,
+    r4_2: vec4<f32>,
+    r4_3: vec4<f32>,
+    r5_0: vec4<f32>,
+    r5_1: vec4<f32>,
+    r5_2: vec4<f32>,
+    r5_3: vec4<f32>,
+    r6_0: vec4<f32>,
+    r6_1: vec4<f32>,
+    r6_2: vec4<f32>,
+    r6_3: vec4<f32>,
+    r7_0: vec4<f32>,
+    r7_1: vec4<f32>,
+    r7_2: vec4<f32>,
+    r7_3: vec4<f32>,
+}
+
+// Weight quad q (output channels m0 + 4q .. +3) of the k step whose row
+// starts at wpk[w]. A weight is the same for every lane, but llvmpipe
+// loads any address that is not a constant with a loop over the lanes (a
+// branch, a scalar load and an insert per lane and component), once per
+// quad. With subgroups each lane loads one quad (`wl`: lane q holds quad q)
+// in a single such loop, and every quad is a broadcast from its lane (an
+// extract and a splat). Measured on lavapipe (min of interleaved runs):
+// 3x3 64->64 at 128x128 77.8 -> 51.6 ms, as Winograd F(4x4) 41.8 -> 27.0 ms.
+#if subgroups
+fn lane_quad(w: u32, sl: u32) -> vec4<f32> {
+    return vec4<f32>(wpk[w + min(sl, RQ - 1u)]);
+}
+
+fn weight_quad(w: u32, q: u32, wl: vec4<f32>) -> vec4<f32> {
+    switch (q) {
+        case 0u: { return subgroupBroadcast(wl, 0u); }
+        case 1u: { return subgroupBroadcast(wl, 1u); }
+        case 2u: { return subgroupBroadcast(wl, 2u); }
+        case 3u: { return subgroupBroadcast(wl, 3u); }
+        case 4u: { return subgroupBroadcast(wl, 4u); }
+        case 5u: { return subgroupBroadcast(wl, 5u); }
+        case 6u: { return subgroupBroadcast(wl, 6u); }
+        default: { return subgroupBroadcast(wl, 7u); }
+    }
+}
+#else
+fn lane_quad(w: u32, sl: u32) -> vec4<f32> {
+    return vec4<f32>(0.0);
+}
+
+fn weight_quad(w: u32, q: u32, wl: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(wpk[w + q]);
+}
+#endif
+
+// One k step: RJ gathers from x, the RQ weight quads of row k, 16*RQ*RJ
+// multiply-adds (in k order, as in every entry).
+fn rows_step(acc: ptr<function, RowsAcc>, c: RowsCols, a0: u32, a4: u32, k: u32, sl: u32) {
+    let t = tap_of(k);
+    let w = a0 + k * a4;
+    let wl = lane_quad(w, sl);
+    let b0 = gather(c.c0, t);
+    var b1 = 0.0; var b2 = 0.0; var b3 = 0.0;
+    var b4 = 0.0; var b5 = 0.0; var b6 = 0.0; var b7 = 0.0;
+    if (RJ > 1u) { b1 = gather(c.c1, t); }
+    if (RJ > 2u) { b2 = gather(c.c2, t); b3 = gather(c.c3, t); }
+    if (RJ > 4u) { b4 = gather(c.c4, t); b5 = gather(c.c5, t); b6 = gather(c.c6, t); b7 = gather(c.c7, t); }
+    if (RQ > 0u) {
+        let a = weight_quad(w, 0u, wl);
+        (*acc).r0_0 += a * b0; (*acc).r0_1 += a * b1; (*acc).r0_2 += a * b2; (*acc).r0_3 += a * b3;
+        (*acc).r0_4 += a * b4; (*acc).r0_5 += a * b5; (*acc).r0_6 += a * b6; (*acc).r0_7 += a * b7;
+    }
+    if (RQ > 1u) {
+        let a = weight_quad(w, 1u, wl);
+        (*acc).r1_0 += a * b0; (*acc).r1_1 += a * b1; (*acc).r1_2 += a * b2; (*acc).r1_3 += a * b3;
+        (*acc).r1_4 += a * b4; (*acc).r1_5 += a * b5; (*acc).r1_6 += a * b6; (*acc).r1_7 += a * b7;
+    }
+    if (RQ > 2u) {
+        let a = weight_quad(w, 2u, wl);
+        (*acc).r2_0 += a * b0; (*acc).r2_1 += a * b1; (*acc).r2_2 += a * b2; (*acc).r2_3 += a * b3;
+        (*acc).r2_4 += a * b4; (*acc).r2_5 += a * b5; (*acc).r2_6 += a * b6; (*acc).r2_7 += a * b7;
+    }
+    if (RQ > 3u) {
+        let a = weight_quad(w, 3u, wl);
+        (*acc).r3_0 += a * b0; (*acc).r3_1 += a * b1; (*acc).r3_2 += a * b2; (*acc).r3_3 += a * b3;
+        (*acc).r3_4 += a * b4; (*acc).r3_5 += a * b5; (*acc).r3_6 += a * b6; (*acc).r3_7 += a * b7;
+    }
+    if (RQ > 4u) {
+        let a = weight_quad(w, 4u, wl);
+        (*acc).r4_0 += a * b0; (*acc).r4_1 += a * b1; (*acc).r4_2 += a * b2; (*acc).r4_3 += a * b3;
+    }
+    if (RQ > 5u) {
+        let a = weight_quad(w, 5u, wl);
+        (*acc).r5_0 += a * b0; (*acc).r5_1 += a * b1; (*acc).r5_2 += a * b2; (*acc).r5_3 += a * b3;
+    }
+    if (RQ > 6u) {
+        let a = weight_quad(w, 6u, wl);
+        (*acc).r6_0 += a * b0; (*acc).r6_1 += a * b1; (*acc).r6_2 += a * b2; (*acc).r6_3 += a * b3;
+    }
+    if (RQ > 7u) {
+        let a = weight_quad(w, 7u, wl);
+        (*acc).r7_0 += a * b0; (*acc).r7_1 += a * b1; (*acc).r7_2 += a * b2; (*acc).r7_3 += a * b3;
+    }
 }
 
 @compute @workgroup_size(64)
+#if subgroups
+fn conv2d_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) sl: u32) {
+#else
 fn conv2d_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
+    let sl = 0u;
+#endif
+    // Whole workgroups leave here or run to the end with every lane (the
+    // subgroup broadcasts need all lanes; columns past N are masked by c.ok).
     let n0 = wg_index(wid, nwg) * RWG * RJ;
     if (n0 >= p.ntot) { return; }
     let g = wid.z / p.m_tiles;
@@ -487,109 +691,42 @@ fn conv2d_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     // read neighbouring (or padding) weights and are never stored.
     let a0 = (g * p.a_gstride + m0) / 4u;
     let a4 = p.a_kstride / 4u;
-    // Columns: c<j> = n0 + lid + 64*j. Accumulators: r<q>_<j> holds output
-    // channels m0 + 4q .. +3 of column j (only those with q < RQ, j < RJ are live).
-    let c0 = column(n0 + lid + 0u * RWG, g);
-    let c1 = column(n0 + lid + 1u * RWG, g);
-    let c2 = column(n0 + lid + 2u * RWG, g);
-    let c3 = column(n0 + lid + 3u * RWG, g);
-    let c4 = column(n0 + lid + 4u * RWG, g);
-    let c5 = column(n0 + lid + 5u * RWG, g);
-    let c6 = column(n0 + lid + 6u * RWG, g);
-    let c7 = column(n0 + lid + 7u * RWG, g);
-    var r0_0 = vec4<f32>(0.0); var r0_1 = vec4<f32>(0.0); var r0_2 = vec4<f32>(0.0); var r0_3 = vec4<f32>(0.0); var r0_4 = vec4<f32>(0.0); var r0_5 = vec4<f32>(0.0); var r0_6 = vec4<f32>(0.0); var r0_7 = vec4<f32>(0.0);
-    var r1_0 = vec4<f32>(0.0); var r1_1 = vec4<f32>(0.0); var r1_2 = vec4<f32>(0.0); var r1_3 = vec4<f32>(0.0); var r1_4 = vec4<f32>(0.0); var r1_5 = vec4<f32>(0.0); var r1_6 = vec4<f32>(0.0); var r1_7 = vec4<f32>(0.0);
-    var r2_0 = vec4<f32>(0.0); var r2_1 = vec4<f32>(0.0); var r2_2 = vec4<f32>(0.0); var r2_3 = vec4<f32>(0.0); var r2_4 = vec4<f32>(0.0); var r2_5 = vec4<f32>(0.0); var r2_6 = vec4<f32>(0.0); var r2_7 = vec4<f32>(0.0);
-    var r3_0 = vec4<f32>(0.0); var r3_1 = vec4<f32>(0.0); var r3_2 = vec4<f32>(0.0); var r3_3 = vec4<f32>(0.0); var r3_4 = vec4<f32>(0.0); var r3_5 = vec4<f32>(0.0); var r3_6 = vec4<f32>(0.0); var r3_7 = vec4<f32>(0.0);
-    var r4_0 = vec4<f32>(0.0); var r4_1 = vec4<f32>(0.0); var r4_2 = vec4<f32>(0.0); var r4_3 = vec4<f32>(0.0);
-    var r5_0 = vec4<f32>(0.0); var r5_1 = vec4<f32>(0.0); var r5_2 = vec4<f32>(0.0); var r5_3 = vec4<f32>(0.0);
-    var r6_0 = vec4<f32>(0.0); var r6_1 = vec4<f32>(0.0); var r6_2 = vec4<f32>(0.0); var r6_3 = vec4<f32>(0.0);
-    var r7_0 = vec4<f32>(0.0); var r7_1 = vec4<f32>(0.0); var r7_2 = vec4<f32>(0.0); var r7_3 = vec4<f32>(0.0);
+    let c = RowsCols(column(n0 + lid + 0u * RWG, g), column(n0 + lid + 1u * RWG, g), column(n0 + lid + 2u * RWG, g), column(n0 + lid + 3u * RWG, g), column(n0 + lid + 4u * RWG, g), column(n0 + lid + 5u * RWG, g), column(n0 + lid + 6u * RWG, g), column(n0 + lid + 7u * RWG, g));
+    var acc: RowsAcc;
     if (HAS_PRE) {
         // Dead accumulators (q >= RQ or j >= RJ) are never stored, so their loads fold away.
-        r0_0 = pre4(c0, g, m0 + 0u); r0_1 = pre4(c1, g, m0 + 0u); r0_2 = pre4(c2, g, m0 + 0u); r0_3 = pre4(c3, g, m0 + 0u);
-        r0_4 = pre4(c4, g, m0 + 0u); r0_5 = pre4(c5, g, m0 + 0u); r0_6 = pre4(c6, g, m0 + 0u); r0_7 = pre4(c7, g, m0 + 0u);
-        r1_0 = pre4(c0, g, m0 + 4u); r1_1 = pre4(c1, g, m0 + 4u); r1_2 = pre4(c2, g, m0 + 4u); r1_3 = pre4(c3, g, m0 + 4u);
-        r1_4 = pre4(c4, g, m0 + 4u); r1_5 = pre4(c5, g, m0 + 4u); r1_6 = pre4(c6, g, m0 + 4u); r1_7 = pre4(c7, g, m0 + 4u);
-        r2_0 = pre4(c0, g, m0 + 8u); r2_1 = pre4(c1, g, m0 + 8u); r2_2 = pre4(c2, g, m0 + 8u); r2_3 = pre4(c3, g, m0 + 8u);
-        r2_4 = pre4(c4, g, m0 + 8u); r2_5 = pre4(c5, g, m0 + 8u); r2_6 = pre4(c6, g, m0 + 8u); r2_7 = pre4(c7, g, m0 + 8u);
-        r3_0 = pre4(c0, g, m0 + 12u); r3_1 = pre4(c1, g, m0 + 12u); r3_2 = pre4(c2, g, m0 + 12u); r3_3 = pre4(c3, g, m0 + 12u);
-        r3_4 = pre4(c4, g, m0 + 12u); r3_5 = pre4(c5, g, m0 + 12u); r3_6 = pre4(c6, g, m0 + 12u); r3_7 = pre4(c7, g, m0 + 12u);
-        r4_0 = pre4(c0, g, m0 + 16u); r4_1 = pre4(c1, g, m0 + 16u); r4_2 = pre4(c2, g, m0 + 16u); r4_3 = pre4(c3, g, m0 + 16u);
-        r5_0 = pre4(c0, g, m0 + 20u); r5_1 = pre4(c1, g, m0 + 20u); r5_2 = pre4(c2, g, m0 + 20u); r5_3 = pre4(c3, g, m0 + 20u);
-        r6_0 = pre4(c0, g, m0 + 24u); r6_1 = pre4(c1, g, m0 + 24u); r6_2 = pre4(c2, g, m0 + 24u); r6_3 = pre4(c3, g, m0 + 24u);
-        r7_0 = pre4(c0, g, m0 + 28u); r7_1 = pre4(c1, g, m0 + 28u); r7_2 = pre4(c2, g, m0 + 28u); r7_3 = pre4(c3, g, m0 + 28u);
+        acc.r0_0 = pre4(c.c0, g, m0 + 0u); acc.r0_1 = pre4(c.c1, g, m0 + 0u); acc.r0_2 = pre4(c.c2, g, m0 + 0u); acc.r0_3 = pre4(c.c3, g, m0 + 0u);
+        acc.r0_4 = pre4(c.c4, g, m0 + 0u); acc.r0_5 = pre4(c.c5, g, m0 + 0u); acc.r0_6 = pre4(c.c6, g, m0 + 0u); acc.r0_7 = pre4(c.c7, g, m0 + 0u);
+        acc.r1_0 = pre4(c.c0, g, m0 + 4u); acc.r1_1 = pre4(c.c1, g, m0 + 4u); acc.r1_2 = pre4(c.c2, g, m0 + 4u); acc.r1_3 = pre4(c.c3, g, m0 + 4u);
+        acc.r1_4 = pre4(c.c4, g, m0 + 4u); acc.r1_5 = pre4(c.c5, g, m0 + 4u); acc.r1_6 = pre4(c.c6, g, m0 + 4u); acc.r1_7 = pre4(c.c7, g, m0 + 4u);
+        acc.r2_0 = pre4(c.c0, g, m0 + 8u); acc.r2_1 = pre4(c.c1, g, m0 + 8u); acc.r2_2 = pre4(c.c2, g, m0 + 8u); acc.r2_3 = pre4(c.c3, g, m0 + 8u);
+        acc.r2_4 = pre4(c.c4, g, m0 + 8u); acc.r2_5 = pre4(c.c5, g, m0 + 8u); acc.r2_6 = pre4(c.c6, g, m0 + 8u); acc.r2_7 = pre4(c.c7, g, m0 + 8u);
+        acc.r3_0 = pre4(c.c0, g, m0 + 12u); acc.r3_1 = pre4(c.c1, g, m0 + 12u); acc.r3_2 = pre4(c.c2, g, m0 + 12u); acc.r3_3 = pre4(c.c3, g, m0 + 12u);
+        acc.r3_4 = pre4(c.c4, g, m0 + 12u); acc.r3_5 = pre4(c.c5, g, m0 + 12u); acc.r3_6 = pre4(c.c6, g, m0 + 12u); acc.r3_7 = pre4(c.c7, g, m0 + 12u);
+        acc.r4_0 = pre4(c.c0, g, m0 + 16u); acc.r4_1 = pre4(c.c1, g, m0 + 16u); acc.r4_2 = pre4(c.c2, g, m0 + 16u); acc.r4_3 = pre4(c.c3, g, m0 + 16u);
+        acc.r5_0 = pre4(c.c0, g, m0 + 20u); acc.r5_1 = pre4(c.c1, g, m0 + 20u); acc.r5_2 = pre4(c.c2, g, m0 + 20u); acc.r5_3 = pre4(c.c3, g, m0 + 20u);
+        acc.r6_0 = pre4(c.c0, g, m0 + 24u); acc.r6_1 = pre4(c.c1, g, m0 + 24u); acc.r6_2 = pre4(c.c2, g, m0 + 24u); acc.r6_3 = pre4(c.c3, g, m0 + 24u);
+        acc.r7_0 = pre4(c.c0, g, m0 + 28u); acc.r7_1 = pre4(c.c1, g, m0 + 28u); acc.r7_2 = pre4(c.c2, g, m0 + 28u); acc.r7_3 = pre4(c.c3, g, m0 + 28u);
     }
-    for (var k = 0u; k < p.k; k++) {
-        let t = tap_of(k);
-        let w = a0 + k * a4;
-        var b0 = gather(c0, t);
-        var b1 = 0.0;
-        var b2 = 0.0;
-        var b3 = 0.0;
-        var b4 = 0.0;
-        var b5 = 0.0;
-        var b6 = 0.0;
-        var b7 = 0.0;
-        if (RJ > 1u) { b1 = gather(c1, t); }
-        if (RJ > 2u) { b2 = gather(c2, t); b3 = gather(c3, t); }
-        if (RJ > 4u) { b4 = gather(c4, t); b5 = gather(c5, t); b6 = gather(c6, t); b7 = gather(c7, t); }
-        if (RQ > 0u) {
-            let a = vec4<f32>(wpk[w + 0u]);
-            r0_0 += a * b0; r0_1 += a * b1;
-            r0_2 += a * b2; r0_3 += a * b3;
-            r0_4 += a * b4; r0_5 += a * b5; r0_6 += a * b6; r0_7 += a * b7;
-        }
-        if (RQ > 1u) {
-            let a = vec4<f32>(wpk[w + 1u]);
-            r1_0 += a * b0; r1_1 += a * b1;
-            r1_2 += a * b2; r1_3 += a * b3;
-            r1_4 += a * b4; r1_5 += a * b5; r1_6 += a * b6; r1_7 += a * b7;
-        }
-        if (RQ > 2u) {
-            let a = vec4<f32>(wpk[w + 2u]);
-            r2_0 += a * b0; r2_1 += a * b1;
-            r2_2 += a * b2; r2_3 += a * b3;
-            r2_4 += a * b4; r2_5 += a * b5; r2_6 += a * b6; r2_7 += a * b7;
-        }
-        if (RQ > 3u) {
-            let a = vec4<f32>(wpk[w + 3u]);
-            r3_0 += a * b0; r3_1 += a * b1;
-            r3_2 += a * b2; r3_3 += a * b3;
-            r3_4 += a * b4; r3_5 += a * b5; r3_6 += a * b6; r3_7 += a * b7;
-        }
-        if (RQ > 4u) {
-            let a = vec4<f32>(wpk[w + 4u]);
-            r4_0 += a * b0; r4_1 += a * b1;
-            r4_2 += a * b2; r4_3 += a * b3;
-        }
-        if (RQ > 5u) {
-            let a = vec4<f32>(wpk[w + 5u]);
-            r5_0 += a * b0; r5_1 += a * b1;
-            r5_2 += a * b2; r5_3 += a * b3;
-        }
-        if (RQ > 6u) {
-            let a = vec4<f32>(wpk[w + 6u]);
-            r6_0 += a * b0; r6_1 += a * b1;
-            r6_2 += a * b2; r6_3 += a * b3;
-        }
-        if (RQ > 7u) {
-            let a = vec4<f32>(wpk[w + 7u]);
-            r7_0 += a * b0; r7_1 += a * b1;
-            r7_2 += a * b2; r7_3 += a * b3;
-        }
+    // Two k steps per trip: llvmpipe blends every loop-carried value with the
+    // lane mask once per trip, which halves the multiply-add rate of a
+    // one-step loop (see probe.wgsl).
+    var k = 0u;
+    for (; k + 2u <= p.k; k += 2u) {
+        rows_step(&acc, c, a0, a4, k, sl);
+        rows_step(&acc, c, a0, a4, k + 1u, sl);
     }
-    // Dead accumulators (q >= RQ or j >= RJ) fold away with the override constants.
+    if (k < p.k) { rows_step(&acc, c, a0, a4, k, sl); }
+    // Dead accumulators fold away with the override constants.
     let z = vec4<f32>(0.0);
-    if (RQ > 0u) { store_cols(c0, c1, c2, c3, c4, c5, c6, c7, g, m0 + 0u, r0_0, r0_1, r0_2, r0_3, r0_4, r0_5, r0_6, r0_7); }
-    if (RQ > 1u) { store_cols(c0, c1, c2, c3, c4, c5, c6, c7, g, m0 + 4u, r1_0, r1_1, r1_2, r1_3, r1_4, r1_5, r1_6, r1_7); }
-    if (RQ > 2u) { store_cols(c0, c1, c2, c3, c4, c5, c6, c7, g, m0 + 8u, r2_0, r2_1, r2_2, r2_3, r2_4, r2_5, r2_6, r2_7); }
-    if (RQ > 3u) { store_cols(c0, c1, c2, c3, c4, c5, c6, c7, g, m0 + 12u, r3_0, r3_1, r3_2, r3_3, r3_4, r3_5, r3_6, r3_7); }
-    // q >= 4 only exists with RJ <= 4.
-    if (RQ > 4u) { store_cols(c0, c1, c2, c3, c4, c5, c6, c7, g, m0 + 16u, r4_0, r4_1, r4_2, r4_3, z, z, z, z); }
-    if (RQ > 5u) { store_cols(c0, c1, c2, c3, c4, c5, c6, c7, g, m0 + 20u, r5_0, r5_1, r5_2, r5_3, z, z, z, z); }
-    if (RQ > 6u) { store_cols(c0, c1, c2, c3, c4, c5, c6, c7, g, m0 + 24u, r6_0, r6_1, r6_2, r6_3, z, z, z, z); }
-    if (RQ > 7u) { store_cols(c0, c1, c2, c3, c4, c5, c6, c7, g, m0 + 28u, r7_0, r7_1, r7_2, r7_3, z, z, z, z); }
+    if (RQ > 0u) { store_cols(c, g, m0 + 0u, acc.r0_0, acc.r0_1, acc.r0_2, acc.r0_3, acc.r0_4, acc.r0_5, acc.r0_6, acc.r0_7); }
+    if (RQ > 1u) { store_cols(c, g, m0 + 4u, acc.r1_0, acc.r1_1, acc.r1_2, acc.r1_3, acc.r1_4, acc.r1_5, acc.r1_6, acc.r1_7); }
+    if (RQ > 2u) { store_cols(c, g, m0 + 8u, acc.r2_0, acc.r2_1, acc.r2_2, acc.r2_3, acc.r2_4, acc.r2_5, acc.r2_6, acc.r2_7); }
+    if (RQ > 3u) { store_cols(c, g, m0 + 12u, acc.r3_0, acc.r3_1, acc.r3_2, acc.r3_3, acc.r3_4, acc.r3_5, acc.r3_6, acc.r3_7); }
+    if (RQ > 4u) { store_cols(c, g, m0 + 16u, acc.r4_0, acc.r4_1, acc.r4_2, acc.r4_3, z, z, z, z); }
+    if (RQ > 5u) { store_cols(c, g, m0 + 20u, acc.r5_0, acc.r5_1, acc.r5_2, acc.r5_3, z, z, z, z); }
+    if (RQ > 6u) { store_cols(c, g, m0 + 24u, acc.r6_0, acc.r6_1, acc.r6_2, acc.r6_3, z, z, z, z); }
+    if (RQ > 7u) { store_cols(c, g, m0 + 28u, acc.r7_0, acc.r7_1, acc.r7_2, acc.r7_3, z, z, z, z); }
 }
 
 // ---------------------------------------------------------------------------
@@ -649,12 +786,13 @@ fn conv2d_narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         if (CJ > 6u) { r6 += a * gather(c6, t); }
         if (CJ > 7u) { r7 += a * gather(c7, t); }
     }
-    store4(c0, g, m, r0);
-    if (CJ > 1u) { store4(c1, g, m, r1); }
-    if (CJ > 2u) { store4(c2, g, m, r2); }
-    if (CJ > 3u) { store4(c3, g, m, r3); }
-    if (CJ > 4u) { store4(c4, g, m, r4); }
-    if (CJ > 5u) { store4(c5, g, m, r5); }
-    if (CJ > 6u) { store4(c6, g, m, r6); }
-    if (CJ > 7u) { store4(c7, g, m, r7); }
+    let bs = epi_quad(g, m);
+    store4(c0, g, m, r0, bs);
+    if (CJ > 1u) { store4(c1, g, m, r1, bs); }
+    if (CJ > 2u) { store4(c2, g, m, r2, bs); }
+    if (CJ > 3u) { store4(c3, g, m, r3, bs); }
+    if (CJ > 4u) { store4(c4, g, m, r4, bs); }
+    if (CJ > 5u) { store4(c5, g, m, r5, bs); }
+    if (CJ > 6u) { store4(c6, g, m, r6, bs); }
+    if (CJ > 7u) { store4(c7, g, m, r7, bs); }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::gpu::faults::Faults;
 use crate::gpu::memory::StorageCounter;
 use crate::gpu::pipelines::PipelineCache;
+use crate::gpu::shader::Traits;
 use crate::{Error, Result};
 
 /// How to pick an adapter. `Default` reads `WGSR_BACKEND` and `WGSR_ADAPTER`.
@@ -36,6 +37,11 @@ pub struct DeviceInfo {
     pub driver_info: String,
     pub features: wgpu::Features,
     pub limits: wgpu::Limits,
+    /// Subgroup sizes the adapter reports (min, max); None for a host device
+    /// handed over without its adapter info.
+    pub subgroup_sizes: Option<(u32, u32)>,
+    /// What kernels are composed for on this device (see [`Traits`]).
+    pub traits: Traits,
 }
 
 impl std::fmt::Display for DeviceInfo {
@@ -52,6 +58,9 @@ impl std::fmt::Display for DeviceInfo {
         writeln!(f, "  max_compute_workgroup_storage_size: {} B", l.max_compute_workgroup_storage_size)?;
         writeln!(f, "  max_compute_invocations_per_workgroup: {}", l.max_compute_invocations_per_workgroup)?;
         writeln!(f, "  max_compute_workgroups_per_dimension: {}", l.max_compute_workgroups_per_dimension)?;
+        if let Some((lo, hi)) = self.subgroup_sizes {
+            writeln!(f, "subgroups:    {lo}..{hi} lanes{}", if self.traits.subgroups { " (kernels use them)" } else { "" })?;
+        }
         write!(f, "features:     {:?}", self.features)
     }
 }
@@ -157,7 +166,10 @@ impl GpuContext {
             driver_info: ai.as_ref().map(|a| a.driver_info.clone()).unwrap_or_default(),
             features: device.features(),
             limits: device.limits(),
+            subgroup_sizes: ai.as_ref().map(|a| (a.subgroup_min_size, a.subgroup_max_size)),
+            traits: Traits::default(),
         };
+        let info = DeviceInfo { traits: device_traits(&info), ..info };
         GpuContext {
             device,
             queue,
@@ -205,6 +217,16 @@ impl GpuContext {
             .map_err(|e| Error::Device(format!("waiting for the GPU failed: {e}")))?;
         self.check_faults()
     }
+}
+
+/// The kernel traits of a device. Subgroup kernels need the SUBGROUP
+/// feature and subgroups of at least 8 lanes on every dispatch (they keep 8
+/// weight vectors per subgroup); `WGSR_NO_SUBGROUPS` set in the environment
+/// turns them off so CI also tests the plain kernels on lavapipe.
+fn device_traits(info: &DeviceInfo) -> Traits {
+    let lanes = info.subgroup_sizes.is_some_and(|(lo, _)| lo >= 8);
+    let subgroups = lanes && info.features.contains(wgpu::Features::SUBGROUP) && std::env::var_os("WGSR_NO_SUBGROUPS").is_none();
+    Traits { subgroups }
 }
 
 fn best_adapter(mut adapters: Vec<wgpu::Adapter>) -> wgpu::Adapter {

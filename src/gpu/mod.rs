@@ -14,5 +14,5 @@ pub use codes::{ActCode, BiasMode, ConvMode, SoftmaxMode, CHUNK, WG};
 pub use context::{list_adapters, ContextOptions, DeviceInfo, GpuContext, SharedContext};
 pub use params::{to_i32, to_u32, KernelParams, ParamField, ParamsBlock, ParamsLayout, ScalarKind, WgslScalar};
 pub use pipelines::{grid_1d, BufArg, Dispatch, KernelCall};
-pub use shader::{binding_classes, compose, compose_as, prelude_text, BindingClass, Storage, wg_entries, Composed, EntryPoint, ShaderSource, PRELUDE, PRELUDE_NAME};
+pub use shader::{binding_classes, compose, compose_as, compose_for, prelude_text, BindingClass, Storage, Traits, wg_entries, Composed, EntryPoint, ShaderSource, PRELUDE, PRELUDE_NAME};
 pub use timing::TimingSource;

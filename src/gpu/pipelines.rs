@@ -11,7 +11,7 @@ use std::any::TypeId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::gpu::shader::{binding_classes, compose_as, BindingClass, Composed, ShaderSource, Storage};
+use crate::gpu::shader::{binding_classes, compose_for, BindingClass, Composed, ShaderSource, Storage};
 use crate::tensor::Dtype;
 use crate::gpu::{GpuContext, KernelParams, ParamsBlock, ParamsLayout};
 use crate::{Error, Result};
@@ -207,14 +207,15 @@ pub struct KernelCall<'a> {
 }
 
 impl GpuContext {
-    /// The composed source of a shader variant (composed once per source text and storage).
+    /// The composed source of a shader variant (composed once per source text
+    /// and storage, for this device's traits).
     fn composed(&self, shader: &ShaderSource, storage: Storage) -> Result<Arc<Composed>> {
         let id = ((shader.name, shader.source.as_ptr() as usize, shader.source.len()), storage);
         let mut c = self.pipelines.composed.lock().unwrap();
         if let Some(v) = c.get(&id) {
             return Ok(v.clone());
         }
-        let v = Arc::new(compose_as(shader, storage)?);
+        let v = Arc::new(compose_for(shader, storage, self.info().traits)?);
         c.insert(id, v.clone());
         Ok(v)
     }

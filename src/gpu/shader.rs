@@ -4,8 +4,11 @@
 //! it with the constants generated from Rust ([`super::codes`]) followed by
 //! `kernels/prelude.wgsl` (index helpers, workgroup reductions, activations,
 //! the couplings' log-scale).
-//! That is the only directive. The composed text is what naga validates, what
-//! wgpu compiles and what the pipeline cache is keyed by (name + hash).
+//! The only other directives are `#if subgroups` / `#else` / `#endif` (one
+//! level): code that needs subgroup operations and its plain twin. Which side
+//! is kept is a device trait ([`Traits`]), so one context composes each
+//! kernel one way. The composed text is what naga validates, what wgpu
+//! compiles and what the pipeline cache is keyed by (name + hash).
 //!
 //! Storage types: a binding `x` declared `array<x_t>` (or `array<vec4<x_t>>`)
 //! is typed: [`compose_as`] defines `x_t` as f32 or f16 (then with
@@ -46,6 +49,23 @@ impl Storage {
             Dtype::F32 => Storage(self.0 & !(1 << binding)),
         }
     }
+}
+
+/// Device traits a kernel's text may depend on (`#if` directives). They
+/// are the same for every kernel of one context.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub struct Traits {
+    /// Subgroup operations are available and every subgroup has at least 8
+    /// lanes (lavapipe: 8 or 16, one per SIMD lane), so a kernel may keep 8
+    /// values in one subgroup and broadcast them (`#if subgroups`).
+    pub subgroups: bool,
+}
+
+impl Traits {
+    /// Every trait off: the text any WebGPU device compiles.
+    pub const PLAIN: Traits = Traits { subgroups: false };
+    /// Every trait on.
+    pub const ALL: Traits = Traits { subgroups: true };
 }
 
 /// What a storage binding's element type is declared as.
@@ -169,8 +189,15 @@ pub fn compose(shader: &ShaderSource) -> Result<Composed> {
 }
 
 /// Resolve the `#import prelude` line with each typed binding's `name_t`
-/// defined for `storage` (f32 where its bit is clear).
+/// defined for `storage` (f32 where its bit is clear), for a device without
+/// optional traits.
 pub fn compose_as(shader: &ShaderSource, storage: Storage) -> Result<Composed> {
+    compose_for(shader, storage, Traits::PLAIN)
+}
+
+/// [`compose_as`] for a device with `traits`: `#if subgroups` blocks are kept
+/// when `traits.subgroups`, their `#else` blocks otherwise.
+pub fn compose_for(shader: &ShaderSource, storage: Storage, traits: Traits) -> Result<Composed> {
     let mut text = String::with_capacity(shader.source.len() + PRELUDE.len() + 1024);
     let typed: Vec<(u32, String)> =
         binding_classes(shader.source).into_iter().filter(|b| b.2 == BindingClass::Typed).map(|(k, n, _)| (k, n)).collect();
@@ -178,8 +205,32 @@ pub fn compose_as(shader: &ShaderSource, storage: Storage) -> Result<Composed> {
         text.push_str("enable f16;\n");
     }
     let mut imported = false;
+    // Inside an `#if`: Some(keep the current branch).
+    let mut cond: Option<bool> = None;
+    let err = |i: usize, what: &str| Error::Kernel(format!("kernels/{}.wgsl:{}: {what}", shader.name, i + 1));
     for (i, line) in shader.source.lines().enumerate() {
         let t = line.trim();
+        if let Some(name) = t.strip_prefix("#if ") {
+            if cond.is_some() {
+                return Err(err(i, "nested `#if` (one level only)"));
+            }
+            cond = Some(match name.trim() {
+                "subgroups" => traits.subgroups,
+                other => return Err(err(i, &format!("unknown trait `{other}` (known: subgroups)"))),
+            });
+            continue;
+        }
+        if t == "#else" {
+            cond = Some(!cond.ok_or_else(|| err(i, "`#else` without `#if`"))?);
+            continue;
+        }
+        if t == "#endif" {
+            cond.take().ok_or_else(|| err(i, "`#endif` without `#if`"))?;
+            continue;
+        }
+        if cond == Some(false) {
+            continue;
+        }
         if t == IMPORT && !imported {
             imported = true;
             text.push_str("// storage types of this variant (src/gpu/shader.rs)\n");
@@ -189,7 +240,7 @@ pub fn compose_as(shader: &ShaderSource, storage: Storage) -> Result<Composed> {
             text.push_str(&prelude_text());
         } else if t.starts_with('#') {
             return Err(Error::Kernel(format!(
-                "kernels/{}.wgsl:{}: unknown or repeated directive `{t}` (only one `{IMPORT}` is supported)",
+                "kernels/{}.wgsl:{}: unknown or repeated directive `{t}` (supported: one `{IMPORT}`, and `#if subgroups` / `#else` / `#endif`)",
                 shader.name,
                 i + 1
             )));
@@ -197,6 +248,9 @@ pub fn compose_as(shader: &ShaderSource, storage: Storage) -> Result<Composed> {
             text.push_str(line);
             text.push('\n');
         }
+    }
+    if cond.is_some() {
+        return Err(Error::Kernel(format!("kernels/{}.wgsl: `#if` without `#endif`", shader.name)));
     }
     let mut h = std::hash::DefaultHasher::new();
     text.hash(&mut h);

@@ -198,6 +198,8 @@ pub struct Conv2dWeights {
     taps_bytes: u64,
     /// bias[cout] then scale[cout].
     epi: Tensor,
+    /// A bias or scale was given (else the kernel skips the table: HAS_EPI).
+    has_epi: bool,
 }
 
 impl std::fmt::Debug for Conv2dWeights {
@@ -413,6 +415,7 @@ impl Conv2dWeights {
             taps: make("conv taps", bytemuck::cast_slice(&taps)),
             taps_bytes: (taps.len() * 4) as u64,
             epi: Tensor::from_slice(ctx, Shape::new(1, 1, 2, cout), &epi)?,
+            has_epi: bias.is_some() || scale.is_some(),
         })
     }
 
@@ -765,6 +768,12 @@ fn launch(
         ("ACT", act.constant()),
         ("HAS_RES", if residual.is_some() { 1.0 } else { 0.0 }),
         ("HAS_PRE", if pre.is_some() { 1.0 } else { 0.0 }),
+        ("HAS_EPI", if w.has_epi { 1.0 } else { 0.0 }),
+        // CPU entries compute taps by constant division (a table load is a
+        // loop over the lanes there); the tiled GPU kernel keeps the table.
+        ("TAPS_BY_DIVISION", if rows { 1.0 } else { 0.0 }),
+        ("KH", if rows { w.shape[2] as f64 } else { 1.0 }),
+        ("KW", if rows { w.shape[3] as f64 } else { 1.0 }),
         ("PRE_IN_Y", if in_place { 1.0 } else { 0.0 }),
         ("A_VEC", if geo.cout_g % 4 == 0 { 1.0 } else { 0.0 }),
         ("TSY", tsy),

@@ -13,8 +13,9 @@ crate::kernel_params! {
     pub struct ProbeUniform = "probe"::"Params" { n: u32, iters: u32, a: f32, b: f32 }
 }
 
-/// Multiply-add chains: one thread per vec4 of `out`, `iters` trips of 8
-/// vec4 multiply-adds (64 flops a trip). The cost carries the flop count.
+/// Multiply-add chains: one thread per vec4 of `out`, `iters` steps of 8
+/// vec4 multiply-adds (64 flops a step; the kernel runs four steps per loop
+/// trip, see probe.wgsl). The cost carries the flop count.
 pub fn fma_peak(ctx: &GpuContext, out: &Tensor, iters: usize) -> Result<Dispatch> {
     if out.numel() % 4 != 0 {
         return Err(Error::Shape(format!("probe.fma_peak: {} values are not whole vec4s", out.numel())));

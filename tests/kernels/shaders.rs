@@ -2,9 +2,12 @@
 //! compiled: composed with the prelude (see src/gpu/shader.rs), in every
 //! storage variant tested (all f32, all f16, two mixed). WGSL has no
 //! implicit conversions, so a load not widened to f32 or a store not rounded
-//! to the binding's `name_t` fails here in the f16 variants.
+//! to the binding's `name_t` fails here in the f16 variants. Each variant is
+//! composed for both device traits: with subgroups, and plain, which must
+//! validate without naga's subgroup capabilities (what a device without
+//! them compiles).
 
-use wgsr::gpu::{binding_classes, compose, compose_as, prelude_text, BindingClass, Storage, PRELUDE_NAME};
+use wgsr::gpu::{binding_classes, compose, compose_for, prelude_text, BindingClass, Storage, Traits, PRELUDE_NAME};
 use wgsr::ops::KERNELS;
 
 /// All f32, all f16, and alternating bindings (mixed variants: f16
@@ -26,17 +29,63 @@ fn every_kernel_file_validates() {
         }
         let shader = KERNELS.iter().find(|k| k.name == stem).unwrap_or_else(|| panic!("{} is not in wgsr::ops::KERNELS", path.display()));
         for storage in VARIANTS {
-            let src = compose_as(shader, storage).unwrap_or_else(|e| panic!("{}: {e}", path.display())).text;
-            let module = naga::front::wgsl::parse_str(&src)
-                .unwrap_or_else(|e| panic!("{} ({storage:?}): {}", path.display(), e.emit_to_string(&src)));
-            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
-                .validate(&module)
-                .unwrap_or_else(|e| panic!("{} ({storage:?}): {}", path.display(), e.emit_to_string(&src)));
-            assert!(!module.entry_points.is_empty(), "{} has no entry points", path.display());
+            for traits in [Traits::ALL, Traits::PLAIN] {
+                let src = compose_for(shader, storage, traits).unwrap_or_else(|e| panic!("{}: {e}", path.display())).text;
+                let module = naga::front::wgsl::parse_str(&src)
+                    .unwrap_or_else(|e| panic!("{} ({storage:?}, {traits:?}): {}", path.display(), e.emit_to_string(&src)));
+                let caps = if traits.subgroups { Capabilities::all() } else { no_subgroups() };
+                naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+                    .validate(&module)
+                    .unwrap_or_else(|e| panic!("{} ({storage:?}, {traits:?}): {}", path.display(), e.emit_to_string(&src)));
+                assert!(!module.entry_points.is_empty(), "{} has no entry points", path.display());
+            }
         }
         count += 1;
     }
     assert!(count >= 1, "no kernels found in {}", dir.display());
+}
+
+use naga::valid::Capabilities;
+
+fn no_subgroups() -> Capabilities {
+    Capabilities::all() - (Capabilities::SUBGROUP | Capabilities::SUBGROUP_BARRIER | Capabilities::SUBGROUP_VERTEX_STAGE)
+}
+
+#[test]
+fn subgroup_code_needs_the_capability() {
+    // The check above is only worth something if naga refuses subgroup code
+    // without the capability.
+    let src = "@compute @workgroup_size(8) fn main(@builtin(subgroup_invocation_id) sl: u32) { let v = subgroupBroadcast(f32(sl), 0u); }\n";
+    let module = naga::front::wgsl::parse_str(src).unwrap();
+    assert!(naga::valid::Validator::new(naga::valid::ValidationFlags::all(), no_subgroups()).validate(&module).is_err());
+    assert!(naga::valid::Validator::new(naga::valid::ValidationFlags::all(), Capabilities::all()).validate(&module).is_ok());
+}
+
+#[test]
+fn trait_directives_pick_one_branch() {
+    let src = "#import prelude\nconst A: u32 = 0u;\n#if subgroups\nconst B: u32 = 1u;\n#else\nconst B: u32 = 2u;\n#endif\nconst C: u32 = 3u;\n";
+    let shader = wgsr::gpu::ShaderSource::new("t", src);
+    let on = compose_for(&shader, Storage::F32, Traits::ALL).unwrap().text;
+    let off = compose_for(&shader, Storage::F32, Traits::PLAIN).unwrap().text;
+    assert!(on.contains("const B: u32 = 1u;") && !on.contains("const B: u32 = 2u;"));
+    assert!(off.contains("const B: u32 = 2u;") && !off.contains("const B: u32 = 1u;"));
+    for t in [&on, &off] {
+        assert!(t.contains("const A: u32 = 0u;") && t.contains("const C: u32 = 3u;") && !t.contains("#if") && !t.contains("#e"));
+    }
+    // compose / compose_as are the plain composition.
+    assert_eq!(compose(&shader).unwrap().text, off);
+    for bad in [
+        "#if subgroups\n#if subgroups\n#endif\n#endif\n",
+        "#if subgroups\n",
+        "#else\n",
+        "#endif\n",
+        "#if wide_lanes\n#endif\n",
+    ] {
+        let shader = wgsr::gpu::ShaderSource::new("bad", bad);
+        for traits in [Traits::ALL, Traits::PLAIN] {
+            assert!(compose_for(&shader, Storage::F32, traits).is_err(), "{bad:?} composed");
+        }
+    }
 }
 
 #[test]
