@@ -697,16 +697,20 @@ fn launch(
     // Same sums, same bits.
     let narrow = rows && ntot <= NARROW_MAX_COLS;
     let cj = if narrow { ntot.min(NARROW_CJ) } else { 1 };
-    // conv2d_rows tile: 4*rq channels x 64*rj columns (rq*rj <= 32). Wide
-    // (rj = 8) is fastest on llvmpipe where there are enough columns;
-    // narrower tiles waste fewer lanes on small images.
+    // conv2d_rows tile: 4*rq channels x 64*rj columns (rq*rj <= 32). Per k
+    // step a thread gathers rj inputs (each a loop over the lanes on
+    // llvmpipe) and loads the rq weight quads (one lane loop with subgroups),
+    // so 32 channels x 4 columns shares each gather over the most channels:
+    // measured faster than 16 x 8 on every conv of the kernel bench once the
+    // weights were broadcast (3x3 64->64 at 128x128 39 vs 53 ms, convT 4x4
+    // 38 vs 54 ms; min of 3 interleaved runs). Fewer than 256 columns: 2 wide.
     // Few output channels (coupling-net outputs: 3, 18): a channel tile of
-    // 4 or 8 instead of 16 multiplies fewer padding rows.
+    // 4, 8 or 16 multiplies fewer padding rows.
     let (rq, rj) = match ntot {
         _ if geo.cout_g <= 4 => (1, 8),
         _ if geo.cout_g <= 8 => (2, 8),
-        n if n >= 4096 || geo.cout_g <= 16 => (4, 8),
-        n if n >= 1024 => (8, 4),
+        _ if geo.cout_g <= 16 => (4, 8),
+        n if n >= 256 => (8, 4),
         _ => (8, 2),
     };
     // conv2d_rows holds accumulators for RQ <= 8 channel quads and RJ <= 8
