@@ -205,8 +205,8 @@ pub fn compose_for(shader: &ShaderSource, storage: Storage, traits: Traits) -> R
         text.push_str("enable f16;\n");
     }
     let mut imported = false;
-    // Inside an `#if`: Some(keep the current branch).
-    let mut cond: Option<bool> = None;
+    // Inside an `#if`: Some((keep the current branch, past its `#else`)).
+    let mut cond: Option<(bool, bool)> = None;
     let err = |i: usize, what: &str| Error::Kernel(format!("kernels/{}.wgsl:{}: {what}", shader.name, i + 1));
     for (i, line) in shader.source.lines().enumerate() {
         let t = line.trim();
@@ -214,21 +214,26 @@ pub fn compose_for(shader: &ShaderSource, storage: Storage, traits: Traits) -> R
             if cond.is_some() {
                 return Err(err(i, "nested `#if` (one level only)"));
             }
-            cond = Some(match name.trim() {
+            let keep = match name.trim() {
                 "subgroups" => traits.subgroups,
                 other => return Err(err(i, &format!("unknown trait `{other}` (known: subgroups)"))),
-            });
+            };
+            cond = Some((keep, false));
             continue;
         }
         if t == "#else" {
-            cond = Some(!cond.ok_or_else(|| err(i, "`#else` without `#if`"))?);
+            cond = match cond {
+                Some((keep, false)) => Some((!keep, true)),
+                Some((_, true)) => return Err(err(i, "second `#else` in one `#if`")),
+                None => return Err(err(i, "`#else` without `#if`")),
+            };
             continue;
         }
         if t == "#endif" {
             cond.take().ok_or_else(|| err(i, "`#endif` without `#if`"))?;
             continue;
         }
-        if cond == Some(false) {
+        if cond.is_some_and(|(keep, _)| !keep) {
             continue;
         }
         if t == IMPORT && !imported {

@@ -77,6 +77,7 @@ fn trait_directives_pick_one_branch() {
     for bad in [
         "#if subgroups\n#if subgroups\n#endif\n#endif\n",
         "#if subgroups\n",
+        "#if subgroups\n#else\n#else\n#endif\n",
         "#else\n",
         "#endif\n",
         "#if wide_lanes\n#endif\n",
