@@ -279,6 +279,9 @@ fn conv_family(b: &mut Bench) {
     conv_entry(b, "conv3x3 131->18", Shape::new(1, 131, 64, 64), [18, 131, 3, 3], p1, Activation::None);
     conv_entry(b, "conv3x3 137->3", Shape::new(1, 137, 64, 64), [3, 137, 3, 3], p1, Activation::None);
     conv_entry(b, "conv3x3 64->6", Shape::new(1, 64, 64, 64), [6, 64, 3, 3], p1, Activation::None);
+    // PixelCNN's cached sampler: one pixel (conv2d_narrow on CPU adapters).
+    conv_entry(b, "conv1x1 1024->256 1px", Shape::new(1, 1024, 1, 1), [256, 1024, 1, 1], Conv2dParams::default(), Activation::None);
+    conv_entry(b, "conv1x1 160->64 1px", Shape::new(1, 160, 1, 1), [64, 160, 1, 1], Conv2dParams::default(), Activation::None);
     for (tile, tag) in [(WinogradTile::F2, "wino2"), (WinogradTile::F4, "wino4")] {
         winograd_entry(b, &format!("{tag} conv3x3 64->64"), Shape::new(1, 64, 128, 128), 64, tile, Activation::None);
         winograd_entry(b, &format!("{tag} conv3x3 64->64 relu"), Shape::new(1, 64, 64, 64), 64, tile, Activation::Relu);

@@ -28,7 +28,8 @@ zero, RRDB convs Kaiming x0.1, coupling DenseBlocks Xavier x0.1 with a zero last
 random orthogonal (official initialisers).
 
 Optional SR terms: --sample-frac (part of each batch reversed at --sample-heat, L1 on the sample),
---lf-weight (L1 of the 4x4 box means: colour cast, flat areas); --init starts from shipped weights;
+--lf-weight (L1 of the 4x4 box means: colour cast, flat areas), --flat-frac (part of each batch
+drawn as the flattest of 8 random patches); --init starts from shipped weights;
 --schedule cosine [--schedule-minutes] [--warmup].  Rescale: ActNorm data init of the split-off
 flows only (--actnorm-init).
 
@@ -192,14 +193,29 @@ def load_pairs(cache, split):
     return out
 
 
-def sample_batch(pairs, rng, batch, patch):
+def lr_roughness(l):
+    """Mean absolute neighbour difference of an LR patch (uint8 levels): low = flat."""
+    f = l.astype(np.float32)
+    return float(np.abs(np.diff(f, axis=0)).mean() + np.abs(np.diff(f, axis=1)).mean())
+
+
+def sample_batch(pairs, rng, batch, patch, flat=0, candidates=8):
+    """`batch` random aligned HR/LR patches; the first `flat` of them are each the flattest
+    (lr_roughness) of `candidates` random draws, so smooth regions (where the fixed-pattern
+    texture of a small model costs the most PSNR) are trained more often (first: the heat-0
+    part of the batch, see sr_pixel_loss)."""
     lp = patch // SCALE
     hrs, lrs = [], []
-    for _ in range(batch):
-        hr, lr = pairs[rng.randint(len(pairs))]
-        i, j = rng.randint(lr.shape[0] - lp + 1), rng.randint(lr.shape[1] - lp + 1)
-        h = hr[i * SCALE:(i + lp) * SCALE, j * SCALE:(j + lp) * SCALE]
-        l = lr[i:i + lp, j:j + lp]
+    for n in range(batch):
+        best = None
+        for _ in range(candidates if n < flat else 1):
+            hr, lr = pairs[rng.randint(len(pairs))]
+            i, j = rng.randint(lr.shape[0] - lp + 1), rng.randint(lr.shape[1] - lp + 1)
+            l = lr[i:i + lp, j:j + lp]
+            r = lr_roughness(l) if n < flat else 0.0
+            if best is None or r < best[0]:
+                best = (r, hr[i * SCALE:(i + lp) * SCALE, j * SCALE:(j + lp) * SCALE], l)
+        _, h, l = best
         k, flip = rng.randint(4), rng.randint(2)
         h, l = np.rot90(h, k), np.rot90(l, k)
         if flip:
@@ -400,6 +416,8 @@ def main(argv=None):
     ap.add_argument("--sample-frac", type=float, default=0.0,
                     help="SR: fraction of each batch whose pixel loss uses a heat --sample-heat sample")
     ap.add_argument("--sample-heat", type=float, default=0.9)
+    ap.add_argument("--flat-frac", type=float, default=0.0,
+                    help="fraction of each batch drawn as the flattest of 8 random patches (smooth areas)")
     ap.add_argument("--lf-weight", type=float, default=0.0,
                     help="SR: weight of L1(avgpool4(SR), avgpool4(HR)) in the pixel step")
     ap.add_argument("--lr-weight", type=float, default=5e-2, help="rescale: LR MSE weight")
@@ -465,7 +483,7 @@ def main(argv=None):
                 m._inited = True
             old = ck.get("args", {})
             for k in ("task", "K", "after", "hidden", "nf", "gc", "nb", "patch", "batch", "steps", "lr", "schedule", "schedule_minutes",
-                      "warmup", "actnorm_init", "nll_every", "nll_weight", "pixel_weight", "sample_frac", "sample_heat", "lf_weight", "lr_weight",
+                      "warmup", "actnorm_init", "nll_every", "nll_weight", "pixel_weight", "sample_frac", "sample_heat", "flat_frac", "lf_weight", "lr_weight",
                       "z_weight", "heat_reverse", "seed", "threads"):
                 if k in old and old[k] != getattr(a, k, None):
                     print("warning: --%s %s differs from the checkpoint's %s (the run continues with the new value)"
@@ -515,7 +533,7 @@ def main(argv=None):
             logf.write(json.dumps(rec) + "\n")
             tstart, tlog = time.time(), time.time()
         while step < a.steps:
-            hr, lr = sample_batch(pairs, rng, a.batch, a.patch)
+            hr, lr = sample_batch(pairs, rng, a.batch, a.patch, flat=int(round(a.batch * a.flat_frac)))
             hr, lr = hr.to(dev), lr.to(dev)
             for g in opt.param_groups:
                 g["lr"] = lr_at(a, step, elapsed)

@@ -10,6 +10,7 @@ pub mod attention;
 pub mod conv;
 pub mod coupling;
 pub mod elementwise;
+pub mod gated_stack;
 pub mod grad;
 pub mod invconv;
 pub mod matmul;
@@ -73,6 +74,7 @@ pub const KERNELS: &[crate::gpu::ShaderSource] = &[
     conv::SHADER,
     elementwise::SHADER,
     flow::SHADER,
+    gated_stack::SHADER,
     grad::SHADER,
     matmul::SHADER,
     norm::SHADER,

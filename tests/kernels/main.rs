@@ -11,6 +11,7 @@ mod conv;
 mod conv_cat;
 mod elementwise;
 mod flow;
+mod gated_stack;
 mod grad;
 mod half;
 mod matmul;

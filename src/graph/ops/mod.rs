@@ -6,6 +6,7 @@ pub mod conv_cat;
 pub mod dense;
 pub mod elementwise;
 pub mod flow;
+pub mod gated_stack;
 pub mod reshape;
 pub mod sampling;
 pub mod winograd;

@@ -8,15 +8,18 @@
 //!   Outputs: `vh{i}` = v_to_h(v_conv_i(v_i)) at row r [N, 2C, 1, W] and row r
 //!   of v_i (`v{i}`, i >= 1), which the host keeps for the next rows.
 //! * `pixel`: one sub-pixel (r, q). Inputs: `x_win` [N, 3*kin*kin, 1, 1], the
-//!   input conv's window of the scaled image around (r, q); `hist{i}`
-//!   [N, C*kh, 1, 1], columns q-ph..q-1 of block i's horizontal input h_i at
-//!   row r (channel ci*kh + kx = column q-ph+kx; zeros left of the image and
-//!   for kx >= ph), with column q computed here and inserted at kx = ph;
-//!   `vh{i}` [N, 2C, 1, 1], column q of `vrow`'s output. Outputs: the B
-//!   logits of one colour c (the graph is built per colour: its head is
-//!   out2's 256 output channels of colour c, a third of the step's largest
-//!   conv) [N, 256, 1, 1] and column q of every h_i (`h{i}`), final once
-//!   the pixel's last colour is drawn.
+//!   input conv's window of the scaled image around (r, q); `hist`
+//!   [N, blocks*C*kh, 1, 1], per block i the columns q-ph..q-1 of its
+//!   horizontal input h_i at row r (channel (i*C + ci)*kh + kx = column
+//!   q-ph+kx; zeros left of the image and for kx >= ph), with column q
+//!   computed here and inserted at kx = ph; `vh` [N, blocks*2C, 1, 1], column
+//!   q of every `vrow` output. Outputs: the B logits of one colour c (the
+//!   graph is built per colour: its head is out2's 256 output channels of
+//!   colour c, a third of the step's largest conv) [N, 256, 1, 1] and column
+//!   q of every h_i (`hs`, [N, blocks*C, 1, 1]), final once the pixel's last
+//!   colour is drawn. The horizontal stack is one `gated_stack` node (one
+//!   dispatch for all blocks) where its kernel holds the sizes, else the
+//!   per-block ops (window insert, h_conv, gate, h_out): the same bits.
 //!
 //! Bit-identical to the `prior` graph: a window laid out as channels in the
 //! conv's k order (ci, ky, kx) with the kernel flattened the same way gives
@@ -29,6 +32,7 @@
 use crate::graph::ops::conv::Conv;
 use crate::graph::{Graph, GraphBuilder, TensorId};
 use crate::ops::conv::{Activation, Conv2dParams};
+use crate::ops::gated_stack::GatedStack;
 use crate::weights::{HostTensor, WeightStore};
 use crate::{GpuContext, Result, Shape};
 
@@ -75,23 +79,39 @@ pub(crate) fn vrow_graph(ctx: &GpuContext, w: &WeightStore, cfg: &PixelCnnConfig
 }
 
 pub(crate) fn pixel_graph(ctx: &GpuContext, w: &WeightStore, cfg: &PixelCnnConfig, n: usize, colour: usize) -> Result<Graph> {
+    pixel_graph_as(ctx, w, cfg, n, colour, GatedStack::supports(cfg.prior_channels, cfg.prior_h_kernel))
+}
+
+/// `pixel_graph` with the horizontal stack fused (one `gated_stack` node) or
+/// as the per-block ops (`fused` false; tests compare the two).
+pub(crate) fn pixel_graph_as(ctx: &GpuContext, w: &WeightStore, cfg: &PixelCnnConfig, n: usize, colour: usize, fused: bool) -> Result<Graph> {
     let mut g = GraphBuilder::with_weights(ctx, w);
     // The samplers' graphs must give the same bits as each other (the cached
     // sampler recomputes windows, the others whole maps): direct convs only.
     g.set_winograd(None);
-    let (c, kin, kh) = (cfg.prior_channels, cfg.prior_in_kernel, cfg.prior_h_kernel);
+    let (c, kin, kh, nb) = (cfg.prior_channels, cfg.prior_in_kernel, cfg.prior_h_kernel, cfg.prior_blocks);
     let x = g.input("x_win", Shape::new(n, COLOURS * kin * kin, 1, 1))?;
-    let mut h = window_conv(&mut g, "prior.conv_in", x, Conv::default())?;
-    for i in 0..cfg.prior_blocks {
-        let b = format!("prior.blocks.{i}");
-        g.output(&format!("h{i}"), h)?;
-        let hist = g.input(&format!("hist{i}"), Shape::new(n, c * kh, 1, 1))?;
-        let vh = g.input(&format!("vh{i}"), Shape::new(n, 2 * c, 1, 1))?;
-        let win = g.insert_channels(&format!("{b}.h_window"), hist, h, kh / 2, kh)?;
-        let hp = window_conv(&mut g, &format!("{b}.h_conv"), win, Conv::default().residual(vh, 1.0, 1.0))?;
-        let gated = g.gate(&format!("{b}.h_gate"), hp)?;
-        h = g.conv2d(&format!("{b}.h_out"), gated, &format!("{b}.h_out"), Conv::default().residual(h, 1.0, 1.0))?;
-    }
+    let hist = g.input("hist", Shape::new(n, nb * c * kh, 1, 1))?;
+    let vh = g.input("vh", Shape::new(n, nb * 2 * c, 1, 1))?;
+    let h0 = window_conv(&mut g, "prior.conv_in", x, Conv::default())?;
+    let (hs, h) = if fused {
+        g.gated_stack("prior.h_stack", h0, hist, vh, "prior.blocks.", nb, kh)?
+    } else {
+        let mut h = h0;
+        let mut hs = Vec::with_capacity(nb);
+        for i in 0..nb {
+            let b = format!("prior.blocks.{i}");
+            hs.push(h);
+            let hist_i = g.slice_channels(&format!("{b}.hist"), hist, i * c * kh, 1, c * kh)?;
+            let vh_i = g.slice_channels(&format!("{b}.vh"), vh, i * 2 * c, 1, 2 * c)?;
+            let win = g.insert_channels(&format!("{b}.h_window"), hist_i, h, kh / 2, kh)?;
+            let hp = window_conv(&mut g, &format!("{b}.h_conv"), win, Conv::default().residual(vh_i, 1.0, 1.0))?;
+            let gated = g.gate(&format!("{b}.h_gate"), hp)?;
+            h = g.conv2d(&format!("{b}.h_out"), gated, &format!("{b}.h_out"), Conv::default().residual(h, 1.0, 1.0))?;
+        }
+        (g.concat("prior.h_cache", &hs)?, h)
+    };
+    g.output("hs", hs)?;
     let hid = g.conv2d("prior.out1", h, "prior.out1", Conv::default().act(Activation::Relu))?;
     // Output channels colour*256.. of out2: each channel's sum is its own, so
     // dropping the other colours' channels changes no bit.

@@ -37,13 +37,14 @@ pub(super) fn sample(
     let mut vring = vec![vec![0f32; pv * row]; nb];
     // Row r of every block's horizontal input h_i, filled in as its columns become final.
     let mut hrow = vec![vec![0f32; row]; nb];
-    let (mut vhist, mut hist) = (vec![0f32; n * c * kv * w], vec![0f32; n * c * kh]);
-    let (mut vcol, mut xwin) = (vec![0f32; n * 2 * c], vec![0f32; n * COLOURS * kin * kin]);
+    // The pixel graph's inputs: every block's window history and vertical
+    // column, [n][block][...] (cache_graphs.rs).
+    let (mut vhist, mut hist) = (vec![0f32; n * c * kv * w], vec![0f32; n * nb * c * kh]);
+    let (mut vcol, mut xwin) = (vec![0f32; n * nb * 2 * c], vec![0f32; n * COLOURS * kin * kin]);
     let names = |p: &str, r: std::ops::Range<usize>| r.map(|i| format!("{p}{i}")).collect::<Vec<_>>();
     let (vhist_n, vh_n, v_n) = (names("vhist", 0..nb), names("vh", 0..nb), names("v", 1..nb));
-    let (hist_n, h_n) = (names("hist", 0..nb), names("h", 0..nb));
     let vrow_out: Vec<&str> = vh_n.iter().chain(&v_n).map(String::as_str).collect();
-    let pixel_out: Vec<&str> = std::iter::once("b").chain(h_n.iter().map(String::as_str)).collect();
+    let pixel_out = ["b", "hs"];
     let mut done = 0;
     for r in 0..h {
         if done == steps {
@@ -69,23 +70,24 @@ pub(super) fn sample(
         }
         for q in 0..w {
             // Per pixel: column q of each vh_i and columns q-ph..q-1 of each h_i.
-            for i in 0..nb {
-                for (sc, v) in vcol.iter_mut().enumerate() {
-                    *v = vh[i][sc * w + q];
-                }
-                for e in pixel.iter_mut() {
-                    e.set_input(ctx, &vh_n[i], &vcol)?;
-                }
-                hist.fill(0.0);
-                for kx in 0..ph {
-                    let Some(col) = (q + kx).checked_sub(ph) else { continue };
-                    for sc in 0..n * c {
-                        hist[sc * kh + kx] = hrow[i][sc * w + col];
+            hist.fill(0.0);
+            for s in 0..n {
+                for i in 0..nb {
+                    let at = s * nb + i;
+                    for ch in 0..2 * c {
+                        vcol[at * 2 * c + ch] = vh[i][(s * 2 * c + ch) * w + q];
+                    }
+                    for kx in 0..ph {
+                        let Some(col) = (q + kx).checked_sub(ph) else { continue };
+                        for ci in 0..c {
+                            hist[(at * c + ci) * kh + kx] = hrow[i][(s * c + ci) * w + col];
+                        }
                     }
                 }
-                for e in pixel.iter_mut() {
-                    e.set_input(ctx, &hist_n[i], &hist)?;
-                }
+            }
+            for e in pixel.iter_mut() {
+                e.set_input(ctx, "vh", &vcol)?;
+                e.set_input(ctx, "hist", &hist)?;
             }
             for (colour, e) in pixel.iter_mut().enumerate() {
                 if done == steps {
@@ -112,9 +114,12 @@ pub(super) fn sample(
                 let outs = e.read_outputs(ctx, if last { &pixel_out } else { &pixel_out[..1] })?;
                 cv.draw(&outs[0], LEVELS, colour * LEVELS, 1, 0, r, q, colour);
                 if last {
-                    for (hr, col) in hrow.iter_mut().zip(&outs[1..]) {
-                        for (sc, &v) in col.iter().enumerate() {
-                            hr[sc * w + q] = v;
+                    let hs = &outs[1];
+                    for s in 0..n {
+                        for (i, hr) in hrow.iter_mut().enumerate() {
+                            for ci in 0..c {
+                                hr[(s * c + ci) * w + q] = hs[(s * nb + i) * c + ci];
+                            }
                         }
                     }
                 }
