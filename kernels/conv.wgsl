@@ -47,6 +47,7 @@ struct Params {
     wo: u32,
     howo: u32,
     cin_g: u32,     // input channels per group
+    x_gstride: u32, // input channels from one group's first to the next's (cin_g but for a strided GEMM)
     cout_g: u32,    // output channels per group (M)
     k: u32,         // K
     ntot: u32,      // N = batch*Ho*Wo
@@ -133,7 +134,7 @@ fn column(n: u32, g: u32) -> Col {
     let oy = pix / p.wo;
     let ox = pix - oy * p.wo;
     c.obase = b * p.cout * p.howo + pix;
-    c.xbase = (b * p.cin + g * p.cin_g) * p.hw;
+    c.xbase = (b * p.cin + g * p.x_gstride) * p.hw;
     if (MODE == CONV_POINTWISE) {
         c.xbase += pix;
     }

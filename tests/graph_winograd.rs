@@ -117,3 +117,80 @@ fn stride_two_and_dilated_convs_stay_direct() {
     let d = g.build().unwrap().dump();
     assert!(!d.contains("winograd"), "{d}");
 }
+
+/// An ESRGAN dense block (input in two parts, growth 16, LeakyReLU, conv5
+/// with a residual) built with shared Winograd transforms and with one
+/// `conv2d_cat` per conv: the same bits, for F(4x4) and F(2x2), batch 2.
+#[test]
+fn shared_dense_block_transforms_give_the_per_conv_bits() {
+    let c = ctx();
+    let (n, h, w, gc) = (2, 13, 11, 16);
+    let parts = [24usize, 8];
+    let cin0: usize = parts.iter().sum();
+    let mut rng = Rng::new(77);
+    let mut ws = WeightStore::new();
+    let mut shapes = Vec::new();
+    for j in 1..=5 {
+        let cin = cin0 + (j - 1) * gc;
+        let cout = if j == 5 { cin0 } else { gc };
+        let a = 1.0 / (9.0 * cin as f64).sqrt();
+        ws.insert(&format!("b.conv{j}.weight"), HostTensor::new(vec![cout, cin, 3, 3], rng.vec(cout * cin * 9, -a, a)).unwrap());
+        ws.insert(&format!("b.conv{j}.bias"), HostTensor::new(vec![cout], rng.vec(cout, -0.1, 0.1)).unwrap());
+        shapes.push([cout, cin, 3, 3]);
+    }
+    let xs: Vec<Vec<f32>> = parts.iter().map(|&ci| rng.vec(n * ci * h * w, -1.0, 1.0)).collect();
+    let res = rng.vec(n * cin0 * h * w, -1.0, 1.0);
+    let lrelu = || Conv::same(3).act(Activation::LeakyRelu(0.2));
+    for tile in [WinogradTile::F4, WinogradTile::F2] {
+        let mut outs = Vec::new();
+        for shared in [false, true] {
+            let mut g = GraphBuilder::with_weights(c, &ws);
+            g.set_winograd(Some(tile));
+            let ins: Vec<_> = parts.iter().enumerate().map(|(i, &ci)| g.input(&format!("x{i}"), Shape::new(n, ci, h, w)).unwrap()).collect();
+            let r = g.input("r", Shape::new(n, cin0, h, w)).unwrap();
+            let y = if shared {
+                let mut f = g.winograd_features("b.features", ins[0], shapes[4][1], &shapes, 1).unwrap().expect("the block's convs run as Winograd");
+                g.winograd_features_push("b.part1", &mut f, ins[1]).unwrap();
+                for j in 1..=4 {
+                    let y = g.conv2d_features_from(&format!("b.conv{j}"), &f, &format!("b.conv{j}"), lrelu()).unwrap();
+                    g.winograd_features_push(&format!("b.x{j}"), &mut f, y).unwrap();
+                }
+                assert_eq!(f.channels(), shapes[4][1]);
+                // A conv over more channels than were pushed is refused.
+                assert!(g.conv2d_features_from("bad", &f, "b.conv1", lrelu()).is_err());
+                g.conv2d_features_from("b.conv5", &f, "b.conv5", Conv::same(3).residual(r, 0.2, 1.0)).unwrap()
+            } else {
+                let mut feats = ins.clone();
+                for j in 1..=4 {
+                    let y = g.conv2d_cat(&format!("b.conv{j}"), &feats, &format!("b.conv{j}"), lrelu()).unwrap();
+                    feats.push(y);
+                }
+                g.conv2d_cat("b.conv5", &feats, "b.conv5", Conv::same(3).residual(r, 0.2, 1.0)).unwrap()
+            };
+            g.output("y", y).unwrap();
+            let graph = g.build().unwrap();
+            let d = graph.dump();
+            assert_eq!(d.contains("winograd_features"), shared, "{d}");
+            assert!(d.contains(&format!("winograd {tile:?}")), "every conv of the block runs as Winograd\n{d}");
+            let mut e = Executor::new(c, graph).unwrap();
+            for (i, x) in xs.iter().enumerate() {
+                e.set_input(c, &format!("x{i}"), x).unwrap();
+            }
+            e.set_input(c, "r", &res).unwrap();
+            e.run(c).unwrap();
+            outs.push(e.read_output(c, "y").unwrap());
+        }
+        assert!(outs[0].iter().all(|v| v.is_finite()) && outs[0].iter().any(|&v| v != 0.0));
+        let same = outs[0].iter().zip(&outs[1]).all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "{tile:?}: shared transforms changed the dense block's output bits");
+    }
+    // Gradient graphs and convs that would not run as Winograd get None (build them with conv2d_cat).
+    let mut g = GraphBuilder::with_weights(c, &ws);
+    g.enable_gradients();
+    let x = g.input("x", Shape::new(1, cin0, h, w)).unwrap();
+    assert!(g.winograd_features("f", x, shapes[4][1], &shapes, 1).unwrap().is_none());
+    let mut g = GraphBuilder::with_weights(c, &ws);
+    g.set_winograd(None);
+    let x = g.input("x", Shape::new(1, cin0, h, w)).unwrap();
+    assert!(g.winograd_features("f", x, shapes[4][1], &shapes, 1).unwrap().is_none());
+}

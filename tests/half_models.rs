@@ -126,7 +126,16 @@ fn hcflow_f16_graphs_take_half_the_memory() {
         mib(f32_plan.max_buffer),
         mib(f16_plan.max_buffer)
     );
-    assert!(f16_plan.peak < f32_plan.peak, "f16 plans {} B vs {} B in f32", f16_plan.peak, f32_plan.peak);
+    // With every 3x3 conv forced onto Winograd (WGSR_WINOGRAD, a CI line) the
+    // peak is a dense block's f32 transforms (V is shared by the block's five
+    // convs and lives across it, f32 in both precisions): f16 can only tie.
+    // By default f16 graphs run direct convs and plan well under half.
+    let forced = std::env::var("WGSR_WINOGRAD").is_ok_and(|v| ["all", "f2", "f4"].iter().any(|t| v.to_ascii_lowercase().contains(t)));
+    if forced {
+        assert!(f16_plan.peak <= f32_plan.peak, "f16 plans {} B vs {} B in f32", f16_plan.peak, f32_plan.peak);
+    } else {
+        assert!(2 * f16_plan.peak < f32_plan.peak, "f16 plans {} B vs {} B in f32", f16_plan.peak, f32_plan.peak);
+    }
 }
 
 #[test]

@@ -47,6 +47,7 @@ crate::kernel_params! {
         wo: u32,
         howo: u32,
         cin_g: u32,
+        x_gstride: u32,
         cout_g: u32,
         k: u32,
         ntot: u32,
@@ -460,6 +461,9 @@ struct Geometry {
     out: Shape,
     groups: usize,
     cin_g: usize,
+    /// Input channels between consecutive groups' first channels (cin_g but
+    /// for [`conv2d_group_strided`]).
+    x_gstride: usize,
     cout_g: usize,
     stride: [usize; 2],
     padding: [usize; 2],
@@ -514,6 +518,7 @@ fn conv_geometry(x: Shape, w: &Conv2dWeights, p: &Conv2dParams) -> Result<Geomet
         out: Shape::new(x.n(), cout, ho, wo),
         groups: p.groups,
         cin_g,
+        x_gstride: cin_g,
         cout_g: cout / p.groups,
         stride: p.stride,
         padding: p.padding,
@@ -563,6 +568,7 @@ fn transposed_geometry(x: Shape, w: &Conv2dWeights, p: &ConvTranspose2dParams) -
         out: Shape::new(x.n(), wg * cout_g, ho, wo),
         groups: wg,
         cin_g: cin / wg,
+        x_gstride: cin / wg,
         cout_g,
         stride: p.stride,
         padding: p.padding,
@@ -618,6 +624,36 @@ pub fn conv2d_pre(
     let [_, _, kh, kw] = w.shape;
     let pointwise = kh == 1 && kw == 1 && p.stride == [1, 1] && p.padding == [0, 0];
     launch(ctx, "conv2d", &geo, w, if pointwise { ConvMode::Pointwise } else { ConvMode::General }, x, epi, residual, pre, out)
+}
+
+/// A grouped 1x1 conv (stride 1, no padding) whose group g reads its
+/// `cin_g` input channels (the weights' `[_, cin_g, 1, 1]`) from channel
+/// `g * group_stride` of `x`, which has `groups * group_stride` channels:
+/// the Winograd GEMM over a transform buffer with room for more channels
+/// than this conv reads (`ops::winograd::gemm_output`). Identity epilogue.
+pub fn conv2d_group_strided(ctx: &GpuContext, x: &Tensor, w: &Conv2dWeights, groups: usize, group_stride: usize, out: &Tensor) -> Result<Dispatch> {
+    const OP: &str = "conv2d_group_strided";
+    let [cout, cin_g, kh, kw] = w.shape;
+    let s = x.shape();
+    if w.is_transposed() || kh != 1 || kw != 1 || groups == 0 || cout % groups != 0 || group_stride < cin_g || s.c() != groups * group_stride {
+        return Err(Error::Shape(format!(
+            "{OP}: input {s} with 1x1 weights {:?}, {groups} groups every {group_stride} channels \
+             (needs 1x1 weights, cout divisible by groups, cin_g <= group stride, groups * stride channels)",
+            w.shape
+        )));
+    }
+    let geo = Geometry {
+        x: s,
+        out: Shape::new(s.n(), cout, s.h(), s.w()),
+        groups,
+        cin_g,
+        x_gstride: group_stride,
+        cout_g: cout / groups,
+        stride: [1, 1],
+        padding: [0, 0],
+        dilation: [1, 1],
+    };
+    launch(ctx, OP, &geo, w, ConvMode::Pointwise, x, &Epilogue::default(), None, None, out)
 }
 
 /// torch `ConvTranspose2d` into `out` (shape from [`conv_transpose2d_out_shape`])
@@ -737,6 +773,7 @@ fn launch(
         wo: to_u32(os.w()),
         howo: to_u32(os.hw()),
         cin_g: to_u32(geo.cin_g),
+        x_gstride: to_u32(geo.x_gstride),
         cout_g: to_u32(geo.cout_g),
         k: to_u32(k),
         ntot: to_u32(ntot),

@@ -197,25 +197,110 @@ pub fn conv3x3(
 ) -> Result<Vec<Dispatch>> {
     const OP: &str = "winograd conv";
     let x0 = inputs.first().ok_or_else(|| Error::InvalidArgument(format!("{OP}: no inputs")))?.shape();
-    let mut cin = 0;
-    for x in inputs {
-        let s = x.shape();
-        if (s.n(), s.h(), s.w()) != (x0.n(), x0.h(), x0.w()) {
-            return Err(Error::Shape(format!("{OP}: inputs {x0} and {s} differ in batch or size")));
-        }
-        cin += s.c();
-    }
+    let cin: usize = inputs.iter().map(|x| x.shape().c()).sum();
     if cin != w.cin {
         return Err(Error::Shape(format!("{OP}: inputs have {cin} channels in all, the weights expect {}", w.cin)));
     }
-    let (ho, wo) = out_hw(OP, x0, pad)?;
-    let want = Shape::new(x0.n(), w.cout, ho, wo);
+    if inputs.iter().any(|t| std::sync::Arc::ptr_eq(t.buffer(), m.buffer())) {
+        return Err(Error::InvalidArgument(format!("{OP}: the output and working buffers must not alias the inputs or each other")));
+    }
+    let mut ds = Vec::with_capacity(inputs.len() + 2);
+    let mut c_off = 0;
+    for x in inputs {
+        ds.push(input_transform(ctx, x, v, c_off, pad, w.tile)?);
+        c_off += x.shape().c();
+    }
+    let spatial = Shape::new(x0.n(), cin, x0.h(), x0.w());
+    ds.extend(gemm_output(ctx, v, spatial, w, pad, epi, residual, m, out, inputs)?);
+    Ok(ds)
+}
+
+/// The input transform of `x` into channel rows `c_off..c_off + C` of every
+/// group of `v`, a transform buffer of [`scratch_shapes`] for `v.c() / A^2`
+/// channels in all (so several inputs, or a growing list of features, share
+/// one `v`). `x` must fit there and not alias `v`.
+pub fn input_transform(ctx: &GpuContext, x: &Tensor, v: &Tensor, c_off: usize, pad: usize, tile: WinogradTile) -> Result<Dispatch> {
+    const OP: &str = "winograd input transform";
+    let s = x.shape();
+    let aa = tile.a() * tile.a();
+    let ctot = v.shape().c() / aa;
+    let (vs, _) = scratch_shapes(s, ctot, 1, pad, tile)?;
+    if v.shape() != vs || c_off + s.c() > ctot {
+        return Err(Error::Shape(format!(
+            "{OP}: input {s} at channel {c_off} of a transform buffer {} (expected {vs} with room for channels {c_off}..{})",
+            v.shape(),
+            c_off + s.c()
+        )));
+    }
+    if std::sync::Arc::ptr_eq(x.buffer(), v.buffer()) {
+        return Err(Error::InvalidArgument(format!("{OP}: the transform buffer must not alias the input")));
+    }
+    let (ho, wo) = out_hw(OP, s, pad)?;
+    let mt = tile.m();
+    let (th, tw) = (ho.div_ceil(mt), wo.div_ceil(mt));
+    let tiles = s.n() * th * tw;
+    let params = WinogradUniform {
+        c: to_u32(s.c()),
+        h: to_u32(s.h()),
+        w: to_u32(s.w()),
+        th: to_u32(th),
+        tw: to_u32(tw),
+        tiles: to_u32(tiles),
+        ctot: to_u32(ctot),
+        c_off: to_u32(c_off),
+        pad: to_i32(pad),
+        ..Default::default()
+    };
+    let n = s.c() * tiles;
+    let d = ctx.dispatch(KernelCall {
+        shader: &SHADER,
+        entry: "wino_input",
+        constants: &[("WM", mt as f64)],
+        params: Some(&params),
+        // Placeholders at the output's bindings 2-4 (unused by wino_input).
+        buffers: &[x.arg(), x.arg(), x.arg(), v.arg_mut(), v.arg_mut()],
+        workgroups: grid_1d(n.div_ceil(WG)),
+    })?;
+    Ok(d.with_cost(0.0, x.bytes() as f64 + (n * aa * 4) as f64))
+}
+
+/// The GEMM and output transform of a Winograd conv whose input, of the
+/// spatial shape and channel count `x` (the weights' `cin`), was transformed
+/// into the first `cin` channel rows of every group of `v` (which may hold
+/// more: see [`input_transform`]). `inputs` are only checked not to alias
+/// `out` (the tensors the transforms read).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_output(
+    ctx: &GpuContext,
+    v: &Tensor,
+    x: Shape,
+    w: &WinogradWeights,
+    pad: usize,
+    epi: &Epilogue,
+    residual: Option<&Tensor>,
+    m: &Tensor,
+    out: &Tensor,
+    inputs: &[&Tensor],
+) -> Result<Vec<Dispatch>> {
+    const OP: &str = "winograd conv";
+    if x.c() != w.cin {
+        return Err(Error::Shape(format!("{OP}: inputs have {} channels in all, the weights expect {}", x.c(), w.cin)));
+    }
+    let (ho, wo) = out_hw(OP, x, pad)?;
+    let want = Shape::new(x.n(), w.cout, ho, wo);
     if out.shape() != want {
         return Err(Error::Shape(format!("{OP}: output is {} but the inputs give {want}", out.shape())));
     }
-    let (vs, ms) = scratch_shapes(x0, cin, w.cout, pad, w.tile)?;
-    if v.shape() != vs || m.shape() != ms {
-        return Err(Error::Shape(format!("{OP}: working buffers are {} and {}, expected {vs} and {ms}", v.shape(), m.shape())));
+    let aa = w.tile.a() * w.tile.a();
+    let ctot = v.shape().c() / aa;
+    let (vs, ms) = scratch_shapes(x, ctot.max(1), w.cout, pad, w.tile)?;
+    if v.shape() != vs || ctot < w.cin || m.shape() != ms {
+        return Err(Error::Shape(format!(
+            "{OP}: working buffers are {} and {}, expected {vs} (at least {} channels per group) and {ms}",
+            v.shape(),
+            m.shape(),
+            w.cin
+        )));
     }
     if let Some(r) = residual {
         if r.shape() != want {
@@ -223,49 +308,20 @@ pub fn conv3x3(
         }
     }
     let bufs: Vec<&Tensor> = inputs.iter().copied().chain(residual).chain([v, m]).collect();
-    if bufs.iter().any(|t| std::sync::Arc::ptr_eq(t.buffer(), out.buffer()))
-        || inputs.iter().any(|t| std::sync::Arc::ptr_eq(t.buffer(), v.buffer()) || std::sync::Arc::ptr_eq(t.buffer(), m.buffer()))
-    {
+    if bufs.iter().any(|t| std::sync::Arc::ptr_eq(t.buffer(), out.buffer())) || std::sync::Arc::ptr_eq(v.buffer(), m.buffer()) {
         return Err(Error::InvalidArgument(format!("{OP}: the output and working buffers must not alias the inputs or each other")));
     }
     let mt = w.tile.m();
     let (th, tw) = (ho.div_ceil(mt), wo.div_ceil(mt));
-    let tiles = x0.n() * th * tw;
-    let aa = w.tile.a() * w.tile.a();
+    let tiles = x.n() * th * tw;
     let (act, slope) = epi.activation.code();
     let wm = ("WM", mt as f64);
-    let mut ds = Vec::with_capacity(inputs.len() + 2);
-    let mut c_off = 0;
-    for x in inputs {
-        let s = x.shape();
-        let params = WinogradUniform {
-            c: to_u32(s.c()),
-            h: to_u32(s.h()),
-            w: to_u32(s.w()),
-            th: to_u32(th),
-            tw: to_u32(tw),
-            tiles: to_u32(tiles),
-            ctot: to_u32(cin),
-            c_off: to_u32(c_off),
-            pad: to_i32(pad),
-            ..Default::default()
-        };
-        let n = s.c() * tiles;
-        let d = ctx.dispatch(KernelCall {
-            shader: &SHADER,
-            entry: "wino_input",
-            constants: &[wm],
-            params: Some(&params),
-            // Placeholders at the output's bindings 2-4 (unused by wino_input).
-            buffers: &[x.arg(), x.arg(), x.arg(), v.arg_mut(), v.arg_mut()],
-            workgroups: grid_1d(n.div_ceil(WG)),
-        })?;
-        ds.push(d.with_cost(0.0, x.bytes() as f64 + (n * aa * 4) as f64));
-        c_off += s.c();
-    }
-    // The GEMMs: group ab of a 1x1 conv maps V's rows ab*cin.. to M's rows ab*cout..
-    let groups = Conv2dParams { groups: aa, ..Default::default() };
-    ds.push(conv::conv2d(ctx, v, &w.u, &groups, &Epilogue::default(), None, m)?);
+    // The GEMMs: group ab of a 1x1 conv maps V's rows ab*ctot.. to M's rows ab*cout..
+    let gemm = if ctot == w.cin {
+        conv::conv2d(ctx, v, &w.u, &Conv2dParams { groups: aa, ..Default::default() }, &Epilogue::default(), None, m)?
+    } else {
+        conv::conv2d_group_strided(ctx, v, &w.u, aa, ctot, m)?
+    };
     let params = WinogradUniform {
         c: to_u32(w.cout),
         h: to_u32(ho),
@@ -279,7 +335,7 @@ pub fn conv3x3(
         ..Default::default()
     };
     // Without a residual, any activation but the output (HAS_RES is off).
-    let res = residual.unwrap_or(inputs[0]);
+    let res = residual.unwrap_or(v);
     let n = w.cout * tiles;
     let constants = [wm, ("ACT", act.constant()), ("HAS_RES", if residual.is_some() { 1.0 } else { 0.0 })];
     let d = ctx.dispatch(KernelCall {
@@ -295,8 +351,7 @@ pub fn conv3x3(
     if let Some(r) = residual {
         bytes += r.bytes() as f64;
     }
-    ds.push(d.with_cost(0.0, bytes));
-    Ok(ds)
+    Ok(vec![gemm, d.with_cost(0.0, bytes)])
 }
 
 /// Multiply-adds of the direct conv a Winograd conv replaces (x2 = FLOPs):

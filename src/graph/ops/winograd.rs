@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::graph::op::OutputSpec;
 use crate::graph::ops::node_label;
 use crate::graph::{GraphBuilder, TensorId};
+use crate::graph::ops::conv::Conv;
 use crate::ops::conv::{Conv2dParams, Epilogue};
 use crate::ops::winograd::{self, WinogradTile, WinogradWeights};
 use crate::weights::HostTensor;
@@ -129,5 +130,143 @@ impl GraphBuilder<'_> {
             None,
         )?;
         Ok(outs[0])
+    }
+}
+
+/// Winograd input transforms shared by the 3x3 convs that read growing
+/// channel concatenations of one list of features (ESRGAN dense blocks:
+/// conv j reads cat(x, x1, .., x_{j-1})). Each feature is transformed once
+/// into one buffer V with room for `capacity` channels; each conv's GEMM
+/// reads the first channels of every group of V. A 64 + 4 x 32 dense
+/// block transforms 192 channels instead of 640, and every output has the
+/// bits of the per-conv Winograd node (same V values, same GEMM sums in the
+/// same order, same output transform).
+#[derive(Clone, Copy, Debug)]
+pub struct WinogradFeatures {
+    v: TensorId,
+    channels: usize,
+    capacity: usize,
+    pad: usize,
+    tile: WinogradTile,
+    /// Batch and size of the features.
+    spatial: Shape,
+}
+
+impl WinogradFeatures {
+    /// Channels transformed so far (the next conv reads them all).
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+}
+
+impl GraphBuilder<'_> {
+    /// Start shared transforms with the feature `x`, for convs of the weight
+    /// shapes `convs` (each reading a prefix of at most `capacity` channels,
+    /// padding `pad`). None when those convs would not all run as Winograd
+    /// with one tile (then build them with `conv2d_cat`), and in gradient graphs.
+    pub fn winograd_features(&mut self, name: &str, x: TensorId, capacity: usize, convs: &[[usize; 4]], pad: usize) -> Result<Option<WinogradFeatures>> {
+        const KIND: &str = "winograd_features";
+        let sx = self.shape(x)?;
+        if self.gradients_enabled() || convs.is_empty() || sx.c() > capacity {
+            return Ok(None);
+        }
+        let p = Conv2dParams::new(1, pad);
+        let tiles: Vec<Option<WinogradTile>> = convs.iter().map(|&s| self.winograd_tile(Shape::new(sx.n(), s[1], sx.h(), sx.w()), s, &p)).collect();
+        let Some(tile) = tiles[0] else { return Ok(None) };
+        if tiles.iter().any(|t| *t != Some(tile)) || convs.iter().any(|s| s[1] > capacity) {
+            return Ok(None);
+        }
+        let (vs, _) = winograd::scratch_shapes(sx, capacity, 1, pad, tile).with_context(|| node_label(name, KIND))?;
+        if vs.bytes() > self.ctx().max_binding_bytes() {
+            return Ok(None);
+        }
+        // V is f32 in every precision, as the per-conv node's scratch.
+        let prev = self.set_storage(crate::Dtype::F32)?;
+        let v = self.kernel(
+            name,
+            KIND,
+            format!("capacity={capacity} {tile:?}"),
+            &[x],
+            vs,
+            Box::new(move |ctx, i, o, _| Ok(vec![winograd::input_transform(ctx, i[0], o[0], 0, pad, tile)?])),
+        );
+        self.set_storage(prev)?;
+        Ok(Some(WinogradFeatures { v: v?, channels: sx.c(), capacity, pad, tile, spatial: Shape::new(sx.n(), 1, sx.h(), sx.w()) }))
+    }
+
+    /// Transform the next feature `x` into `f` (in place, after the channels already there).
+    pub fn winograd_features_push(&mut self, name: &str, f: &mut WinogradFeatures, x: TensorId) -> Result<()> {
+        const KIND: &str = "winograd_features_push";
+        let sx = self.shape(x)?;
+        let s = f.spatial;
+        if (sx.n(), sx.h(), sx.w()) != (s.n(), s.h(), s.w()) || f.channels + sx.c() > f.capacity {
+            return Err(self.shape_error(
+                name,
+                KIND,
+                format!("feature {sx} after {} of {} channels of {}x{} features (batch {})", f.channels, f.capacity, s.h(), s.w(), s.n()),
+            ));
+        }
+        let (c_off, pad, tile) = (f.channels, f.pad, f.tile);
+        let vs = self.shape(f.v)?;
+        let outs = self.kernel_multi(
+            name,
+            KIND,
+            format!("at {c_off}"),
+            &[f.v, x],
+            vec![OutputSpec { shape: vs, alias: crate::graph::op::Alias::InPlace(0) }],
+            Box::new(move |ctx, i, o, _| Ok(vec![winograd::input_transform(ctx, i[1], o[0], c_off, pad, tile)?])),
+            None,
+        )?;
+        f.v = outs[0];
+        f.channels += sx.c();
+        Ok(())
+    }
+
+    /// A 3x3 conv over all channels pushed to `f` so far (weights
+    /// `[Cout, f.channels(), 3, 3]`, the padding `f` was started with), as
+    /// `conv2d_cat_with` over the features would compute it.
+    pub fn conv2d_features(&mut self, name: &str, f: &WinogradFeatures, weight: &HostTensor, bias: Option<&[f32]>, scale: Option<&[f32]>, c: Conv) -> Result<TensorId> {
+        const KIND: &str = "conv2d_features";
+        let shape = crate::graph::ops::conv::weight4(self, name, KIND, weight)?;
+        let s = f.spatial;
+        if shape[1] != f.channels || c.params != Conv2dParams::new(1, f.pad) {
+            return Err(self.shape_error(
+                name,
+                KIND,
+                format!("weights {shape:?} and {:?} on features of {} channels with padding {}", c.params, f.channels, f.pad),
+            ));
+        }
+        let x = Shape::new(s.n(), f.channels, s.h(), s.w());
+        let out = Shape::new(s.n(), shape[0], s.h() + 2 * f.pad - 2, s.w() + 2 * f.pad - 2);
+        let mut inputs = vec![f.v];
+        if let Some(r) = c.residual {
+            let rs = self.shape(r)?;
+            if rs != out {
+                return Err(self.shape_error(name, KIND, format!("residual {rs} does not match the output {out}")));
+            }
+            inputs.push(r);
+        }
+        let w = WinogradWeights::new(self.ctx(), &weight.data, shape, bias, scale, f.tile).with_context(|| node_label(name, KIND))?;
+        let (_, ms) = winograd::scratch_shapes(x, shape[1], shape[0], f.pad, f.tile)?;
+        let (w, pad, epi) = (Arc::new(w), f.pad, c.epilogue);
+        let outs = self.kernel_multi(
+            name,
+            KIND,
+            format!("{shape:?} winograd {:?} over {} of {} channels", f.tile, f.channels, f.capacity),
+            &inputs,
+            vec![OutputSpec::new(out), OutputSpec::scratch(ms)],
+            Box::new(move |ctx, i, o, _| winograd::gemm_output(ctx, i[0], x, &w, pad, &epi, i.get(1).copied(), o[1], o[0], &[])),
+            None,
+        )?;
+        Ok(outs[0])
+    }
+
+    /// [`GraphBuilder::conv2d_features`] with weights `{prefix}.weight` and,
+    /// unless `c.bias` is false, `{prefix}.bias`.
+    pub fn conv2d_features_from(&mut self, name: &str, f: &WinogradFeatures, prefix: &str, c: Conv) -> Result<TensorId> {
+        let w = self.weight(name, &format!("{prefix}.weight"), None)?;
+        let cout = w.shape.first().copied().unwrap_or(0);
+        let b = if c.bias { Some(self.weight(name, &format!("{prefix}.bias"), Some(&[cout]))?) } else { None };
+        self.conv2d_features(name, f, w, b.map(|b| b.data.as_slice()), None, c)
     }
 }

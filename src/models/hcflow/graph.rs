@@ -96,19 +96,43 @@ impl Ctx<'_, '_> {
 
     /// ESRGAN dense block on the channel parts `x` of its input; with
     /// `residual` (r, x0), conv5's output is `r*y + x0` (the RDB). Conv j
-    /// reads cat(x, x1, .., x_{j-1}) as parts (`conv2d_cat`): no concat.
+    /// reads cat(x, x1, .., x_{j-1}) as parts: no concat. Where the five
+    /// convs run as Winograd, each feature is transformed once for all of
+    /// them (`winograd_features`), else each conv is a `conv2d_cat`; the
+    /// same bits either way.
     fn dense_block(&mut self, x: &[TensorId], p: &str, residual: Option<(f32, TensorId)>) -> Result<TensorId> {
-        let mut feats = x.to_vec();
-        for j in 1..=4 {
-            let y = self.g.conv2d_cat(&format!("{p}.conv{j}"), &feats, &format!("{p}.conv{j}"), Conv::same(3).act(self.lrelu()))?;
-            feats.push(y);
+        let conv = |j: usize| format!("{p}.conv{j}");
+        let conv5 = conv(5);
+        let shapes: Option<Vec<[usize; 4]>> = (1..=5)
+            .map(|j| self.g.weight(&conv(j), &format!("{}.weight", conv(j)), None).ok().and_then(|w| <[usize; 4]>::try_from(w.shape.as_slice()).ok()))
+            .collect();
+        let shared = match (&shapes, x) {
+            (Some(shapes), [x0, ..]) => self.g.winograd_features(&format!("{p}.features"), *x0, shapes[4][1], shapes, 1)?,
+            _ => None,
+        };
+        let Some(mut f) = shared else {
+            let mut feats = x.to_vec();
+            for j in 1..=4 {
+                let y = self.g.conv2d_cat(&conv(j), &feats, &conv(j), Conv::same(3).act(self.lrelu()))?;
+                feats.push(y);
+            }
+            return match residual {
+                // An RDB's output is the trunk's residual stream: f32 (see `features`).
+                Some((r, x0)) => self.head(|c| c.g.conv2d_cat(&conv5, &feats, &conv5, Conv::same(3).residual(x0, r, 1.0))),
+                // Without a residual it is a coupling net, whose conv5 is its head.
+                None => self.head(|c| c.g.conv2d_cat(&conv5, &feats, &conv5, Conv::same(3))),
+            };
+        };
+        for (i, &part) in x.iter().enumerate().skip(1) {
+            self.g.winograd_features_push(&format!("{p}.features.part{i}"), &mut f, part)?;
         }
-        let conv5 = format!("{p}.conv5");
+        for j in 1..=4 {
+            let y = self.g.conv2d_features_from(&conv(j), &f, &conv(j), Conv::same(3).act(self.lrelu()))?;
+            self.g.winograd_features_push(&format!("{p}.features.x{j}"), &mut f, y)?;
+        }
         match residual {
-            // An RDB's output is the trunk's residual stream: f32 (see `features`).
-            Some((r, x0)) => self.head(|c| c.g.conv2d_cat(&conv5, &feats, &conv5, Conv::same(3).residual(x0, r, 1.0))),
-            // Without a residual it is a coupling net, whose conv5 is its head.
-            None => self.head(|c| c.g.conv2d_cat(&conv5, &feats, &conv5, Conv::same(3))),
+            Some((r, x0)) => self.head(|c| c.g.conv2d_features_from(&conv5, &f, &conv5, Conv::same(3).residual(x0, r, 1.0))),
+            None => self.head(|c| c.g.conv2d_features_from(&conv5, &f, &conv5, Conv::same(3))),
         }
     }
 
