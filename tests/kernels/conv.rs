@@ -219,6 +219,10 @@ fn conv1x1_pointwise() {
         params([1, 1], [0, 0], [1, 1], 3),
         Extras::bias(Activation::None),
     );
+    // Pointwise on conv2d_rows' 32-channel x 256-column tile (CPU adapters):
+    // N = 288, so the second workgroup is mostly past N. Batch 2, residual.
+    check_conv("conv.1x1_vec_cols_b2", 23, Shape::new(2, 37, 12, 12), [40, 37, 1, 1], Conv2dParams::default(),
+        Extras { bias: true, scale: true, residual: true, epi: Epilogue { activation: Activation::LeakyRelu(0.1), alpha: 0.75, beta: 1.5 } });
     // 1x1 with stride 2 and padding takes the general path.
     check_conv(
         "conv.1x1_s2_p1",

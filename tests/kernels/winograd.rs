@@ -85,6 +85,10 @@ const CASES: &[Case] = &[
     // Enough tiles for the wider GEMM column tiles (F(4x4): 256 tiles, 4
     // columns per thread; F(2x2): 1056, 8), 40 outputs = two row tiles.
     Case { batch: 1, chans: &[8], cout: 40, h: 64, w: 66, pad: 1, act: Activation::None, scale: false, residual: false, alpha: 1.0 },
+    // Two parts and a batch with partial tile rows at the bottom; a width of
+    // exactly 4 (F(4x4)) or 8 (F(2x2)) tiles.
+    Case { batch: 2, chans: &[16, 8], cout: 16, h: 13, w: 32, pad: 1, act: Activation::LeakyRelu(0.2), scale: false, residual: true, alpha: 1.0 },
+    Case { batch: 1, chans: &[20], cout: 8, h: 16, w: 16, pad: 1, act: Activation::None, scale: true, residual: false, alpha: 1.0 },
 ];
 
 #[test]
