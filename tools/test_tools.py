@@ -9,7 +9,9 @@
 3. the reference model is invertible (float32 < 1e-4, float64 < 1e-10), also at full size;
 4. the SR logdet equals log|det J| from autograd plus the Gaussian terms (float64);
 5. goldens regenerate bit-for-bit from the fixture weights;
-6. the full-size manifests match the reference model and the official parameter counts.
+6. the full-size manifests match the reference model and the official parameter counts;
+7. the trainer's patch sampler: aligned HR/LR patches, `--flat-frac` patches flatter than random
+   ones, and flat=0 drawing exactly what it drew before the option existed.
 """
 
 import contextlib
@@ -216,7 +218,44 @@ def test_manifests():
               % (name, len(keys), H.param_count(m), H.OFFICIAL_PARAM_COUNTS[name]))
 
 
+def test_sampler():
+    import numpy as np
+    import train_hcflow as T
+    rng0 = np.random.RandomState(5)
+    # Synthetic pairs: a smooth left half, noise on the right (HR 64x96, LR = 4x4 box means).
+    pairs = []
+    for _ in range(3):
+        hr = np.zeros((64, 96, 3), np.uint8)
+        hr[:, :48] = 100
+        hr[:, 48:] = rng0.randint(0, 256, (64, 48, 3))
+        lr = hr.reshape(16, 4, 24, 4, 3).mean(axis=(1, 3)).astype(np.uint8)
+        pairs.append((hr, lr))
+    hr, lr = T.sample_batch(pairs, np.random.RandomState(1), 16, 16, flat=8)
+    down = hr.reshape(16, 3, 4, 4, 4, 4).mean(axis=(3, 5))
+    check(tuple(hr.shape) == (16, 3, 16, 16) and tuple(lr.shape) == (16, 3, 4, 4)
+          and bool((down * 255 - lr * 255).abs().max() < 1.0 + 1e-6),
+          "sample_batch: HR / LR patches aligned (LR = box mean of its HR patch to 1 level)")
+    rough = [T.lr_roughness((lr[i].permute(1, 2, 0).numpy() * 255).astype(np.uint8)) for i in range(16)]
+    check(np.mean(rough[:8]) < 0.5 * np.mean(rough[8:]),
+          "flat patches (first 8) roughness %.1f vs random %.1f: flat-biased" % (np.mean(rough[:8]), np.mean(rough[8:])))
+
+    # flat=0 consumes the RNG exactly as the sampler without the option did.
+    def old_sample(pairs, rng, batch, patch):
+        lp = patch // T.SCALE
+        out = []
+        for _ in range(batch):
+            hr, lr = pairs[rng.randint(len(pairs))]
+            i, j = rng.randint(lr.shape[0] - lp + 1), rng.randint(lr.shape[1] - lp + 1)
+            out.append((i, j, rng.randint(4), rng.randint(2)))
+        return out
+    ra, rb = np.random.RandomState(9), np.random.RandomState(9)
+    old_sample(pairs, ra, 8, 16)
+    T.sample_batch(pairs, rb, 8, 16)
+    check(ra.randint(1 << 30) == rb.randint(1 << 30), "flat=0: the RNG stream of the sampler before --flat-frac")
+
+
 def main():
+    test_sampler()
     with tempfile.TemporaryDirectory() as tmp:
         test_roundtrip(tmp)
         test_rejects(tmp)
