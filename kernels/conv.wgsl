@@ -46,8 +46,7 @@ struct Params {
     ho: u32,
     wo: u32,
     howo: u32,
-    cin_g: u32,     // input channels per group
-    x_gstride: u32, // input channels from one group's first to the next's (cin_g but for a strided GEMM)
+    x_gstride: u32, // input channels from one group's first to the next's (its channel count but for a strided GEMM)
     cout_g: u32,    // output channels per group (M)
     k: u32,         // K
     ntot: u32,      // N = batch*Ho*Wo

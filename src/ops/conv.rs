@@ -46,7 +46,6 @@ crate::kernel_params! {
         ho: u32,
         wo: u32,
         howo: u32,
-        cin_g: u32,
         x_gstride: u32,
         cout_g: u32,
         k: u32,
@@ -460,9 +459,8 @@ struct Geometry {
     x: Shape,
     out: Shape,
     groups: usize,
-    cin_g: usize,
-    /// Input channels between consecutive groups' first channels (cin_g but
-    /// for [`conv2d_group_strided`]).
+    /// Input channels between consecutive groups' first channels (the
+    /// channels per group but for [`conv2d_group_strided`]).
     x_gstride: usize,
     cout_g: usize,
     stride: [usize; 2],
@@ -517,7 +515,6 @@ fn conv_geometry(x: Shape, w: &Conv2dWeights, p: &Conv2dParams) -> Result<Geomet
         x,
         out: Shape::new(x.n(), cout, ho, wo),
         groups: p.groups,
-        cin_g,
         x_gstride: cin_g,
         cout_g: cout / p.groups,
         stride: p.stride,
@@ -567,7 +564,6 @@ fn transposed_geometry(x: Shape, w: &Conv2dWeights, p: &ConvTranspose2dParams) -
         x,
         out: Shape::new(x.n(), wg * cout_g, ho, wo),
         groups: wg,
-        cin_g: cin / wg,
         x_gstride: cin / wg,
         cout_g,
         stride: p.stride,
@@ -646,7 +642,6 @@ pub fn conv2d_group_strided(ctx: &GpuContext, x: &Tensor, w: &Conv2dWeights, gro
         x: s,
         out: Shape::new(s.n(), cout, s.h(), s.w()),
         groups,
-        cin_g,
         x_gstride: group_stride,
         cout_g: cout / groups,
         stride: [1, 1],
@@ -772,7 +767,6 @@ fn launch(
         ho: to_u32(os.h()),
         wo: to_u32(os.w()),
         howo: to_u32(os.hw()),
-        cin_g: to_u32(geo.cin_g),
         x_gstride: to_u32(geo.x_gstride),
         cout_g: to_u32(geo.cout_g),
         k: to_u32(k),
