@@ -16,6 +16,15 @@
 //! name starts with its family (`norm`, `softmax`, ...), except the original
 //! `conv*` entries.
 //!
+//! `--paired` (`cargo bench --bench kernels -- --paired [FILTER...]`) adds a
+//! column for hosts whose speed drifts within a sitting (shared VMs, where
+//! run-to-run swings of 2x were seen): every timed run of a row is preceded
+//! by a short run of each probe (fma 512 trips, the 64 MiB copy), the row's
+//! share of the roofline is computed against those two neighbouring probe
+//! runs, and the column gives the median of these per-run shares. The plain
+//! `roofline` column divides the row's median by the probes' medians taken
+//! once at the start.
+//!
 //! To add an op family: write a `fn <family>_family(b: &mut Bench)` whose
 //! entries go through [`entry`] (it skips unselected ones before allocating
 //! anything and times with `bench_costed`, which takes flops/bytes from the
@@ -57,10 +66,20 @@ pub struct Bench {
     roof: Option<(f64, f64)>,
     /// (GFLOP/s, GB/s) of the last timed row.
     last: (f64, f64),
+    /// `--paired`: short probe runs (fma, copy) timed before every run of a row.
+    paired: Option<PairedProbes>,
+}
+
+/// The short probes of `--paired` and their costs (flops of the fma probe,
+/// bytes of the copy probe) per run.
+struct PairedProbes {
+    fma: Dispatch,
+    copy: Dispatch,
+    _keep: Vec<Tensor>,
 }
 
 impl Bench {
-    fn new(filters: Vec<String>) -> Self {
+    fn new(filters: Vec<String>, paired: bool) -> Self {
         let ctx = GpuContext::new().unwrap_or_else(|e| panic!("{e}"));
         let ts = ctx.has_timestamps().then(|| Timestamps {
             set: ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
@@ -82,7 +101,17 @@ impl Bench {
             }),
             period: ctx.queue.get_timestamp_period() as f64,
         });
-        Bench { ctx, ts, filters, roof: None, last: (0.0, 0.0) }
+        let paired = paired.then(|| {
+            let fma_out = Tensor::empty(&ctx, Shape::new(1, 1, 1 << 16, 4)).unwrap();
+            let src = Tensor::filled(&ctx, Shape::new(1, 1, 1 << 22, 4), 1.0).unwrap();
+            let dst = Tensor::empty(&ctx, Shape::new(1, 1, 1 << 22, 4)).unwrap();
+            PairedProbes {
+                fma: probe::fma_peak(&ctx, &fma_out, 512).unwrap(),
+                copy: probe::copy_peak(&ctx, &src, &dst).unwrap(),
+                _keep: vec![fma_out, src, dst],
+            }
+        });
+        Bench { ctx, ts, filters, roof: None, last: (0.0, 0.0), paired }
     }
 
     pub fn ctx(&self) -> &GpuContext {
@@ -137,27 +166,33 @@ impl Bench {
         }
         let start = Instant::now();
         let mut times = Vec::new();
+        // --paired: (share, compute-bound) of each run against the probe runs just before it.
+        let mut shares = Vec::new();
         while times.len() < MIN_RUNS || (times.len() < MAX_RUNS && start.elapsed() < TARGET) {
-            times.push(self.run_once(ds));
+            let probes = self.paired.as_ref().map(|p| {
+                let (f, c) = (&p.fma, &p.copy);
+                (f.flops / (self.run_once(std::slice::from_ref(f)) * 1e6), c.bytes / (self.run_once(std::slice::from_ref(c)) * 1e6))
+            });
+            let ms = self.run_once(ds);
+            if let Some(roof) = probes {
+                shares.push(roof_share(roof, flops, bytes, flops / (ms * 1e6), bytes / (ms * 1e6)));
+            }
+            times.push(ms);
         }
         times.sort_by(f64::total_cmp);
         let ms = times[times.len() / 2];
         let (gf, gb) = (flops / (ms * 1e6), bytes / (ms * 1e6));
-        println!("{name:<28} {shape:<56} {ms:>10.3} {gf:>10.2} {gb:>10.2} {:>9}   ({} runs)", self.roof_share(flops, bytes, gf, gb), times.len());
-        self.last = (gf, gb);
-    }
-
-    /// Share of the roofline bound: min(peak rate, intensity x bandwidth)
-    /// for compute-bound rows ("C"), of the bandwidth for memory-bound ("M").
-    fn roof_share(&self, flops: f64, bytes: f64, gf: f64, gb: f64) -> String {
-        let Some((pf, pb)) = self.roof else { return "-".into() };
-        if flops > 0.0 && bytes > 0.0 && flops / bytes > pf / pb {
-            format!("{:.1}% C", 100.0 * gf / pf)
-        } else if flops > 0.0 && bytes > 0.0 {
-            format!("{:.1}% M", 100.0 * gf / ((flops / bytes) * pb))
+        let roofline = self.roof.map_or("-".into(), |roof| share_label(roof_share(roof, flops, bytes, gf, gb)));
+        let paired = if self.paired.is_none() {
+            String::new()
+        } else if self.roof.is_none() {
+            format!(" {:>9}", "-")
         } else {
-            format!("{:.1}% M", 100.0 * gb / pb)
-        }
+            shares.sort_by(|a, b| a.0.total_cmp(&b.0));
+            format!(" {:>9}", share_label(shares[shares.len() / 2]))
+        };
+        println!("{name:<28} {shape:<56} {ms:>10.3} {gf:>10.2} {gb:>10.2} {roofline:>9}{paired}   ({} runs)", times.len());
+        self.last = (gf, gb);
     }
 
     /// Measure the adapter's multiply-add peak and copy bandwidth with the
@@ -184,6 +219,23 @@ impl Bench {
         let bytes = ds.iter().map(|d| d.bytes).sum();
         self.bench(name, shape, flops, bytes, ds);
     }
+}
+
+/// Share of the roofline bound `roof` = (GFLOP/s, GB/s): of min(peak rate,
+/// intensity x bandwidth), with whether the row is compute-bound ("C") or
+/// memory-bound ("M", then of the bandwidth).
+fn roof_share((pf, pb): (f64, f64), flops: f64, bytes: f64, gf: f64, gb: f64) -> (f64, bool) {
+    if flops > 0.0 && bytes > 0.0 && flops / bytes > pf / pb {
+        (100.0 * gf / pf, true)
+    } else if flops > 0.0 && bytes > 0.0 {
+        (100.0 * gf / ((flops / bytes) * pb), false)
+    } else {
+        (100.0 * gb / pb, false)
+    }
+}
+
+fn share_label((share, compute): (f64, bool)) -> String {
+    format!("{share:.1}% {}", if compute { "C" } else { "M" })
 }
 
 /// Deterministic pseudo-random data in [-1, 1).
@@ -287,6 +339,10 @@ fn conv_family(b: &mut Bench) {
         winograd_entry(b, &format!("{tag} conv3x3 64->64 relu"), Shape::new(1, 64, 64, 64), 64, tile, Activation::Relu);
         winograd_entry(b, &format!("{tag} conv3x3 96->32 lrelu"), Shape::new(1, 96, 128, 128), 32, tile, Activation::LeakyRelu(0.2));
     }
+    // SR3's deepest levels: 16 and 4 tiles, so the GEMM takes conv2d_narrow on CPU adapters.
+    winograd_entry(b, "wino4 conv3x3 512->512 16x16", Shape::new(1, 512, 16, 16), 512, WinogradTile::F4, Activation::None);
+    winograd_entry(b, "wino4 conv3x3 512->512 8x8", Shape::new(1, 512, 8, 8), 512, WinogradTile::F4, Activation::None);
+    winograd_entry(b, "wino4 conv3x3 256->256 32x32", Shape::new(1, 256, 32, 32), 256, WinogradTile::F4, Activation::None);
     conv_entry_as(b, "f16 conv3x3 64->64", Shape::new(1, 64, 128, 128), [64, 64, 3, 3], p1, Activation::None, Dtype::F16);
     winograd_entry_as(b, "f16 wino4 conv3x3 64->64", Shape::new(1, 64, 128, 128), 64, WinogradTile::F4, Activation::None, Dtype::F16);
     conv_transposed_entry(b, "convT4x4s2 64->32", Shape::new(1, 64, 64, 64), [64, 32, 4, 4], ConvTranspose2dParams::new(2, 1, 0));
@@ -576,12 +632,17 @@ fn softmax_family(b: &mut Bench) {
 fn main() {
     // cargo passes `--bench`; everything not starting with '-' is a filter.
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let mut b = Bench::new(filters);
+    let paired = std::env::args().any(|a| a == "--paired");
+    let mut b = Bench::new(filters, paired);
     let info = b.ctx().info();
     let clock = if b.ts.is_some() { "GPU timestamp queries (compute pass only)" } else { "wall clock (submit + sync)" };
     println!("device: {} ({})", info.name, info.backend);
     println!("timing: median of repeated runs, {clock}");
-    println!("{:<28} {:<56} {:>10} {:>10} {:>10} {:>9}", "kernel", "shape", "ms", "GFLOP/s", "GB/s", "roofline");
+    if paired {
+        println!("paired: each run's share against short probe runs just before it, median (see the module doc)");
+    }
+    let paired_head = if paired { format!(" {:>9}", "paired") } else { String::new() };
+    println!("{:<28} {:<56} {:>10} {:>10} {:>10} {:>9}{paired_head}", "kernel", "shape", "ms", "GFLOP/s", "GB/s", "roofline");
     b.probe_roofline();
     conv_family(&mut b);
     elementwise_family(&mut b);

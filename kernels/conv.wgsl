@@ -743,17 +743,44 @@ fn conv2d_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 const NWG: u32 = 16u;
 override CJ: u32 = 1u;
 
+// The CJ input values of one k step are the same in every lane, and on
+// llvmpipe each such load is a loop over the lanes. With subgroups lane l
+// loads column n0 + l (one loop) and the values are broadcasts from lanes
+// 0..CJ-1 (the subgroup has at least 8 lanes, CJ <= 8).
+#if subgroups
+fn narrow_cols(cl: Col, t: Tap) -> array<f32, 8> {
+    let v = gather(cl, t);
+    return array<f32, 8>(subgroupBroadcast(v, 0u), subgroupBroadcast(v, 1u), subgroupBroadcast(v, 2u), subgroupBroadcast(v, 3u),
+                         subgroupBroadcast(v, 4u), subgroupBroadcast(v, 5u), subgroupBroadcast(v, 6u), subgroupBroadcast(v, 7u));
+}
+#else
+fn narrow_cols(cl: Col, t: Tap) -> array<f32, 8> {
+    return array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+}
+#endif
+
 @compute @workgroup_size(16)
+#if subgroups
+fn conv2d_narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) sl: u32) {
+    let shared_cols = true;
+#else
 fn conv2d_narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
+    let sl = 0u;
+    let shared_cols = false;
+#endif
     let n0 = wg_index(wid, nwg) * CJ;
-    if (n0 >= p.ntot) { return; }
+    if (n0 >= p.ntot) { return; } // workgroup-uniform
     let g = wid.z / p.m_tiles;
     let m = (wid.z % p.m_tiles) * 4u * NWG + 4u * lid;
-    // A_VEC (cout_g % 4 == 0) is required; there are no barriers, so idle lanes leave now.
-    if (m >= p.cout_g) { return; }
-    let a0 = (g * p.a_gstride + m) / 4u;
+    // A_VEC (cout_g % 4 == 0) is required. Lanes past cout_g stay for the
+    // broadcasts (reading the group's first weights) and store nothing.
+    let live = m < p.cout_g;
+    if (!shared_cols && !live) { return; }
+    let a0 = (g * p.a_gstride + select(0u, m, live)) / 4u;
     let a4 = p.a_kstride / 4u;
+    let cl = column(n0 + min(sl, CJ - 1u), g);
     let c0 = column(n0 + 0u, g);
     let c1 = column(n0 + 1u, g);
     let c2 = column(n0 + 2u, g);
@@ -777,15 +804,28 @@ fn conv2d_narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     for (var k = 0u; k < p.k; k++) {
         let t = tap_of(k);
         let a = vec4<f32>(wpk[a0 + k * a4]);
-        r0 += a * gather(c0, t);
-        if (CJ > 1u) { r1 += a * gather(c1, t); }
-        if (CJ > 2u) { r2 += a * gather(c2, t); }
-        if (CJ > 3u) { r3 += a * gather(c3, t); }
-        if (CJ > 4u) { r4 += a * gather(c4, t); }
-        if (CJ > 5u) { r5 += a * gather(c5, t); }
-        if (CJ > 6u) { r6 += a * gather(c6, t); }
-        if (CJ > 7u) { r7 += a * gather(c7, t); }
+        if (shared_cols) {
+            let b = narrow_cols(cl, t);
+            r0 += a * b[0];
+            if (CJ > 1u) { r1 += a * b[1]; }
+            if (CJ > 2u) { r2 += a * b[2]; }
+            if (CJ > 3u) { r3 += a * b[3]; }
+            if (CJ > 4u) { r4 += a * b[4]; }
+            if (CJ > 5u) { r5 += a * b[5]; }
+            if (CJ > 6u) { r6 += a * b[6]; }
+            if (CJ > 7u) { r7 += a * b[7]; }
+        } else {
+            r0 += a * gather(c0, t);
+            if (CJ > 1u) { r1 += a * gather(c1, t); }
+            if (CJ > 2u) { r2 += a * gather(c2, t); }
+            if (CJ > 3u) { r3 += a * gather(c3, t); }
+            if (CJ > 4u) { r4 += a * gather(c4, t); }
+            if (CJ > 5u) { r5 += a * gather(c5, t); }
+            if (CJ > 6u) { r6 += a * gather(c6, t); }
+            if (CJ > 7u) { r7 += a * gather(c7, t); }
+        }
     }
+    if (!live) { return; }
     let bs = epi_quad(g, m);
     store4(c0, g, m, r0, bs);
     if (CJ > 1u) { store4(c1, g, m, r1, bs); }
