@@ -40,6 +40,7 @@ use wgsr::ops::coupling::{self, GaussianScale};
 use wgsr::ops::invconv::InvConv;
 use wgsr::ops::matmul::{self, Linear, MatmulOpts};
 use wgsr::ops::norm::GroupNorm;
+use wgsr::ops::norm_cat::GroupNormCat;
 use wgsr::ops::{elementwise, probe, reduce, reshape, rng, softmax};
 use wgsr::ops::winograd::{self, WinogradTile, WinogradWeights};
 use wgsr::{Dtype, GpuContext, Result, Shape, Tensor};
@@ -474,6 +475,19 @@ fn norm_family(b: &mut Bench) {
     group_norm_entry(b, "norm groupnorm+swish", mid, 32, true);
     group_norm_entry(b, "norm groupnorm+swish top", SR3_TOP, 32, true);
     group_norm_entry_as(b, "f16 norm groupnorm+swish", mid, 32, true, Dtype::F16);
+    // SR3 decoder: GroupNorm + Swish over cat(h, skip) at 64x64, 128 + 128 channels.
+    entry(b, "norm groupnorm_cat+swish", |ctx| {
+        let (parts, c) = ([128, 128], 256);
+        let gamma: Vec<f32> = rand_vec(c, 34).iter().map(|v| 1.0 + 0.1 * v).collect();
+        let beta: Vec<f32> = rand_vec(c, 35).iter().map(|v| 0.1 * v).collect();
+        let gn = GroupNormCat::new(ctx, &gamma, &beta, 32, 1e-5, &parts)?;
+        let s = Shape::new(1, 128, 64, 64);
+        let xs = [rand_tensor(ctx, s, 36, 1.0)?, rand_tensor(ctx, s, 37, 1.0)?];
+        let os = [Tensor::empty(ctx, s)?, Tensor::empty(ctx, s)?];
+        let sc = Tensor::empty(ctx, gn.scratch_shape(1, 64, 64))?;
+        let ds = gn.prepare(ctx, &[&xs[0], &xs[1]], &[&os[0], &os[1]], &sc, true)?;
+        Ok((format!("cat({s}, {s}) 32 groups +swish"), ds, (gn, xs, os, sc)))
+    });
 }
 
 fn matmul_family(b: &mut Bench) {

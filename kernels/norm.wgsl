@@ -105,13 +105,13 @@ fn group_normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
         let off = start + i;
         let ch = ch0 + off / p.hw;
         let v = ((f32(x[gbase + off]) - shift) - g_mean) * rstd;
-        y[gbase + off] = y_t(affine_act(v, ch, nc));
+        y[gbase + off] = y_t(affine_act(v, gb[ch], gb[nc + ch]));
     }
 }
 
-// gamma * v + beta of channel ch, then Swish when enabled.
-fn affine_act(v: f32, ch: u32, nc: u32) -> f32 {
-    var o = v * gb[ch] + gb[nc + ch];
+// gamma * v + beta (of v's channel), then Swish when enabled.
+fn affine_act(v: f32, gamma: f32, beta: f32) -> f32 {
+    var o = v * gamma + beta;
     if (SWISH) {
         // sigmoid via exp(-|o|) <= 1 so nothing overflows for large |o|.
         let e = exp(-abs(o));
@@ -201,6 +201,10 @@ fn group_normalize4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         let off = start + 4u * i;
         let ch = ch0 + off / p.hw;
         let v = ((vec4<f32>(x4[(gbase + off) / 4u]) - vec4<f32>(shift)) - vec4<f32>(st.x)) * st.y;
-        y4[(gbase + off) / 4u] = vec4<y4_t>(vec4<f32>(affine_act(v.x, ch, nc), affine_act(v.y, ch, nc), affine_act(v.z, ch, nc), affine_act(v.w, ch, nc)));
+        // One gamma / beta load per vec4 (its four values share the channel):
+        // on llvmpipe each load is a loop over the lanes.
+        let gamma = gb[ch];
+        let beta = gb[nc + ch];
+        y4[(gbase + off) / 4u] = vec4<y4_t>(vec4<f32>(affine_act(v.x, gamma, beta), affine_act(v.y, gamma, beta), affine_act(v.z, gamma, beta), affine_act(v.w, gamma, beta)));
     }
 }

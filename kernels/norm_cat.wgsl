@@ -39,6 +39,9 @@ struct NormCatParams {
 @group(0) @binding(2) var<storage, read> gb: array<f32>;
 @group(0) @binding(3) var<storage, read_write> sc: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<y_t>;
+// The same input and output as whole vec4s (the *4 entries).
+@group(0) @binding(1) var<storage, read> x4: array<vec4<x4_t>>;
+@group(0) @binding(4) var<storage, read_write> y4: array<vec4<y4_t>>;
 
 override SWISH: bool = false;
 
@@ -89,6 +92,44 @@ fn gn_cat_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
 }
 
+// gn_cat_stats on whole vec4s (hw and the chunk multiples of 4, norm_cat.rs
+// checks): four values per load, the sums in vec4 lanes then added up (as
+// norm.wgsl's group_stats4).
+fn hsum(v: vec4<f32>) -> f32 {
+    return (v.x + v.y) + (v.z + v.w);
+}
+
+@compute @workgroup_size(WG)
+fn gn_cat_stats4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let item = wg_index(wid, nwg);
+    if (item >= p.total) { return; } // workgroup-uniform; total = N*chans*pchunks
+    let k = item % p.pchunks;
+    let plane = item / p.pchunks;   // n*chans + ci
+    let n = plane / p.chans;
+    let ch = p.off + plane % p.chans;
+    let shift = vec4<f32>(sc[p.sc_shift + n * p.groups + ch / p.cpg]);
+    let start4 = (plane * p.hw + k * p.chunk) / 4u;
+    let cnt = chunk_len(k);
+    let cnt4 = cnt / 4u;
+    var s = vec4<f32>(0.0);
+    for (var j = lid; j < cnt4; j += WG) {
+        s += vec4<f32>(x4[start4 + j]) - shift;
+    }
+    let mean = wg_sum(lid, hsum(s)) / f32(cnt);
+    var q = vec4<f32>(0.0);
+    for (var j = lid; j < cnt4; j += WG) {
+        let d = (vec4<f32>(x4[start4 + j]) - shift) - vec4<f32>(mean);
+        q += d * d;
+    }
+    let m2 = wg_sum(lid, hsum(q));
+    if (lid == 0u) {
+        let slot = (n * p.ctot + ch) * p.pchunks + k;
+        sc[2u * slot] = mean;
+        sc[2u * slot + 1u] = m2;
+    }
+}
+
 @compute @workgroup_size(WG)
 fn gn_cat_merge(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
@@ -128,11 +169,39 @@ fn gn_cat_normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let ch = p.off + t.ch;
     let ng = t.n * p.groups + ch / p.cpg;
     let v = ((f32(x[i]) - sc[p.sc_shift + ng]) - sc[p.sc_stats + 2u * ng]) * sc[p.sc_stats + 2u * ng + 1u];
-    var o = v * gb[ch] + gb[p.ctot + ch];
+    y[i] = y_t(affine_act(v, gb[ch], gb[p.ctot + ch]));
+}
+
+// gamma * v + beta, then Swish when enabled.
+fn affine_act(v: f32, gamma: f32, beta: f32) -> f32 {
+    var o = v * gamma + beta;
     if (SWISH) {
         // sigmoid via exp(-|o|) <= 1 so nothing overflows for large |o| (as norm.wgsl).
         let e = exp(-abs(o));
         o = o * select(e / (1.0 + e), 1.0 / (1.0 + e), o >= 0.0);
     }
-    y[i] = y_t(o);
+    return o;
+}
+
+// gn_cat_normalize on whole vec4s (hw % 4 == 0, norm_cat.rs checks, so a
+// vec4 lies in one channel): the statistics, gamma and beta are loaded once
+// per four values (on llvmpipe every load is a loop over the lanes), the
+// arithmetic per value is gn_cat_normalize's.
+
+@compute @workgroup_size(WG)
+fn gn_cat_normalize4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.total) { return; } // total = N*chans*hw/4
+    let t = nchw(4u * i, p.chans, p.hw);
+    let ch = p.off + t.ch;
+    let ng = t.n * p.groups + ch / p.cpg;
+    let shift = sc[p.sc_shift + ng];
+    let mean = sc[p.sc_stats + 2u * ng];
+    let rstd = sc[p.sc_stats + 2u * ng + 1u];
+    let gamma = gb[ch];
+    let beta = gb[p.ctot + ch];
+    let xv = vec4<f32>(x4[i]);
+    let v = ((xv - vec4<f32>(shift)) - vec4<f32>(mean)) * rstd;
+    y4[i] = vec4<y4_t>(vec4<f32>(affine_act(v.x, gamma, beta), affine_act(v.y, gamma, beta), affine_act(v.z, gamma, beta), affine_act(v.w, gamma, beta)));
 }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use crate::gpu::{grid_1d, to_u32, wg_entries, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource, WG};
 use crate::{Error, Result, Shape, Tensor};
 
-const ENTRIES: [EntryPoint; 4] = wg_entries(["gn_cat_shift", "gn_cat_stats", "gn_cat_merge", "gn_cat_normalize"]);
+const ENTRIES: [EntryPoint; 6] =
+    wg_entries(["gn_cat_shift", "gn_cat_stats", "gn_cat_merge", "gn_cat_normalize", "gn_cat_stats4", "gn_cat_normalize4"]);
 pub(crate) const SHADER: ShaderSource = ShaderSource::new("norm_cat", include_str!("../../kernels/norm_cat.wgsl"))
     .params(&[NormCatUniform::LAYOUT])
     .entries(&ENTRIES);
@@ -154,9 +155,14 @@ impl GroupNormCat {
             let v = x.shape().numel() as f64;
             shift.push(call("gn_cat_shift", &params(ng, c, off), x, y, ng.div_ceil(WG))?);
             let items = n * c * pchunks;
-            stats.push(call("gn_cat_stats", &params(items, c, off), x, y, items)?.with_cost(4.0 * v, 8.0 * v));
+            // Whole vec4s per plane chunk: four values per load (each load is
+            // a loop over the lanes on llvmpipe).
+            let stats_entry = if hw % 4 == 0 && chunk % 4 == 0 { "gn_cat_stats4" } else { "gn_cat_stats" };
+            stats.push(call(stats_entry, &params(items, c, off), x, y, items)?.with_cost(4.0 * v, 8.0 * v));
             let elems = n * c * hw;
-            norm.push(call("gn_cat_normalize", &params(elems, c, off), x, y, elems.div_ceil(WG))?.with_cost(if swish { 8.0 } else { 4.0 } * v, 8.0 * v));
+            // Whole vec4s per channel plane: one statistics / affine load per four values.
+            let (entry, items) = if hw % 4 == 0 { ("gn_cat_normalize4", elems / 4) } else { ("gn_cat_normalize", elems) };
+            norm.push(call(entry, &params(items, c, off), x, y, items.div_ceil(WG))?.with_cost(if swish { 8.0 } else { 4.0 } * v, 8.0 * v));
             off += c;
         }
         let merge = call("gn_cat_merge", &params(ng, 0, 0), xs[0], outs[0], ng)?;

@@ -54,6 +54,15 @@ fn group_norm_cat_matches_reference() {
     check(44, 1, &[128, 64], 65, 70, 16, 3.0, 1.0, true);
     // Aligned groups, batch 3.
     check(45, 3, &[8, 8], 3, 3, 4, -1.0, 1.0, false);
+    // Planes of whole vec4s (gn_cat_normalize4): a straddling group, and
+    // SR3's 16x16 level split (512 + 512 channels, 32 groups) at batch 2.
+    check(46, 2, &[5, 7], 4, 8, 4, 0.5, 2.0, true);
+    check(47, 2, &[512, 512], 16, 16, 32, 3.0, 1.0, true);
+    check(48, 1, &[6, 10], 2, 2, 4, -2.0, 0.5, false);
+    // Two vec4 chunks per plane (64x72: 2304 each, gn_cat_stats4); whole
+    // vec4 planes with chunks that are not (60x205: 3075, gn_cat_stats).
+    check(49, 1, &[3, 5], 64, 72, 2, 1.0, 1.0, true);
+    check(50, 1, &[2, 2], 60, 205, 2, 0.0, 1.0, false);
 }
 
 #[test]
