@@ -146,10 +146,6 @@ fn merged_stats(grp: u32, lid: u32) -> vec2<f32> {
 @group(0) @binding(1) var<storage, read> x4: array<vec4<x4_t>>;
 @group(0) @binding(4) var<storage, read_write> y4: array<vec4<y4_t>>;
 
-fn hsum(v: vec4<f32>) -> f32 {
-    return (v.x + v.y) + (v.z + v.w);
-}
-
 @compute @workgroup_size(WG)
 fn group_stats4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {

@@ -62,18 +62,37 @@ fn gn_cat_shift(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
 }
 
-@compute @workgroup_size(WG)
-fn gn_cat_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                @builtin(local_invocation_index) lid: u32) {
-    let item = wg_index(wid, nwg);
-    if (item >= p.total) { return; } // workgroup-uniform; total = N*chans*pchunks
+// A gn_cat_stats work item: chunk k of one channel plane (n, ch).
+struct StatsItem {
+    k: u32,
+    slot: u32,   // its partial's index in sc (by concatenated channel)
+    start: u32,  // its first value in this input
+    shift: f32,  // its group's shift
+}
+
+fn stats_item(item: u32) -> StatsItem {
     let k = item % p.pchunks;
     let plane = item / p.pchunks;   // n*chans + ci
     let n = plane / p.chans;
     let ch = p.off + plane % p.chans;
     let shift = sc[p.sc_shift + n * p.groups + ch / p.cpg];
-    let start = plane * p.hw + k * p.chunk;
-    let cnt = chunk_len(k);
+    return StatsItem(k, (n * p.ctot + ch) * p.pchunks + k, plane * p.hw + k * p.chunk, shift);
+}
+
+fn store_partial(it: StatsItem, mean: f32, m2: f32) {
+    sc[2u * it.slot] = mean;
+    sc[2u * it.slot + 1u] = m2;
+}
+
+@compute @workgroup_size(WG)
+fn gn_cat_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let item = wg_index(wid, nwg);
+    if (item >= p.total) { return; } // workgroup-uniform; total = N*chans*pchunks
+    let it = stats_item(item);
+    let shift = it.shift;
+    let start = it.start;
+    let cnt = chunk_len(it.k);
     var s = 0.0;
     for (var j = lid; j < cnt; j += WG) {
         s += f32(x[start + j]) - shift;
@@ -86,31 +105,23 @@ fn gn_cat_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
     let m2 = wg_sum(lid, q);
     if (lid == 0u) {
-        let slot = (n * p.ctot + ch) * p.pchunks + k;
-        sc[2u * slot] = mean;
-        sc[2u * slot + 1u] = m2;
+        store_partial(it, mean, m2);
     }
 }
 
 // gn_cat_stats on whole vec4s (hw and the chunk multiples of 4, norm_cat.rs
 // checks): four values per load, the sums in vec4 lanes then added up (as
 // norm.wgsl's group_stats4).
-fn hsum(v: vec4<f32>) -> f32 {
-    return (v.x + v.y) + (v.z + v.w);
-}
 
 @compute @workgroup_size(WG)
 fn gn_cat_stats4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
     let item = wg_index(wid, nwg);
     if (item >= p.total) { return; } // workgroup-uniform; total = N*chans*pchunks
-    let k = item % p.pchunks;
-    let plane = item / p.pchunks;   // n*chans + ci
-    let n = plane / p.chans;
-    let ch = p.off + plane % p.chans;
-    let shift = vec4<f32>(sc[p.sc_shift + n * p.groups + ch / p.cpg]);
-    let start4 = (plane * p.hw + k * p.chunk) / 4u;
-    let cnt = chunk_len(k);
+    let it = stats_item(item);
+    let shift = vec4<f32>(it.shift);
+    let start4 = it.start / 4u;
+    let cnt = chunk_len(it.k);
     let cnt4 = cnt / 4u;
     var s = vec4<f32>(0.0);
     for (var j = lid; j < cnt4; j += WG) {
@@ -124,9 +135,7 @@ fn gn_cat_stats4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     }
     let m2 = wg_sum(lid, hsum(q));
     if (lid == 0u) {
-        let slot = (n * p.ctot + ch) * p.pchunks + k;
-        sc[2u * slot] = mean;
-        sc[2u * slot + 1u] = m2;
+        store_partial(it, mean, m2);
     }
 }
 

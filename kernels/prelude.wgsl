@@ -157,3 +157,8 @@ fn atan_acc(x: f32) -> f32 {
 fn logscale(s: f32) -> f32 {
     return 0.318 * atan_acc(2.0 * s);
 }
+
+// Sum of a vec4's lanes in a fixed order (the vec4 GroupNorm statistics).
+fn hsum(v: vec4<f32>) -> f32 {
+    return (v.x + v.y) + (v.z + v.w);
+}

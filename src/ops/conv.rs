@@ -27,7 +27,7 @@ const THREADS: u32 = 64;
 const NARROW_THREADS: u32 = 16;
 /// Outputs of at most this many columns (batch * Ho * Wo) take conv2d_narrow on CPU adapters.
 const NARROW_MAX_COLS: usize = 32;
-/// The same bound where the device has subgroups (see [`conv2d`]'s choice).
+/// The same bound where the device has subgroups (conv2d_narrow then loads its columns through them).
 const NARROW_MAX_COLS_SUBGROUPS: usize = 64;
 /// Columns per conv2d_narrow workgroup (the CJ override, at most 8).
 const NARROW_CJ: usize = 8;
