@@ -333,3 +333,28 @@ fn precision_f16_upscales_within_a_level_and_refuses_where_unsupported() {
     fails_with(&wgsr(&["--precision", "f8", "info"]), "f8");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn ensemble_flag_runs_and_is_refused_where_it_cannot_apply() {
+    let d = scratch("ensemble");
+    let model = fixture("hcflow_sr_x4_tiny");
+    let lr = d.join("lr.png");
+    write_png(&lr, 6, 4, 8);
+    let (one, two) = (d.join("one.npy"), d.join("two.npy"));
+    ok(&wgsr(&["upscale", s(&lr), s(&one), "--model", s(&model), "--temperature", "0"]));
+    let o = wgsr(&["upscale", s(&lr), s(&two), "--model", s(&model), "--temperature", "0", "--ensemble", "2"]);
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("self-ensemble of 2 passes") && !err.contains('\r'), "{err}");
+    let (_, x) = wgsr::image_io::read_npy(&one).unwrap();
+    let (_, y) = wgsr::image_io::read_npy(&two).unwrap();
+    assert!(x.iter().zip(&y).any(|(p, q)| (p - q).abs() > 1e-4), "--ensemble 2 wrote the single pass");
+    let out = d.join("x.png");
+    fails_with(&wgsr(&["upscale", s(&lr), s(&out), "--model", s(&model), "--temperature", "0", "--ensemble", "3"]), "1, 2, 4 or 8");
+    fails_with(&wgsr(&["upscale", s(&lr), s(&out), "--model", s(&model), "--temperature", "0.8", "--ensemble", "8"]), "temperature 0.8");
+    let small = d.join("small.png");
+    write_png(&small, 4, 4, 1);
+    fails_with(&wgsr(&["upscale", s(&small), s(&out), "--model", s(&fixture("sr3_tiny")), "--ensemble", "2"]), "--ensemble do(es) not apply to SR3");
+    assert!(!out.exists());
+    let _ = std::fs::remove_dir_all(&d);
+}

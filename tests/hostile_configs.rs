@@ -44,6 +44,8 @@ fn nonsense_hcflow_configs_are_refused_with_the_field_named() {
     refused(|c| c["L"] = json!(1_000_000_000_000u64), "L");
     refused(|c| c["L"] = json!(-1), "L");
     refused(|c| c["default_heat"] = json!(1e30), "default_heat");
+    refused(|c| c["default_ensemble"] = json!(3), "default_ensemble");
+    refused(|c| c["default_ensemble"] = json!(-8), "default_ensemble");
     refused(|c| c["format_version"] = json!(7), "format_version");
     refused(|c| c["coupling"]["hiden"] = json!(16), "coupling.hiden");
     refused(|c| c["levels"][0]["main_layers"] = json!([1, 5]), "levels.0");

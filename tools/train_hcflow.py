@@ -268,9 +268,29 @@ def y_metrics(sr_u8, hr_u8, border=SCALE):
     return psnr, float(MM.ssim_basicsr(a, b))
 
 
+# wgsr's geometric self-ensemble (src/models/ensemble.rs): (counter-clockwise quarter turns,
+# mirror) per pass; 2 = identity + half turn, 4 = the rotations, 8 = all eight.
+ENSEMBLES = {1: [(0, False)], 2: [(0, False), (2, False)], 4: [(q, False) for q in range(4)],
+             8: [(q, f) for f in (False, True) for q in range(4)]}
+
+
+def sr_ensemble(model, x, n):
+    """Heat-0 SR of x averaged over the n symmetries of ENSEMBLES (each undone on its output)."""
+    acc = None
+    for q, f in ENSEMBLES[n]:
+        t = torch.rot90(x, q, (2, 3))
+        t = torch.flip(t, (3,)) if f else t
+        y = model.sr_reverse(t, None, heat=0.0)
+        y = torch.flip(y, (3,)) if f else y
+        y = torch.rot90(y, -q, (2, 3))
+        acc = y if acc is None else acc + y
+    return acc / n
+
+
 @torch.no_grad()
-def evaluate(model, crops, heats=(0.0,), seed=0):
-    """Per image and mean PSNR-Y / SSIM-Y of the model (each heat) and of MATLAB bicubic x4."""
+def evaluate(model, crops, heats=(0.0,), seed=0, ensemble=1):
+    """Per image and mean PSNR-Y / SSIM-Y of the model (each heat) and of MATLAB bicubic x4;
+    with ensemble > 1 (SR) also `ens{n}`: the heat-0 self-ensemble of n passes."""
     model.eval()
     rows = []
     g = torch.Generator().manual_seed(seed)
@@ -288,6 +308,8 @@ def evaluate(model, crops, heats=(0.0,), seed=0):
                 sr = model.rescale_reverse(model.rescale_forward(
                     torch.from_numpy(hr).permute(2, 0, 1)[None].float() / 255.0)["lr"], eps, heat=heat)
             row["heat%g" % heat] = y_metrics(to_u8(sr), hr)
+        if ensemble > 1 and model.cfg["task"] == "sr":
+            row["ens%d" % ensemble] = y_metrics(to_u8(sr_ensemble(model, x, ensemble)), hr)
         rows.append(row)
     keys = [k for k in rows[0] if k != "file"]
     mean = {k: [float(np.mean([r[k][0] for r in rows])), float(np.mean([r[k][1] for r in rows]))] for k in keys}
@@ -435,6 +457,8 @@ def main(argv=None):
     ap.add_argument("--eval-size", type=int, default=512, help="final eval: centre crop of each val image")
     ap.add_argument("--weights-dir", default=None, help="convert model.pth here (tools/convert.py) and eval")
     ap.add_argument("--default-heat", type=float, default=None, help="default_heat written to config.json")
+    ap.add_argument("--default-ensemble", type=int, choices=[1, 2, 4, 8], default=None,
+                    help="SR: default_ensemble written to config.json (self-ensemble passes at heat 0)")
     ap.add_argument("--example", default=None, help="write the README example LR PNG here (with --weights-dir)")
     ap.add_argument("--eval-only", action="store_true", help="skip training, use OUT/model.pth")
     a = ap.parse_args(argv)
@@ -620,9 +644,12 @@ def main(argv=None):
         import convert
         convert.convert(pth, a.weights_dir, arch="hcflow-" + a.task)
         cpath = os.path.join(a.weights_dir, "config.json")
-        if a.default_heat is not None:
+        if a.default_heat is not None or a.default_ensemble is not None:
             c = json.load(open(cpath))
-            c["default_heat"] = a.default_heat
+            if a.default_heat is not None:
+                c["default_heat"] = a.default_heat
+            if a.default_ensemble is not None:
+                c["default_ensemble"] = a.default_ensemble
             with open(cpath + ".tmp", "w") as f:
                 json.dump(c, f, indent=1)
                 f.write("\n")
@@ -632,15 +659,16 @@ def main(argv=None):
         model.load_state_dict(load_file(os.path.join(a.weights_dir, "model.safetensors")))
         crops = center_crop_pairs(cache, "val", a.eval_size)
         heats = tuple(sorted({0.0, float(model.cfg["default_heat"]), val_heats[1]}))
-        ev = evaluate(model, crops, heats)
-        ev["eval"] = {"crop": a.eval_size, "border": SCALE, "heats": list(heats), "eps_seed": 0}
+        ens = int(model.cfg.get("default_ensemble", 1))
+        ev = evaluate(model, crops, heats, ensemble=ens)
+        ev["eval"] = {"crop": a.eval_size, "border": SCALE, "heats": list(heats), "eps_seed": 0, "ensemble": ens}
         for r in ev["images"]:
             print("%-60s " % r["file"] + "  ".join("%s %.2f/%.4f" % (k, v[0], v[1]) for k, v in r.items() if k != "file"))
         print("mean " + "  ".join("%s %.3f/%.4f" % (k, v[0], v[1]) for k, v in ev["mean"].items()))
         if a.example:
             hr = write_example(cache, a.example)
             lr = np.asarray(Image.open(a.example).convert("RGB"))
-            ex = evaluate(model, [(EXAMPLE["file"], hr, lr)], heats)
+            ex = evaluate(model, [(EXAMPLE["file"], hr, lr)], heats, ensemble=ens)
             ev["example"] = ex["images"][0]
             print("example %s: " % a.example + "  ".join("%s %.2f/%.4f" % (k, v[0], v[1])
                                                        for k, v in ev["example"].items() if k != "file"))

@@ -28,6 +28,7 @@ pub struct SamplingFlags<'a> {
     pub eta: Option<f32>,
     pub init_noise: Option<&'a Path>,
     pub samples: Option<usize>,
+    pub ensemble: Option<usize>,
     pub tiling: TileArgs,
 }
 
@@ -68,7 +69,7 @@ impl TileArgs {
 
 impl SamplingFlags<'_> {
     /// (flag, the setting it maps to, whether it was given).
-    fn given(&self) -> [(&'static str, Setting, bool); 6] {
+    fn given(&self) -> [(&'static str, Setting, bool); 7] {
         [
             ("--temperature", Setting::Temperature, self.temperature.is_some()),
             ("--steps", Setting::Steps, self.steps.is_some()),
@@ -76,6 +77,7 @@ impl SamplingFlags<'_> {
             ("--eta", Setting::Sampler, self.eta.is_some()),
             ("--init-noise", Setting::InitNoise, self.init_noise.is_some()),
             ("--samples", Setting::Samples, self.samples.is_some()),
+            ("--ensemble", Setting::Ensemble, self.ensemble.is_some()),
         ]
     }
 
@@ -106,7 +108,7 @@ impl SamplingFlags<'_> {
             (Some(p), Some((w, _))) => Some(init_noise(p, w * model.scale())?),
             _ => None,
         };
-        Ok(UpscaleOptions {
+        let opts = UpscaleOptions {
             temperature: self.temperature,
             seed: self.seed,
             steps: self.steps,
@@ -114,7 +116,14 @@ impl SamplingFlags<'_> {
             init_noise,
             samples: self.samples,
             tiling,
-        })
+            ensemble: self.ensemble,
+        };
+        // Refuses a size other than 1/2/4/8, and an ensemble at a temperature above 0.
+        model.ensemble(&opts).map_err(|e| match e {
+            Error::InvalidArgument(m) => Error::InvalidArgument(format!("--ensemble: {m}")),
+            e => e,
+        })?;
+        Ok(opts)
     }
 }
 

@@ -79,6 +79,10 @@ struct EvalCmd {
     /// Sampling temperature (default: the model's).
     #[arg(long, visible_alias = "heat")]
     temperature: Option<f32>,
+    /// HCFlow SR at temperature 0: average N passes over rotations / mirrors
+    /// of the input (1, 2, 4 or 8; default: the model's, 8 for the shipped SR model).
+    #[arg(long, value_name = "N")]
+    ensemble: Option<usize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Write side-by-side PNGs (bicubic | model | HR) here.
@@ -131,6 +135,10 @@ pub struct UpscaleArgs {
     /// PixelCNN: number of samples (OUT gets _0, _1, ... before the extension when > 1).
     #[arg(long)]
     pub samples: Option<usize>,
+    /// HCFlow SR at temperature 0: average N passes over rotations / mirrors
+    /// of the input (1, 2, 4 or 8; default: the model's, 8 for the shipped SR model).
+    #[arg(long, value_name = "N")]
+    pub ensemble: Option<usize>,
     #[command(flatten)]
     pub tiling: TileArgs,
 }
@@ -167,6 +175,7 @@ impl UpscaleArgs {
             eta: self.eta,
             init_noise: self.init_noise.as_deref(),
             samples: self.samples,
+            ensemble: self.ensemble,
             tiling: self.tiling,
         }
     }
@@ -344,7 +353,11 @@ fn upscale(cli: &Cli, a: &UpscaleArgs) -> Result<()> {
     let s = m.scale();
     check_output_size(w, h, s)?;
     let t = opts.temperature.or(m.default_temperature()).map(|t| format!(", temperature {t}")).unwrap_or_default();
-    eprintln!("{}: {w}x{h} -> {}x{}{t}, seed {}", m.describe(), w * s, h * s, opts.seed);
+    let e = match m.ensemble(&opts)? {
+        1 => String::new(),
+        n => format!(", self-ensemble of {n} passes"),
+    };
+    eprintln!("{}: {w}x{h} -> {}x{}{t}{e}, seed {}", m.describe(), w * s, h * s, opts.seed);
     upscale_one(&ctx, m.as_mut(), &opts, &a.input, &a.output, true)
 }
 
@@ -373,10 +386,13 @@ fn check_output_size(w: usize, h: usize, s: usize) -> Result<()> {
 /// bit depth (16-bit PNG stays 16-bit). Models refuse non-finite outputs.
 fn upscale_one(ctx: &GpuContext, m: &mut dyn Model, opts: &UpscaleOptions, input: &Path, output: &Path, show_progress: bool) -> Result<()> {
     let img = Image::load(input)?;
+    // The tiling line is printed either way; a run with its own units
+    // (sampling steps, self-ensemble passes) draws those instead of tiles.
+    let tiles = tile_bar(m, ctx, TiledPass::Upscale, img.width(), img.height(), &opts.tiling, show_progress)?;
     let pb = match m.progress_total(opts)? {
-        Some(n) if show_progress => progress::bar(n, "sampling"),
+        Some(n) if show_progress => progress::bar(n, m.progress_unit()),
         Some(_) => indicatif::ProgressBar::hidden(),
-        None => tile_bar(m, ctx, TiledPass::Upscale, img.width(), img.height(), &opts.tiling, show_progress)?,
+        None => tiles,
     };
     let hrs = m.upscale(ctx, &img.rgb, opts, &mut |i| pb.set_position(i as u64));
     pb.finish_and_clear();
@@ -552,6 +568,7 @@ pub fn run() -> Result<()> {
                 eta: a.eta,
                 init_noise: None,
                 samples: None,
+                ensemble: a.ensemble,
                 tiling: TileArgs::default(),
             };
             let opts = flags.options(m.as_ref())?;

@@ -3,6 +3,7 @@
 //! (the CLI in `src/cli/` is a thin layer over it). [`registry`] gives every
 //! family one face: find a model directory, load it, upscale / downscale.
 
+pub mod ensemble;
 pub mod hcflow;
 pub mod json;
 pub mod pixelcnn;

@@ -42,6 +42,8 @@ pub enum Setting {
     Tiling,
     /// f16 storage of activations and weights (`--precision f16`).
     HalfPrecision,
+    /// Geometric self-ensemble of deterministic passes (`--ensemble`).
+    Ensemble,
 }
 
 /// One registry entry: how `config.json` names the family and how to load it.
@@ -65,7 +67,7 @@ pub static FAMILIES: &[FamilyInfo] = &[
     FamilyInfo {
         name: "hcflow",
         title: "HCFlow",
-        settings: &[Setting::Temperature, Setting::Tiling, Setting::HalfPrecision],
+        settings: &[Setting::Temperature, Setting::Tiling, Setting::HalfPrecision, Setting::Ensemble],
         load: |ctx, dir, precision| {
             let mut m = HcFlow::load(ctx, dir)?;
             m.set_precision(ctx, precision)?;
@@ -108,6 +110,10 @@ pub struct UpscaleOptions {
     /// Tiling (HCFlow): the default runs untiled when the image fits the
     /// device and tiles automatically when it does not.
     pub tiling: TilePolicy,
+    /// Self-ensemble passes (1, 2, 4 or 8; [`crate::models::ensemble`]) of a
+    /// deterministic run (HCFlow SR at temperature 0). `None`: the model's
+    /// `default_ensemble` at temperature 0, else one pass.
+    pub ensemble: Option<usize>,
 }
 
 /// What a rescaling model's downscale gives: the 8-bit LR and the value
@@ -134,10 +140,19 @@ pub trait Model: Send {
     fn default_temperature(&self) -> Option<f32> {
         None
     }
-    /// Progress units a run reports (SR3 steps, PixelCNN sub-pixels); None
-    /// for single-pass models.
+    /// Progress units a run reports (SR3 steps, PixelCNN sub-pixels, HCFlow
+    /// self-ensemble passes); None for single-pass runs.
     fn progress_total(&self, _opts: &UpscaleOptions) -> Result<Option<usize>> {
         Ok(None)
+    }
+    /// What the units of [`Model::progress_total`] are, for a progress bar.
+    fn progress_unit(&self) -> &'static str {
+        "sampling"
+    }
+    /// Self-ensemble passes a run under `opts` averages (1: none); an error
+    /// when `opts` asks for an ensemble the model cannot run.
+    fn ensemble(&self, _opts: &UpscaleOptions) -> Result<usize> {
+        Ok(1)
     }
     /// The tiles a run under `tiling` goes through on an image whose LR is
     /// `lr_width` x `lr_height` (`None`: one pass, untiled). Families with a

@@ -74,6 +74,9 @@ pub struct HcflowConfig {
     pub gc: usize,
     pub quant: f64,
     pub default_heat: f32,
+    /// Self-ensemble passes at heat 0 when the caller names none (1, 2, 4
+    /// or 8; SR only: `models::ensemble`).
+    pub default_ensemble: usize,
     pub atan_factor: f32,
     pub conv_zeros_logscale: f32,
     pub lrelu_slope: f32,
@@ -93,7 +96,7 @@ const KNOWN: &[&str] = &[
     "squeeze", "permutation", "coupling.type", "coupling.net", "coupling.hidden", "coupling.kernel_hidden",
     "split_off.permutation", "split_off.prior", "split_off.coupling.type", "split_off.coupling.net",
     "split_off.coupling.hidden", "split_off.coupling.kernel_hidden", "rrdb.nb", "rrdb.nf", "rrdb.gc",
-    "rrdb.feature_maps", "quant", "default_heat", "constants.atan_factor", "constants.atan_inner",
+    "rrdb.feature_maps", "quant", "default_heat", "default_ensemble", "constants.atan_factor", "constants.atan_inner",
     "constants.conv_zeros_logscale_factor", "constants.lrelu_slope", "constants.rrdb_residual_scale",
     "constants.nll_lr_logs", "constants.lr_levels", "levels.*.level", "levels.*.downscale", "levels.*.in_channels",
     "levels.*.channels", "levels.*.squeeze_layer", "levels.*.main_layers", "levels.*.split_layer",
@@ -197,6 +200,7 @@ impl HcflowConfig {
             gc: j.usize("rrdb.gc")?,
             quant: j.f64("quant")?,
             default_heat: j.f64("default_heat")? as f32,
+            default_ensemble: j.usize_or("default_ensemble", 1)?,
             atan_factor: c("atan_factor")? as f32,
             conv_zeros_logscale: c("conv_zeros_logscale_factor")? as f32,
             lrelu_slope: c("lrelu_slope")? as f32,
@@ -232,6 +236,13 @@ impl HcflowConfig {
         }
         if !(cfg.default_heat >= 0.0 && cfg.default_heat <= 10.0) {
             return Err(j.bad("default_heat", format!("is {}; it must be in 0..=10", cfg.default_heat)));
+        }
+        if crate::models::ensemble::symmetries(cfg.default_ensemble).is_err() {
+            return Err(j.bad("default_ensemble", format!("is {}; it must be 1, 2, 4 or 8", cfg.default_ensemble)));
+        }
+        if task == Task::Rescale && cfg.default_ensemble != 1 {
+            // A rescaling model's LR is its own downscale, tied to one orientation.
+            return Err(j.bad("default_ensemble", "must be 1 for a rescaling model (self-ensemble is for SR)"));
         }
         let prior = match task {
             Task::Sr => "gaussian",
