@@ -76,6 +76,8 @@ struct Params {
 // Raw sums of the previous parts (HAS_PRE), laid out like y.
 @group(0) @binding(6) var<storage, read> pre: array<pre_t>;
 @group(0) @binding(7) var<storage, read_write> y: array<y_t>;
+// x again, as vec4s: conv2d_rows with B_VEC loads four columns at once.
+@group(0) @binding(8) var<storage, read> x4: array<vec4<x4_t>>;
 
 override MODE: u32 = CONV_GENERAL;
 override ACT: u32 = ACT_NONE;
@@ -483,6 +485,11 @@ fn gather(c: Col, t: Tap) -> f32 {
 // (128 accumulators). (RQ, RJ) = (4, 8), (8, 4) or (8, 2); see conv.rs.
 override RQ: u32 = 4u;
 override RJ: u32 = 8u;
+// B_VEC (MODE CONV_POINTWISE, RJ = 4, H*W and N multiples of 4): thread lid
+// owns the four consecutive columns n0 + 4*lid .. +3, which are consecutive
+// input values of every k row, and loads them as one vec4 per k step: on
+// llvmpipe one lane loop instead of four (the Winograd GEMMs and 1x1 convs).
+override B_VEC: bool = false;
 
 // Epilogue for output channels m..m+3 (of group g) of column c, whose bias
 // and scale are bs[0], bs[1] (loaded once per quad, not per column).
@@ -627,12 +634,18 @@ fn rows_step(acc: ptr<function, RowsAcc>, c: RowsCols, a0: u32, a4: u32, k: u32,
     let t = tap_of(k);
     let w = a0 + k * a4;
     let wl = lane_quad(w, sl);
-    let b0 = gather(c.c0, t);
-    var b1 = 0.0; var b2 = 0.0; var b3 = 0.0;
+    var b0 = 0.0; var b1 = 0.0; var b2 = 0.0; var b3 = 0.0;
     var b4 = 0.0; var b5 = 0.0; var b6 = 0.0; var b7 = 0.0;
-    if (RJ > 1u) { b1 = gather(c.c1, t); }
-    if (RJ > 2u) { b2 = gather(c.c2, t); b3 = gather(c.c3, t); }
-    if (RJ > 4u) { b4 = gather(c.c4, t); b5 = gather(c.c5, t); b6 = gather(c.c6, t); b7 = gather(c.c7, t); }
+    if (B_VEC) {
+        // c0..c3 are one image's pixels 4i..4i+3 (all valid or none).
+        let v = select(vec4<f32>(0.0), vec4<f32>(x4[select(0u, (c.c0.xbase + t.coff) / 4u, c.c0.ok)]), c.c0.ok);
+        b0 = v.x; b1 = v.y; b2 = v.z; b3 = v.w;
+    } else {
+        b0 = gather(c.c0, t);
+        if (RJ > 1u) { b1 = gather(c.c1, t); }
+        if (RJ > 2u) { b2 = gather(c.c2, t); b3 = gather(c.c3, t); }
+        if (RJ > 4u) { b4 = gather(c.c4, t); b5 = gather(c.c5, t); b6 = gather(c.c6, t); b7 = gather(c.c7, t); }
+    }
     if (RQ > 0u) {
         let a = weight_quad(w, 0u, wl);
         (*acc).r0_0 += a * b0; (*acc).r0_1 += a * b1; (*acc).r0_2 += a * b2; (*acc).r0_3 += a * b3;
@@ -691,7 +704,10 @@ fn conv2d_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     // read neighbouring (or padding) weights and are never stored.
     let a0 = (g * p.a_gstride + m0) / 4u;
     let a4 = p.a_kstride / 4u;
-    let c = RowsCols(column(n0 + lid + 0u * RWG, g), column(n0 + lid + 1u * RWG, g), column(n0 + lid + 2u * RWG, g), column(n0 + lid + 3u * RWG, g), column(n0 + lid + 4u * RWG, g), column(n0 + lid + 5u * RWG, g), column(n0 + lid + 6u * RWG, g), column(n0 + lid + 7u * RWG, g));
+    // Column j of the thread: n0 + lid + 64*j, or n0 + 4*lid + j with B_VEC.
+    let cb = select(n0 + lid, n0 + 4u * lid, B_VEC);
+    let cs = select(RWG, 1u, B_VEC);
+    let c = RowsCols(column(cb + 0u * cs, g), column(cb + 1u * cs, g), column(cb + 2u * cs, g), column(cb + 3u * cs, g), column(cb + 4u * cs, g), column(cb + 5u * cs, g), column(cb + 6u * cs, g), column(cb + 7u * cs, g));
     var acc: RowsAcc;
     if (HAS_PRE) {
         // Dead accumulators (q >= RQ or j >= RJ) are never stored, so their loads fold away.

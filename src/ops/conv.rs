@@ -751,6 +751,10 @@ fn launch(
         n if n >= 256 => (8, 4),
         _ => (8, 2),
     };
+    // Pointwise with whole pixel quads: a thread's four columns are one
+    // vec4 of every input row (conv.wgsl B_VEC).
+    let b_vec = rows && !narrow && mode == ConvMode::Pointwise && rj == 4 && xs.hw() % 4 == 0 && ntot % 4 == 0
+        && std::env::var_os("WGSR_NO_BVEC").is_none();
     // conv2d_rows holds accumulators for RQ <= 8 channel quads and RJ <= 8
     // columns only: a larger tile would silently leave channels unwritten.
     debug_assert!(rq <= 8 && rj <= 8 && rq * rj <= 32, "conv2d_rows tile ({rq}, {rj})");
@@ -824,6 +828,7 @@ fn launch(
         ("RQ", rq as f64),
         ("RJ", rj as f64),
         ("CJ", cj as f64),
+        ("B_VEC", if b_vec { 1.0 } else { 0.0 }),
     ];
     let res = residual.unwrap_or(x);
     let d = ctx.dispatch(KernelCall {
@@ -845,6 +850,7 @@ fn launch(
             res.arg(),
             pre.filter(|_| !in_place).unwrap_or(x).arg(),
             out.arg_mut(),
+            x.arg(),
         ],
         workgroups: grid,
     })?;

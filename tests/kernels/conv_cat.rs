@@ -127,6 +127,20 @@ fn conv_cat_pre_chain_with_residual_and_activation() {
         residual: true,
         epi: Epilogue { activation: Activation::None, alpha: 0.2, beta: 1.0 },
     });
+    // 1x1 over three parts on conv2d_rows' vec4 column loads (36 channels, 8x4
+    // tile, N = 2 * 12 * 12 = 288, so the second workgroup is mostly past N).
+    check(Case {
+        name: "conv_cat.1x1_vec_cols",
+        seed: 35,
+        nhw: [2, 12, 12],
+        parts: vec![6, 9, 5],
+        kernel: [36, 1, 1],
+        p: Conv2dParams::default(),
+        bias: true,
+        scale: true,
+        residual: true,
+        epi: act_res(Activation::Relu),
+    });
 }
 
 #[test]

@@ -93,6 +93,8 @@ fn half_conv_direct_entries() {
     // general entry (odd cout, stride, groups); the tiled GPU kernel under
     // WGSR_CONV_TILED=1 (CI).
     check_conv16("f16 conv rows 8->24 3x3", 1, Shape::new(1, 8, 40, 40), [24, 8, 3, 3], Conv2dParams::new(1, 1), res(Activation::Relu), true);
+    // 1x1 on conv2d_rows' vec4 column loads (B_VEC: 36 channels, N = 288, batch 2).
+    check_conv16("f16 conv rows vec4 cols 12->36 1x1", 4, Shape::new(2, 12, 12, 12), [36, 12, 1, 1], Conv2dParams::default(), res(Activation::Relu), true);
     check_conv16("f16 conv narrow 40->264 1x1", 2, Shape::new(1, 40, 1, 3), [264, 40, 1, 1], Conv2dParams::default(), res(Activation::Tanh), true);
     let p = Conv2dParams { stride: [2, 1], padding: [2, 1], dilation: [1, 1], groups: 3 };
     check_conv16("f16 conv general 9->15 5x3 s2 g3", 3, Shape::new(2, 9, 17, 13), [15, 3, 5, 3], p, Epilogue { activation: Activation::LeakyRelu(0.2), alpha: 1.0, beta: 0.0 }, false);
