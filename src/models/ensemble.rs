@@ -32,15 +32,12 @@ const ENSEMBLES: [&[Dihedral]; 4] = [
     &[d(0, false), d(1, false), d(2, false), d(3, false), d(0, true), d(1, true), d(2, true), d(3, true)],
 ];
 
-/// The sizes [`symmetries`] accepts.
-pub const SIZES: [usize; 4] = [1, 2, 4, 8];
-
 /// The symmetries of an ensemble of `n` passes (1, 2, 4 or 8).
 pub fn symmetries(n: usize) -> Result<&'static [Dihedral]> {
-    match SIZES.iter().position(|&s| s == n) {
-        Some(i) => Ok(ENSEMBLES[i]),
-        None => Err(Error::InvalidArgument(format!("self-ensemble size must be 1, 2, 4 or 8 passes, got {n}"))),
-    }
+    ENSEMBLES
+        .into_iter()
+        .find(|s| s.len() == n)
+        .ok_or_else(|| Error::InvalidArgument(format!("self-ensemble size must be 1, 2, 4 or 8 passes, got {n}")))
 }
 
 /// One counter-clockwise quarter turn: W x H -> H x W, the top-right corner
