@@ -83,16 +83,16 @@ fn main() {
     }
     // Conv time by output size and by direct / Winograd: where the time goes.
     let mut convs: BTreeMap<String, (usize, f64)> = BTreeMap::new();
-    for r in prof.rows.iter().filter(|r| r.kind == "conv2d") {
-        let out = r.shapes.clone();
+    for r in prof.rows.iter().filter(|r| r.kind.starts_with("conv2d") || r.kind.starts_with("winograd")) {
+        let out = format!("{} {}", r.kind, r.shapes);
         let e = convs.entry(out).or_default();
         e.0 += 1;
         e.1 += r.ms;
     }
     let mut convs: Vec<_> = convs.into_iter().collect();
     convs.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
-    println!("conv2d by shapes (inputs -> outputs, a Winograd node lists its two working buffers):");
-    for (shape, (n, ms)) in convs.iter().take(10) {
-        println!("  {shape:<90} {n:>5} {ms:>10.1} ms");
+    println!("conv and Winograd nodes by kind and shapes (inputs -> outputs, a Winograd node lists its working buffers):");
+    for (shape, (n, ms)) in convs.iter().take(16) {
+        println!("  {shape:<110} {n:>5} {ms:>10.1} ms");
     }
 }

@@ -252,14 +252,16 @@ pub fn input_transform(ctx: &GpuContext, x: &Tensor, v: &Tensor, c_off: usize, p
         ..Default::default()
     };
     let n = s.c() * tiles;
+    let tv = four_tiles(tile, pad, s.w());
+    let threads = if tv { n / 4 } else { n };
     let d = ctx.dispatch(KernelCall {
         shader: &SHADER,
         entry: "wino_input",
-        constants: &[("WM", mt as f64)],
+        constants: &[("WM", mt as f64), ("TV", if tv { 1.0 } else { 0.0 })],
         params: Some(&params),
-        // Placeholders at the output's bindings 2-4 (unused by wino_input).
-        buffers: &[x.arg(), x.arg(), x.arg(), v.arg_mut(), v.arg_mut()],
-        workgroups: grid_1d(n.div_ceil(WG)),
+        // Placeholders at the output's bindings (unused by wino_input).
+        buffers: &[x.arg(), x.arg(), x.arg(), v.arg_mut(), v.arg_mut(), x.arg(), v.arg_mut()],
+        workgroups: grid_1d(threads.div_ceil(WG)),
     })?;
     Ok(d.with_cost(0.0, x.bytes() as f64 + (n * aa * 4) as f64))
 }
@@ -343,8 +345,8 @@ pub fn gemm_output(
         entry: "wino_output",
         constants: &constants,
         params: Some(&params),
-        // A placeholder at the input's binding 1 (unused by wino_output).
-        buffers: &[w.epi.arg(), w.epi.arg(), res.arg(), out.arg_mut(), m.arg_mut()],
+        // Placeholders at the input's bindings 1, 6 and 7 (unused by wino_output).
+        buffers: &[w.epi.arg(), w.epi.arg(), res.arg(), out.arg_mut(), m.arg_mut(), w.epi.arg(), m.arg_mut()],
         workgroups: grid_1d(n.div_ceil(WG)),
     })?;
     let mut bytes = (n * aa * 4) as f64 + out.bytes() as f64;
@@ -352,6 +354,14 @@ pub fn gemm_output(
         bytes += r.bytes() as f64;
     }
     Ok(vec![gemm, d.with_cost(0.0, bytes)])
+}
+
+/// Whether the input transform takes four tiles per thread (winograd.wgsl
+/// TV): F(4x4) with padding 1 on images whose width is a multiple of 16, so
+/// a tile row holds whole quads of tiles and every row is whole vec4s.
+/// `WGSR_NO_TV` set in the environment turns it off (an A/B switch).
+fn four_tiles(tile: WinogradTile, pad: usize, w: usize) -> bool {
+    tile == WinogradTile::F4 && pad == 1 && w % 16 == 0 && std::env::var_os("WGSR_NO_TV").is_none()
 }
 
 /// Multiply-adds of the direct conv a Winograd conv replaces (x2 = FLOPs):
