@@ -490,6 +490,8 @@ override RJ: u32 = 8u;
 // input values of every k row, and loads them as one vec4 per k step: on
 // llvmpipe one lane loop instead of four (the Winograd GEMMs and 1x1 convs).
 override B_VEC: bool = false;
+// Four k steps per trip of the K loop (see conv2d_rows).
+override KU4: bool = false;
 
 // Epilogue for output channels m..m+3 (of group g) of column c, whose bias
 // and scale are bs[0], bs[1] (loaded once per quad, not per column).
@@ -724,10 +726,21 @@ fn conv2d_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         acc.r6_0 = pre4(c.c0, g, m0 + 24u); acc.r6_1 = pre4(c.c1, g, m0 + 24u); acc.r6_2 = pre4(c.c2, g, m0 + 24u); acc.r6_3 = pre4(c.c3, g, m0 + 24u);
         acc.r7_0 = pre4(c.c0, g, m0 + 28u); acc.r7_1 = pre4(c.c1, g, m0 + 28u); acc.r7_2 = pre4(c.c2, g, m0 + 28u); acc.r7_3 = pre4(c.c3, g, m0 + 28u);
     }
-    // Two k steps per trip: llvmpipe blends every loop-carried value with the
-    // lane mask once per trip, which halves the multiply-add rate of a
-    // one-step loop (see probe.wgsl).
+    // Two (KU4: four) k steps per trip: llvmpipe blends every loop-carried
+    // value with the lane mask once per trip, which halves the multiply-add
+    // rate of a one-step loop (see probe.wgsl). Four measured faster on the
+    // direct convs (paired shares, two interleaved runs: 3x3 96->32 at
+    // 128x128 23-24% -> 27%, 131->18 at 64x64 14% -> 19-20%), on the
+    // pointwise GEMMs neutral, the transposed conv slower (conv.rs).
     var k = 0u;
+    if (KU4) {
+        for (; k + 4u <= p.k; k += 4u) {
+            rows_step(&acc, c, a0, a4, k, sl);
+            rows_step(&acc, c, a0, a4, k + 1u, sl);
+            rows_step(&acc, c, a0, a4, k + 2u, sl);
+            rows_step(&acc, c, a0, a4, k + 3u, sl);
+        }
+    }
     for (; k + 2u <= p.k; k += 2u) {
         rows_step(&acc, c, a0, a4, k, sl);
         rows_step(&acc, c, a0, a4, k + 1u, sl);

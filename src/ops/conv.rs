@@ -829,6 +829,9 @@ fn launch(
         ("RJ", rj as f64),
         ("CJ", cj as f64),
         ("B_VEC", if b_vec { 1.0 } else { 0.0 }),
+        // Four k steps per loop trip (conv.wgsl KU4) except for transposed
+        // convs, where it measured slower (convT 4x4 s2 paired share 29% -> 23-25%).
+        ("KU4", if mode != ConvMode::Transposed { 1.0 } else { 0.0 }),
     ];
     let res = residual.unwrap_or(x);
     let d = ctx.dispatch(KernelCall {
