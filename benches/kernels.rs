@@ -332,6 +332,7 @@ fn conv_family(b: &mut Bench) {
     conv_entry(b, "conv3x3 131->18", Shape::new(1, 131, 64, 64), [18, 131, 3, 3], p1, Activation::None);
     conv_entry(b, "conv3x3 137->3", Shape::new(1, 137, 64, 64), [3, 137, 3, 3], p1, Activation::None);
     conv_entry(b, "conv3x3 64->6", Shape::new(1, 64, 64, 64), [6, 64, 3, 3], p1, Activation::None);
+    conv_entry(b, "conv3x3 64->12 128x128", Shape::new(1, 64, 128, 128), [12, 64, 3, 3], p1, Activation::None);
     // PixelCNN's cached sampler: one pixel (conv2d_narrow on CPU adapters).
     conv_entry(b, "conv1x1 1024->256 1px", Shape::new(1, 1024, 1, 1), [256, 1024, 1, 1], Conv2dParams::default(), Activation::None);
     conv_entry(b, "conv1x1 160->64 1px", Shape::new(1, 160, 1, 1), [64, 160, 1, 1], Conv2dParams::default(), Activation::None);
@@ -342,6 +343,11 @@ fn conv_family(b: &mut Bench) {
     }
     // HCFlow's RRDB dense-block conv (LR 64x64 features, 256 F(4x4) tiles).
     winograd_entry(b, "wino4 conv3x3 160->32 lrelu 64x64", Shape::new(1, 160, 64, 64), 32, WinogradTile::F4, Activation::LeakyRelu(0.2));
+    // The coupling-net outputs above as Winograd (M padded to a multiple of 4 rows).
+    winograd_entry(b, "wino4 conv3x3 131->18", Shape::new(1, 131, 64, 64), 18, WinogradTile::F4, Activation::None);
+    winograd_entry(b, "wino4 conv3x3 137->3", Shape::new(1, 137, 64, 64), 3, WinogradTile::F4, Activation::None);
+    winograd_entry(b, "wino4 conv3x3 64->6", Shape::new(1, 64, 64, 64), 6, WinogradTile::F4, Activation::None);
+    winograd_entry(b, "wino4 conv3x3 64->12 128x128", Shape::new(1, 64, 128, 128), 12, WinogradTile::F4, Activation::None);
     // SR3's deepest levels: 16 and 4 tiles, so the GEMM takes conv2d_narrow on CPU adapters.
     winograd_entry(b, "wino4 conv3x3 512->512 16x16", Shape::new(1, 512, 16, 16), 512, WinogradTile::F4, Activation::None);
     winograd_entry(b, "wino4 conv3x3 512->512 8x8", Shape::new(1, 512, 8, 8), 512, WinogradTile::F4, Activation::None);

@@ -22,7 +22,7 @@ struct Params {
     th: u32,      // tiles along y (per image)
     tw: u32,      // tiles along x
     tiles: u32,   // T = batch * th * tw (columns of V and M)
-    ctot: u32,    // wino_input: channels of V (all inputs); wino_output: unused
+    ctot: u32,    // wino_input: channels of V (all inputs); wino_output: rows of M per group (c rounded up to 4)
     c_off: u32,   // wino_input: this input's first channel in V
     pad: i32,     // wino_input: zero padding of the convolution
     alpha: f32,
@@ -220,7 +220,7 @@ fn wino_output(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let co = i / p.tiles;
     let t = i - co * p.tiles;
     let tl = tile_of(t);
-    let stride = p.c * p.tiles;
+    let stride = p.ctot * p.tiles;
     // Rows first: tmp[a] = A^T applied along x to row a of M.
     var tmp: array<array<f32, 4>, 6>;
     for (var a = 0u; a < NA; a++) {

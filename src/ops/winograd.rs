@@ -87,6 +87,11 @@ impl WinogradTile {
 pub struct WinogradWeights {
     tile: WinogradTile,
     cout: usize,
+    /// `cout` rounded up to a multiple of 4: U and M carry that many rows
+    /// per group (the padding rows zero, never stored), so the GEMM always
+    /// takes the aligned CPU-tuned kernel (conv.wgsl A_VEC) and thin
+    /// outputs (a coupling net's 6 or 22 channels) run as Winograd too.
+    cout_p: usize,
     cin: usize,
     u: Conv2dWeights,
     /// bias[cout] then scale[cout].
@@ -117,7 +122,8 @@ impl WinogradWeights {
         let epi = conv::epilogue_table(cout, bias, scale)?;
         let g = tile.g();
         let a = tile.a();
-        let mut u = vec![0f32; a * a * cout * cin];
+        let cout_p = padded_cout(cout);
+        let mut u = vec![0f32; a * a * cout_p * cin];
         for co in 0..cout {
             for ci in 0..cin {
                 let k = &weight[(co * cin + ci) * 9..][..9];
@@ -131,7 +137,7 @@ impl WinogradWeights {
                 for i in 0..a {
                     for (j, gj) in g.iter().enumerate() {
                         let v: f64 = (0..3).map(|c| t[i][c] * gj[c]).sum();
-                        u[((i * a + j) * cout + co) * cin + ci] = v as f32;
+                        u[((i * a + j) * cout_p + co) * cin + ci] = v as f32;
                     }
                 }
             }
@@ -139,8 +145,9 @@ impl WinogradWeights {
         Ok(WinogradWeights {
             tile,
             cout,
+            cout_p,
             cin,
-            u: Conv2dWeights::new(ctx, &u, [a * a * cout, cin, 1, 1], None, None)?,
+            u: Conv2dWeights::new(ctx, &u, [a * a * cout_p, cin, 1, 1], None, None)?,
             epi: Tensor::from_slice(ctx, Shape::new(1, 1, 2, cout), &epi)?,
         })
     }
@@ -166,14 +173,20 @@ fn out_hw(op: &str, x: Shape, pad: usize) -> Result<(usize, usize)> {
 
 /// Shapes of the two working buffers of [`conv3x3`] for inputs of spatial
 /// shape `x` (batch, -, h, w) with `cin` channels in all, and `cout` outputs:
-/// `V` = `[1, A*A*cin, 1, T]` and `M` = `[1, A*A*cout, 1, T]` (row ab*C + c
-/// of T tiles, T = batch * tiles per image): the grouped GEMM's NCHW views.
+/// `V` = `[1, A*A*cin, 1, T]` and `M` = `[1, A*A*cout4, 1, T]` (row ab*C + c
+/// of T tiles, T = batch * tiles per image; cout4 = `cout` rounded up to a
+/// multiple of 4, see `WinogradWeights`): the grouped GEMM's NCHW views.
 pub fn scratch_shapes(x: Shape, cin: usize, cout: usize, pad: usize, tile: WinogradTile) -> Result<(Shape, Shape)> {
     let (ho, wo) = out_hw("winograd conv", x, pad)?;
     let m = tile.m();
     let t = x.n() * ho.div_ceil(m) * wo.div_ceil(m);
     let aa = tile.a() * tile.a();
-    Ok((Shape::new(1, aa * cin, 1, t), Shape::new(1, aa * cout, 1, t)))
+    Ok((Shape::new(1, aa * cin, 1, t), Shape::new(1, aa * padded_cout(cout), 1, t)))
+}
+
+/// Output channels as U and M hold them: a multiple of 4.
+fn padded_cout(cout: usize) -> usize {
+    cout.next_multiple_of(4)
 }
 
 /// torch `Conv2d(k=3, stride=1, padding=pad)` over the channel
@@ -326,6 +339,7 @@ pub fn gemm_output(
     };
     let params = WinogradUniform {
         c: to_u32(w.cout),
+        ctot: to_u32(w.cout_p),
         h: to_u32(ho),
         w: to_u32(wo),
         th: to_u32(th),

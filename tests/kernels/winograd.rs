@@ -89,6 +89,13 @@ const CASES: &[Case] = &[
     // exactly 4 (F(4x4)) or 8 (F(2x2)) tiles.
     Case { batch: 2, chans: &[16, 8], cout: 16, h: 13, w: 32, pad: 1, act: Activation::LeakyRelu(0.2), scale: false, residual: true, alpha: 1.0 },
     Case { batch: 1, chans: &[20], cout: 8, h: 16, w: 16, pad: 1, act: Activation::None, scale: true, residual: false, alpha: 1.0 },
+    // Output channels that are not a multiple of 4 (U and M padded to the
+    // next one, the padding rows never stored): 3, 6 and 22, with enough
+    // tiles (F(4x4): 256+) for the wide column tiles, a residual and a batch.
+    Case { batch: 1, chans: &[24], cout: 3, h: 64, w: 64, pad: 1, act: Activation::None, scale: true, residual: false, alpha: 1.0 },
+    Case { batch: 2, chans: &[16, 5], cout: 6, h: 33, w: 32, pad: 1, act: Activation::Relu, scale: false, residual: true, alpha: 0.5 },
+    Case { batch: 1, chans: &[17], cout: 22, h: 19, w: 23, pad: 0, act: Activation::LeakyRelu(0.2), scale: true, residual: false, alpha: 1.0 },
+    Case { batch: 1, chans: &[8], cout: 1, h: 7, w: 9, pad: 1, act: Activation::None, scale: false, residual: true, alpha: 1.0 },
 ];
 
 #[test]

@@ -4,6 +4,7 @@
 
 use crate::graph::ops::conv::Conv;
 use crate::graph::ops::flow::Dir;
+use crate::graph::ops::winograd::WinogradFeatures;
 use crate::graph::ops::Scalar;
 use crate::graph::{GraphBuilder, TensorId};
 use crate::ops::conv::{Activation, Conv2dParams};
@@ -22,6 +23,10 @@ pub fn eps_name(l: usize) -> String {
 struct Ctx<'g, 'c> {
     g: &'g mut GraphBuilder<'c>,
     cfg: &'g HcflowConfig,
+    /// While a level's split steps and prior are built: its conditional
+    /// features transformed once into a Winograd buffer (`share_cond`), and
+    /// their channel count, after which each coupling pushes its own z1.
+    cond_v: Option<(WinogradFeatures, usize)>,
 }
 
 impl Ctx<'_, '_> {
@@ -53,7 +58,7 @@ impl Ctx<'_, '_> {
     /// A pass's context: flow tensors f32 (see [`Ctx::net`]).
     fn new<'g, 'c>(g: &'g mut GraphBuilder<'c>, cfg: &'g HcflowConfig) -> Result<Ctx<'g, 'c>> {
         g.set_storage(crate::Dtype::F32)?;
-        Ok(Ctx { g, cfg })
+        Ok(Ctx { g, cfg, cond_v: None })
     }
 
     fn vec(&self, node: &str, key: &str, n: usize) -> Result<Vec<f32>> {
@@ -191,6 +196,11 @@ impl Ctx<'_, '_> {
         }
         let split = if cp.kind == CouplingType::Affine { c / 2 } else { 3 };
         let z1 = self.g.slice_channels(&format!("{p}.z1"), z, 0, 1, split)?;
+        if let (Some(_), Some((mut f, base)), CouplingNet::Fcn { kernel_hidden, .. }) = (cond, self.cond_v.take(), cp.net) {
+            let h = self.net(|c| c.fcn_shared(&mut f, base, z1, &net_p, kernel_hidden));
+            self.cond_v = Some((f, base));
+            return self.g.affine_coupling(&format!("{p}.affine"), z, h?, split, logdet, dir);
+        }
         // The net reads cat(z1, cond) as parts: no concat.
         let mut inp = vec![z1];
         inp.extend_from_slice(cond.unwrap_or_default());
@@ -322,7 +332,97 @@ impl Ctx<'_, '_> {
 
     fn prior(&mut self, feat: &[TensorId], l: usize) -> Result<TensorId> {
         let p = format!("{}.f", self.cfg.levels[l].cond_module);
+        if let Some((mut f, base)) = self.cond_v.take() {
+            let r = self.conv_zeros_features(&mut f, base, &p);
+            self.cond_v = Some((f, base));
+            return r;
+        }
         self.conv_zeros(feat, &p)
+    }
+
+    /// Transform level `l`'s conditional features `feat` once (Winograd
+    /// input transform, [`GraphBuilder::winograd_features`]) for every conv
+    /// that reads them: the prior and the first conv of each split step's
+    /// coupling net, which reads cat(z1, feat). Without this each of those
+    /// convs transforms all of `feat` again (13 split steps per level in the
+    /// official SR x4: 26 transforms of 64 channels at 128x128). Sets
+    /// `cond_v` when every such conv runs as Winograd with one tile, else
+    /// leaves it None (the convs then run as before).
+    fn share_cond(&mut self, feat: &[TensorId], l: usize) -> Result<()> {
+        self.cond_v = None;
+        let cp = self.cfg.split_coupling;
+        let (Some(&first), CouplingNet::Fcn { .. }) = (feat.first(), cp.net) else { return Ok(()) };
+        let mut fc = 0;
+        for &t in feat {
+            fc += self.g.shape(t)?.c();
+        }
+        let mut names = vec![format!("{}.f", self.cfg.levels[l].cond_module)];
+        for i in 0..self.cfg.levels[l].cond_steps {
+            if !(cp.kind == CouplingType::Affine3Shift && i % 2 == 1) {
+                names.push(format!("{}.affine.f.conv1", self.split_step_prefix(l, i)));
+            }
+        }
+        let mut shapes = Vec::new();
+        for n in &names {
+            // A missing or malformed weight is left for the unshared build to report.
+            let Some(s) = self.g.weight(n, &format!("{n}.weight"), None).ok().and_then(|w| <[usize; 4]>::try_from(w.shape.as_slice()).ok()) else {
+                return Ok(());
+            };
+            shapes.push(s);
+        }
+        // The prior reads exactly the features, each coupling features + z1.
+        if shapes[0][1] != fc || shapes[1..].iter().any(|s| s[1] <= fc) {
+            return Ok(());
+        }
+        let capacity = shapes.iter().map(|s| s[1]).max().unwrap_or(fc);
+        let name = format!("{}.cond_features", self.cfg.levels[l].cond_module);
+        let Some(mut f) = self.g.winograd_features(&name, first, capacity, &shapes, 1)? else { return Ok(()) };
+        for (k, &part) in feat.iter().enumerate().skip(1) {
+            self.g.winograd_features_push(&format!("{name}.part{k}"), &mut f, part)?;
+        }
+        self.cond_v = Some((f, fc));
+        Ok(())
+    }
+
+    /// `conv_zeros` over the first `base` channels of `f` (the shared features).
+    fn conv_zeros_features(&mut self, f: &mut WinogradFeatures, base: usize, p: &str) -> Result<TensorId> {
+        self.g.winograd_features_truncate(f, base)?;
+        let w = self.g.weight(p, &format!("{p}.weight"), None)?;
+        let cout = w.shape.first().copied().unwrap_or(0);
+        let bias = self.vec(p, &format!("{p}.bias"), cout)?;
+        let fz = self.cfg.conv_zeros_logscale;
+        let scale: Vec<f32> = self.vec(p, &format!("{p}.logs"), cout)?.iter().map(|l| (fz * l).exp()).collect();
+        let w = w.clone();
+        self.head(|c| c.g.conv2d_features(p, f, &w, Some(&bias), Some(&scale), Conv::same(3)))
+    }
+
+    /// The Fcn coupling net on cat(z1, shared features): z1 is pushed after
+    /// the features' `base` channels (overwriting the previous step's z1),
+    /// and conv1's weight columns are reordered to match (features first).
+    fn fcn_shared(&mut self, f: &mut WinogradFeatures, base: usize, z1: TensorId, p: &str, kernel_hidden: usize) -> Result<TensorId> {
+        let p1 = format!("{p}.conv1");
+        self.g.winograd_features_truncate(f, base)?;
+        self.g.winograd_features_push(&format!("{p1}.z1"), f, z1)?;
+        let w = self.g.weight(&p1, &format!("{p1}.weight"), None)?;
+        let Ok([cout, cin, 3, 3]) = <[usize; 4]>::try_from(w.shape.as_slice()) else {
+            return Err(Error::Weights(format!("{p1}.weight has shape {:?}, expected [_, _, 3, 3]", w.shape)));
+        };
+        if cin != f.channels() {
+            return Err(Error::Weights(format!("{p1}.weight reads {cin} channels, but z1 and the features have {}", f.channels())));
+        }
+        let split = cin - base;
+        let mut data = Vec::with_capacity(w.data.len());
+        for co in 0..cout {
+            let row = &w.data[co * cin * 9..][..cin * 9];
+            data.extend_from_slice(&row[split * 9..]);
+            data.extend_from_slice(&row[..split * 9]);
+        }
+        let w = crate::weights::HostTensor::new(w.shape.clone(), data)?;
+        let bias = self.vec(&p1, &format!("{p1}.actnorm.bias"), cout)?;
+        let scale: Vec<f32> = self.vec(&p1, &format!("{p1}.actnorm.logs"), cout)?.iter().map(|l| l.exp()).collect();
+        let h = self.g.conv2d_features(&p1, f, &w, Some(&bias), Some(&scale), Conv::same(3).act(Activation::Relu))?;
+        let h = self.conv_actnorm(&[h], &format!("{p}.conv2"), kernel_hidden, Activation::Relu)?;
+        self.conv_zeros(&[h], &format!("{p}.conv3"))
     }
 
     fn split_step_prefix(&self, l: usize, i: usize) -> String {
@@ -373,6 +473,7 @@ fn reverse_body(c: &mut Ctx, mut z: TensorId, eps: &[TensorId], trace: bool) -> 
         let (feat, h) = c.net(|c| {
             let u = c.cond_input(z, l, &feats)?;
             let feat = c.features(&u, l)?;
+            c.share_cond(&feat, l)?;
             let h = c.prior(&feat, l)?;
             Ok((feat, h))
         })?;
@@ -383,6 +484,7 @@ fn reverse_body(c: &mut Ctx, mut z: TensorId, eps: &[TensorId], trace: bool) -> 
             let p = c.split_step_prefix(l, i);
             a = c.step(a, &p, cfg.split_invconv, cfg.split_coupling, i, Some(&feat), None, Dir::Reverse)?.0;
         }
+        c.cond_v = None;
         if trace {
             let f = c.feat_tensor(&feat, l)?;
             c.g.output(&format!("feat{l}"), f)?;
@@ -465,12 +567,14 @@ fn forward_split(c: &mut Ctx, ys: &[TensorId], offs: &[TensorId], mut logdet: Op
             let f = c.feat_tensor(&feat, l)?;
             c.g.output(&format!("feat{l}"), f)?;
         }
+        c.share_cond(&feat, l)?;
         let mut a = offs[l];
         for i in 0..lev.cond_steps {
             let p = c.split_step_prefix(l, i);
             (a, logdet) = c.step(a, &p, cfg.split_invconv, cfg.split_coupling, i, Some(&feat), logdet, Dir::Forward)?;
         }
         let h = c.net(|c| c.prior(&feat, l))?;
+        c.cond_v = None;
         let scale = c.prior_scale();
         if let Some(ld) = logdet {
             logdet = Some(c.g.gaussian_logp(&format!("{}.logp", lev.cond_module), a, h, ld, scale)?);
