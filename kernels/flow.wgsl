@@ -127,6 +127,48 @@ fn invconv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     }
 }
 
+// invconv on pixel quads when H*W is a multiple of 4 (a vec4 stays in one
+// channel): on CPU drivers every per-lane load is a loop over the lanes,
+// and here one vec4 of x serves 16 multiply-adds instead of one scalar 4,
+// the 4 weights one vec4 load. Same products summed in the same order as
+// `invconv`, so the same bits.
+@group(0) @binding(2) var<storage, read> aux4: array<vec4<f32>>;
+
+@compute @workgroup_size(WG)
+fn invconv4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let g = wg_index(wid, nwg);
+    let nob = (p.c + 3u) / 4u;
+    let chunk = g % p.parts;
+    let rest = g / p.parts;
+    let ob = rest % nob;
+    let n = rest / nob;
+    if (n >= p.n) { return; }
+    let hw4 = p.hw / 4u;
+    let q = chunk * WG + lid;
+    if (q >= hw4) { return; }
+    // W rows are padded to cp = 4 * nob and p.k is 0 or c * cp: aligned vec4s.
+    let cp4 = nob;
+    let xbase = n * p.c * hw4 + q;
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    for (var i = 0u; i < p.c; i++) {
+        let xi = vec4<f32>(src4[xbase + i * hw4]);
+        let w = aux4[p.k / 4u + i * cp4 + ob];
+        a0 += w.x * xi;
+        a1 += w.y * xi;
+        a2 += w.z * xi;
+        a3 += w.w * xi;
+    }
+    let o0 = ob * 4u;
+    dst4[xbase + o0 * hw4] = vec4<dst4_t>(a0);
+    if (o0 + 1u < p.c) { dst4[xbase + (o0 + 1u) * hw4] = vec4<dst4_t>(a1); }
+    if (o0 + 2u < p.c) { dst4[xbase + (o0 + 2u) * hw4] = vec4<dst4_t>(a2); }
+    if (o0 + 3u < p.c) { dst4[xbase + (o0 + 3u) * hw4] = vec4<dst4_t>(a3); }
+}
+
 // ------------------------------------------------------ affine coupling
 // z: [n, c, hw]; channels < k pass through (z1), channels >= k (z2) are
 // transformed with shift = h[2j], scale = h[2j+1] (cross split of the net

@@ -289,11 +289,14 @@ impl InvConv {
         }
         let c = self.c;
         let cp = c.div_ceil(4) * 4;
-        let chunks = s.hw().div_ceil(WG);
+        // Pixel quads (flow.wgsl invconv4) when a vec4 stays in one channel.
+        let quads = s.hw() % 4 == 0;
+        let (entry, per_thread) = if quads { ("invconv4", 4) } else { ("invconv", 1) };
+        let chunks = (s.hw() / per_thread).div_ceil(WG);
         let p = FlowParams { n: s.n(), c, hw: s.hw(), k: if reverse { c * cp } else { 0 }, parts: chunks, a: 0.0 };
         let groups = s.n() * c.div_ceil(4) * chunks;
         let pixels = (s.n() * s.hw()) as f64;
-        let d = flow::call(ctx, "invconv", &[], &p, &[x.arg(), self.params.arg(), out.arg_mut()], grid_1d(groups))?
+        let d = flow::call(ctx, entry, &[], &p, &[x.arg(), self.params.arg(), out.arg_mut()], grid_1d(groups))?
             .with_cost(2.0 * (c * c) as f64 * pixels, 8.0 * c as f64 * pixels + 4.0 * (c * cp) as f64);
         let mut ds = vec![d];
         if let Some(ld) = logdet {

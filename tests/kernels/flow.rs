@@ -156,7 +156,9 @@ fn scaled_orthogonal(rng: &mut Rng, c: usize) -> Vec<f32> {
 fn invconv_forward_reverse_logdet() {
     let c = ctx();
     let mut rng = Rng::new(31);
-    for s in [Shape::new(2, 6, 5, 7), Shape::new(2, 12, 16, 16), Shape::new(2, 48, 5, 7)] {
+    // Pixel counts that are (16x16, 4x6, 8x8: the vec4 entry) and are not
+    // multiples of 4; channel counts that are and are not.
+    for s in [Shape::new(2, 6, 5, 7), Shape::new(2, 12, 16, 16), Shape::new(2, 48, 5, 7), Shape::new(2, 10, 4, 6), Shape::new(1, 48, 8, 8)] {
         let cc = s.c();
         let w = scaled_orthogonal(&mut rng, cc);
         let layer = InvConv::from_weight(c, &w, cc).unwrap();
