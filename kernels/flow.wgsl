@@ -216,6 +216,47 @@ fn affine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     }
 }
 
+// `affine` without the logdet sum (its caller passed none: the reverse
+// pass) on vec4s when H*W is a multiple of 4, one quad per thread: the
+// per-lane scalar accesses and the workgroup reduction are the cost on CPU
+// drivers. Same arithmetic per element, so the same bits.
+@group(0) @binding(2) var<storage, read> h4: array<vec4<h4_t>>;
+
+@compute @workgroup_size(WG)
+fn affine4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (4u * i >= p.total) { return; }
+    let m4 = p.c * p.hw / 4u;
+    let hw4 = p.hw / 4u;
+    let n = i / m4;
+    let e = i - n * m4;
+    let ch = e / hw4;
+    let q = e - ch * hw4;
+    if (ch < p.k) {
+        if (!INPLACE) {
+            dst4[i] = vec4<dst4_t>(vec4<f32>(src4[i]));
+        }
+        return;
+    }
+    var v: vec4<f32>;
+    if (INPLACE) {
+        v = vec4<f32>(dst4[i]);
+    } else {
+        v = vec4<f32>(src4[i]);
+    }
+    let j = ch - p.k;
+    let hbase = n * 2u * (p.c - p.k) * hw4;
+    let shift = vec4<f32>(h4[hbase + 2u * j * hw4 + q]);
+    let sc = vec4<f32>(h4[hbase + (2u * j + 1u) * hw4 + q]);
+    let ls = vec4<f32>(logscale(sc.x), logscale(sc.y), logscale(sc.z), logscale(sc.w));
+    if (REVERSE) {
+        dst4[i] = vec4<dst4_t>(v * exp(-ls) - shift);
+    } else {
+        dst4[i] = vec4<dst4_t>((v + shift) * exp(ls));
+    }
+}
+
 // ------------------------------------------------------ additive coupling
 // The odd steps of the rescaling model's Affine3shift: the first k channels
 // get z[ch] +/- shift[ch] (shift: [n, k, hw]); the rest pass through.

@@ -69,6 +69,12 @@ fn affine(
     let p = FlowParams { n: s.n(), c: s.c(), hw: s.hw(), k: split, parts, a: 0.0 };
     let input = if inplace { h.arg() } else { z.arg() };
     let total = s.numel();
+    let flags = [("REVERSE", flow::flag(reverse)), ("INPLACE", flow::flag(inplace))];
+    if logdet.is_none() && s.hw() % 4 == 0 {
+        // No sum to reduce: one vec4 per thread (flow.wgsl affine4).
+        let d = flow::call(ctx, "affine4", &flags, &p, &[input, h.arg(), out.arg_mut()], grid_1d((total / 4).div_ceil(WG)))?;
+        return Ok(vec![d.with_cost(8.0 * total as f64, 4.0 * (3 * total + h.numel()) as f64)]);
+    }
     let d = flow::call(
         ctx,
         "affine",
