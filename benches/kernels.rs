@@ -341,6 +341,7 @@ fn conv_family(b: &mut Bench) {
         winograd_entry(b, &format!("{tag} conv3x3 64->64 relu"), Shape::new(1, 64, 64, 64), 64, tile, Activation::Relu);
         winograd_entry(b, &format!("{tag} conv3x3 96->32 lrelu"), Shape::new(1, 96, 128, 128), 32, tile, Activation::LeakyRelu(0.2));
     }
+    winograd_entry(b, "wino6 conv3x3 96->32 lrelu", Shape::new(1, 96, 128, 128), 32, WinogradTile::F6, Activation::LeakyRelu(0.2));
     // HCFlow's RRDB dense-block conv (LR 64x64 features, 256 F(4x4) tiles).
     winograd_entry(b, "wino4 conv3x3 160->32 lrelu 64x64", Shape::new(1, 160, 64, 64), 32, WinogradTile::F4, Activation::LeakyRelu(0.2));
     // The coupling-net outputs above as Winograd (M padded to a multiple of 4 rows).

@@ -1,6 +1,6 @@
 #import prelude
 
-// Winograd F(WM x WM, 3 x 3) for 3x3 stride-1 convolutions, WM = 2 or 4
+// Winograd F(WM x WM, 3 x 3) for 3x3 stride-1 convolutions, WM = 2, 4 or 6
 // (input tile NA = WM + 2). A conv is three dispatches (src/ops/winograd.rs):
 //
 //   wino_input   V[a][b][c][t] = (B^T d_{c,t} B)[a][b]   per input channel c and
@@ -9,7 +9,10 @@
 //                channels (ops::matmul), U = G g G^T done once at load
 //   wino_output  y = alpha * act((A^T M A + bias) * scale) + beta * res
 //
-// F(4x4) uses the points 0, +-1, +-2 (Lavin & Gray); F(2x2) the points 0, +-1.
+// F(4x4) uses the points 0, +-1, +-2 (Lavin & Gray); F(2x2) the points 0, +-1;
+// F(6x6) the points 0, +-1, +-2, +-1/2 (its own 8-point functions bt8 / at8
+// and entries wino_input6 / wino_output6, so the 6-point code keeps its
+// registers).
 // The 1-D transforms are written out so no multiplication by a zero matrix
 // entry is left for the compiler (llvmpipe cannot drop x * 0 under IEEE rules).
 // One thread per (channel, tile); consecutive threads take consecutive tiles,
@@ -104,6 +107,45 @@ fn at(m: array<f32, 6>) -> array<f32, 4> {
     return o;
 }
 
+// B^T d for F(6x6): 8 inputs -> 8, factored as pairs so no entry is a
+// multiplication by zero (rows of B^T: 1 0 -21/4 0 21/4 0 -1 0 etc.).
+fn bt8(d: array<f32, 8>) -> array<f32, 8> {
+    var r: array<f32, 8>;
+    r[0] = d[0] - d[6] + 5.25 * (d[4] - d[2]);
+    r[7] = d[7] - d[1] + 5.25 * (d[3] - d[5]);
+    let p1 = d[2] + d[6] - 4.25 * d[4];
+    let q1 = d[1] + d[5] - 4.25 * d[3];
+    r[1] = p1 + q1;
+    r[2] = p1 - q1;
+    let p2 = 0.25 * d[2] - 1.25 * d[4] + d[6];
+    let q2 = 0.5 * d[1] - 2.5 * d[3] + 2.0 * d[5];
+    r[3] = p2 + q2;
+    r[4] = p2 - q2;
+    let p3 = 4.0 * d[2] - 5.0 * d[4] + d[6];
+    let q3 = 2.0 * d[1] - 2.5 * d[3] + 0.5 * d[5];
+    r[5] = p3 + q3;
+    r[6] = p3 - q3;
+    return r;
+}
+
+// A^T m for F(6x6): 8 values -> 6 outputs.
+fn at8(m: array<f32, 8>) -> array<f32, 6> {
+    var o: array<f32, 6>;
+    let s12 = m[1] + m[2];
+    let d12 = m[1] - m[2];
+    let s34 = m[3] + m[4];
+    let d34 = m[3] - m[4];
+    let s56 = m[5] + m[6];
+    let d56 = m[5] - m[6];
+    o[0] = m[0] + s12 + s34 + s56;
+    o[1] = d12 + 2.0 * d34 + 0.5 * d56;
+    o[2] = s12 + 4.0 * s34 + 0.25 * s56;
+    o[3] = d12 + 8.0 * d34 + 0.125 * d56;
+    o[4] = s12 + 16.0 * s34 + 0.0625 * s56;
+    o[5] = d12 + 32.0 * d34 + 0.03125 * d56 + m[7];
+    return o;
+}
+
 struct Tile {
     b: u32,
     y0: u32,   // first output row of the tile
@@ -170,10 +212,48 @@ fn wino_input_tv(i: u32) {
     }
 }
 
+// wino_input for F(6x6): one thread per (channel, tile), 8 x 8 patch.
+fn wino_input6(i: u32) {
+    if (i >= p.c * p.tiles) { return; }
+    let ch = i / p.tiles;
+    let t = i - ch * p.tiles;
+    let tl = tile_of(t);
+    let base = (tl.b * p.c + ch) * p.h * p.w;
+    let iy0 = i32(tl.y0) - p.pad;
+    let ix0 = i32(tl.x0) - p.pad;
+    var tmp: array<array<f32, 8>, 8>;
+    for (var a = 0u; a < 8u; a++) {
+        let iy = iy0 + i32(a);
+        var d: array<f32, 8>;
+        for (var b = 0u; b < 8u; b++) {
+            let ix = ix0 + i32(b);
+            let ok = u32(iy) < p.h && u32(ix) < p.w;
+            d[b] = select(0.0, f32(x[select(0u, base + u32(iy) * p.w + u32(ix), ok)]), ok);
+        }
+        tmp[a] = bt8(d);
+    }
+    let stride = p.ctot * p.tiles;
+    let o = (p.c_off + ch) * p.tiles + t;
+    for (var b = 0u; b < 8u; b++) {
+        var col: array<f32, 8>;
+        for (var a = 0u; a < 8u; a++) {
+            col[a] = tmp[a][b];
+        }
+        let v = bt8(col);
+        for (var a = 0u; a < 8u; a++) {
+            vm[(a * 8u + b) * stride + o] = v[a];
+        }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn wino_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
+    if (WM == 6u) {
+        wino_input6(i);
+        return;
+    }
     if (TV) {
         wino_input_tv(i);
         return;
@@ -212,10 +292,53 @@ fn wino_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     }
 }
 
+// wino_output for F(6x6).
+fn wino_output6(i: u32) {
+    if (i >= p.c * p.tiles) { return; }
+    let co = i / p.tiles;
+    let t = i - co * p.tiles;
+    let tl = tile_of(t);
+    let stride = p.ctot * p.tiles;
+    var tmp: array<array<f32, 6>, 8>;
+    for (var a = 0u; a < 8u; a++) {
+        var m: array<f32, 8>;
+        for (var b = 0u; b < 8u; b++) {
+            m[b] = vm[(a * 8u + b) * stride + i];
+        }
+        tmp[a] = at8(m);
+    }
+    let bias = epi[co];
+    let scale = epi[p.c + co];
+    let base = (tl.b * p.c + co) * p.h * p.w;
+    for (var j = 0u; j < 6u; j++) {
+        var col: array<f32, 8>;
+        for (var a = 0u; a < 8u; a++) {
+            col[a] = tmp[a][j];
+        }
+        let r = at8(col);
+        let ox = tl.x0 + j;
+        for (var q = 0u; q < 6u; q++) {
+            let oy = tl.y0 + q;
+            if (oy < p.h && ox < p.w) {
+                let idx = base + oy * p.w + ox;
+                var v = p.alpha * apply_act(ACT, (r[q] + bias) * scale, p.slope);
+                if (HAS_RES) {
+                    v += p.beta * f32(res[idx]);
+                }
+                y[idx] = y_t(v);
+            }
+        }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn wino_output(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
+    if (WM == 6u) {
+        wino_output6(i);
+        return;
+    }
     if (i >= p.c * p.tiles) { return; }
     let co = i / p.tiles;
     let t = i - co * p.tiles;

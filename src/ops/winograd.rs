@@ -1,4 +1,4 @@
-//! Winograd F(m x m, 3 x 3) convolution (m = 2 or 4) for 3x3, stride-1,
+//! Winograd F(m x m, 3 x 3) convolution (m = 2, 4 or 6) for 3x3, stride-1,
 //! undilated, ungrouped convs: the input and output transforms of
 //! `kernels/winograd.wgsl` around a batched GEMM of `ops::matmul`, with the
 //! conv's fused epilogue. The weight transform `U = G g G^T` is done once,
@@ -10,9 +10,10 @@
 //! adapters (measured faster than the matmul kernels there), the tiled
 //! conv2d on GPUs.
 //!
-//! F(4x4) does 4x fewer multiply-adds than the direct conv, F(2x2) 2.25x;
-//! the price is rounding: the transforms' constants (up to 8 and 1/24 for
-//! F(4x4)) grow the f32 error (stated in tests/kernels/winograd.rs).
+//! F(6x6) does 5.06x fewer multiply-adds than the direct conv, F(4x4) 4x,
+//! F(2x2) 2.25x; the price is rounding: the transforms' constants (up to 8
+//! and 1/24 for F(4x4), 32 and 1/90 for F(6x6)) grow the f32 error (stated
+//! in tests/kernels/winograd.rs).
 //! Several inputs are concatenated for free: each input's transform writes
 //! its channel rows of V, and one GEMM reads them all.
 
@@ -50,6 +51,9 @@ pub enum WinogradTile {
     F2,
     /// F(4x4, 3x3): 36 GEMMs, 4x fewer multiply-adds.
     F4,
+    /// F(6x6, 3x3): 64 GEMMs, 5.06x fewer multiply-adds, V and M 1.78x the
+    /// pixels (2.25x for F(4x4)); points 0, +-1, +-2, +-1/2 (Lavin & Gray).
+    F6,
 }
 
 impl WinogradTile {
@@ -58,6 +62,7 @@ impl WinogradTile {
         match self {
             WinogradTile::F2 => 2,
             WinogradTile::F4 => 4,
+            WinogradTile::F6 => 6,
         }
     }
     /// Input tile side m + 2; the transform has (m + 2)^2 GEMMs.
@@ -74,6 +79,16 @@ impl WinogradTile {
                 [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
                 [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
                 [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+                [0.0, 0.0, 1.0],
+            ],
+            WinogradTile::F6 => vec![
+                [1.0, 0.0, 0.0],
+                [-2.0 / 9.0, -2.0 / 9.0, -2.0 / 9.0],
+                [-2.0 / 9.0, 2.0 / 9.0, -2.0 / 9.0],
+                [1.0 / 90.0, 1.0 / 45.0, 2.0 / 45.0],
+                [1.0 / 90.0, -1.0 / 45.0, 2.0 / 45.0],
+                [32.0 / 45.0, 16.0 / 45.0, 8.0 / 45.0],
+                [32.0 / 45.0, -16.0 / 45.0, 8.0 / 45.0],
                 [0.0, 0.0, 1.0],
             ],
         }
@@ -373,7 +388,10 @@ pub fn gemm_output(
 /// Whether the input transform takes four tiles per thread (winograd.wgsl
 /// TV): F(4x4) with padding 1 on images whose width is a multiple of 16, so
 /// a tile row holds whole quads of tiles and every row is whole vec4s.
-/// `WGSR_NO_TV` set in the environment turns it off (an A/B switch).
+/// `WGSR_NO_TV` set in the environment turns it off (an A/B switch). F(6x6)
+/// with two tiles per thread (five vec4 loads per row, vec2 stores) measured
+/// slower on lavapipe than one tile per thread (15.7 against 13.8-14.8 ms,
+/// 96 channels at 128x128), so F(6x6) has no TV.
 fn four_tiles(tile: WinogradTile, pad: usize, w: usize) -> bool {
     tile == WinogradTile::F4 && pad == 1 && w % 16 == 0 && std::env::var_os("WGSR_NO_TV").is_none()
 }

@@ -26,7 +26,10 @@ const MIN_CHANNELS: usize = 16;
 const MIN_PIXELS: usize = 64;
 
 /// `WGSR_WINOGRAD` (comparison switches for benches and tests): `off` =
-/// direct convs only; `f2` / `f4` = that tile instead of the graph's;
+/// direct convs only; `f2` / `f4` / `f6` = that tile instead of the graph's
+/// (F(4x4); F(6x6) is opt-in: on lavapipe its 16% cheaper GEMM is outweighed
+/// by its input transform, which has no four-tile vec4 form, 24.6 against
+/// 23.3 ms for 96->32 at 128x128);
 /// `all` (e.g. `f4-all`) = every eligible conv whatever its size, so the
 /// small model fixtures run their convs through Winograd (CI does).
 struct Choice {
@@ -41,6 +44,8 @@ fn env_choice() -> Option<Choice> {
     }
     let tile = if v.contains("f2") {
         Some(WinogradTile::F2)
+    } else if v.contains("f6") {
+        Some(WinogradTile::F6)
     } else if v.contains("f4") {
         Some(WinogradTile::F4)
     } else {
@@ -73,8 +78,8 @@ impl GraphBuilder<'_> {
         if self.precision == crate::Dtype::F16 && tile.is_none() && !all {
             return None;
         }
-        let tile = tile.unwrap_or(own);
         let [cout, cin, kh, kw] = shape;
+        let tile = tile.unwrap_or(own);
         let pad = p.padding[0];
         let plain = kh == 3 && kw == 3 && p.stride == [1, 1] && p.dilation == [1, 1] && p.groups == 1 && p.padding[1] == pad;
         if !plain || x.h() + 2 * pad < 3 || x.w() + 2 * pad < 3 {
@@ -85,15 +90,15 @@ impl GraphBuilder<'_> {
             return None;
         }
         // Transformed weights and working buffers must each fit one binding
-        // (F(4x4) weights of a 1024->1024 conv are 144 MiB): else F(2x2)
-        // (16/36 of the size), else direct.
+        // (F(4x4) weights of a 1024->1024 conv are 144 MiB): else a smaller
+        // tile (F(4x4) 36/64 of F(6x6), F(2x2) 16/36 of F(4x4)), else direct.
         let max = self.ctx().max_binding_bytes();
         let fits = |t: WinogradTile| {
             let Ok((vs, ms)) = winograd::scratch_shapes(x, cin, cout, pad, t) else { return false };
             let weights = (t.a() * t.a() * cout.next_multiple_of(4) * cin * 4) as u64 + (1 << 16);
             vs.bytes() <= max && ms.bytes() <= max && weights <= max
         };
-        [tile, WinogradTile::F2].into_iter().find(|&t| fits(t))
+        [tile, WinogradTile::F4, WinogradTile::F2].into_iter().filter(|&t| t.m() <= tile.m()).find(|&t| fits(t))
     }
 
     /// A conv over the channel concatenation of `xs` as a Winograd node.
