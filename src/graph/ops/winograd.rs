@@ -17,9 +17,16 @@ use crate::{Result, ResultExt, Shape};
 /// the direct conv it replaces (a 3->64 input conv). Thin outputs are no
 /// bar: U and M pad them to a multiple of 4 rows and their GEMM takes the
 /// matching thin tile (measured on lavapipe, paired, direct vs F(4x4):
-/// 64->12 at 128x128 14.7 vs 11.2 ms, 131->18 at 64x64 10.8 vs 6.6 ms,
-/// 137->3 5.7 vs 4.9 ms, 64->6 3.2 vs 3.0 ms).
+/// 64->12 at 128x128 14.7-15.1 vs 11.2-14.5 ms, 131->18 at 64x64 10.8-11.2
+/// vs 6.4-6.6 ms; in the HCFlow reverse pass 64->12 and 64->6 at 128x128
+/// 195 and 167 ms -> 146 and 138 ms over 13 convs each).
 const MIN_CHANNELS: usize = 16;
+/// Below this many output channels a conv runs as Winograd only on outputs
+/// of at least `THIN_MIN_PIXELS`: at 64x64, 137->3 and 64->6 measured
+/// within noise of the direct conv (4.9-8.7 vs 5.7-6.0 ms, 3.0-4.5 vs
+/// 3.0-3.2 ms), at 128x128 64->6 faster (above).
+const THIN_COUT: usize = 8;
+const THIN_MIN_PIXELS: usize = 128 * 128;
 /// Outputs of fewer pixels per image stay direct (PixelCNN windows): too
 /// few tiles. 8x8 already gains (SR3's 512-channel 8x8 level: 2.7x faster,
 /// its handful of tiles taking the GEMM kernel for narrow products).
@@ -86,7 +93,7 @@ impl GraphBuilder<'_> {
             return None;
         }
         let pixels = (x.h() + 2 * pad - 2) * (x.w() + 2 * pad - 2);
-        if !all && (cin < MIN_CHANNELS || pixels < MIN_PIXELS) {
+        if !all && (cin < MIN_CHANNELS || pixels < MIN_PIXELS || (cout < THIN_COUT && pixels < THIN_MIN_PIXELS)) {
             return None;
         }
         // Transformed weights and working buffers must each fit one binding
