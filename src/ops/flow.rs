@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::gpu::{to_u32, wg_entries, BufArg, Dispatch, EntryPoint, GpuContext, KernelCall, KernelParams, ShaderSource};
 use crate::{Error, Result, Tensor};
 
-const ENTRIES: [EntryPoint; 8] = wg_entries(["actnorm", "actnorm4", "invconv", "affine", "additive", "gaussian_sample", "gaussian_normalize", "gaussian_logp"]);
+const ENTRIES: [EntryPoint; 10] = wg_entries(["actnorm", "actnorm4", "invconv", "invconv4", "affine", "affine4", "additive", "gaussian_sample", "gaussian_normalize", "gaussian_logp"]);
 pub(crate) const SHADER: ShaderSource = ShaderSource::new("flow", include_str!("../../kernels/flow.wgsl"))
     .params(&[FlowUniform::LAYOUT])
     .entries(&ENTRIES);
