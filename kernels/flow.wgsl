@@ -98,16 +98,29 @@ fn actnorm4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 // input-major with the output index padded to a multiple of 4:
 // aux[k + i * cp + o]. One invocation computes 4 output channels of one
 // pixel; the workgroup shares the output block, so the W loads are uniform.
+// Workgroup g of either invconv entry: sample n, output block ob (4
+// channels), pixel chunk `chunk` of p.parts.
+struct InvconvGroup {
+    n: u32,
+    ob: u32,
+    chunk: u32,
+}
+
+fn invconv_group(g: u32) -> InvconvGroup {
+    let nob = (p.c + 3u) / 4u;
+    let rest = g / p.parts;
+    return InvconvGroup(rest / nob, rest % nob, g % p.parts);
+}
+
 @compute @workgroup_size(WG)
 fn invconv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    let g = wg_index(wid, nwg);
-    let nob = (p.c + 3u) / 4u;
-    let chunk = g % p.parts;
-    let rest = g / p.parts;
-    let ob = rest % nob;
-    let n = rest / nob;
+    let gr = invconv_group(wg_index(wid, nwg));
+    let n = gr.n;
+    let ob = gr.ob;
+    let chunk = gr.chunk;
     if (n >= p.n) { return; }
+    let nob = (p.c + 3u) / 4u;
     let px = chunk * WG + lid;
     if (px >= p.hw) { return; }
     let cp = nob * 4u;
@@ -137,13 +150,12 @@ fn invconv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 @compute @workgroup_size(WG)
 fn invconv4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-    let g = wg_index(wid, nwg);
-    let nob = (p.c + 3u) / 4u;
-    let chunk = g % p.parts;
-    let rest = g / p.parts;
-    let ob = rest % nob;
-    let n = rest / nob;
+    let gr = invconv_group(wg_index(wid, nwg));
+    let n = gr.n;
+    let ob = gr.ob;
+    let chunk = gr.chunk;
     if (n >= p.n) { return; }
+    let nob = (p.c + 3u) / 4u;
     let hw4 = p.hw / 4u;
     let q = chunk * WG + lid;
     if (q >= hw4) { return; }

@@ -10,9 +10,8 @@
 //   wino_output  y = alpha * act((A^T M A + bias) * scale) + beta * res
 //
 // F(4x4) uses the points 0, +-1, +-2 (Lavin & Gray); F(2x2) the points 0, +-1;
-// F(6x6) the points 0, +-1, +-2, +-1/2 (its own 8-point functions bt8 / at8
-// and entries wino_input6 / wino_output6, so the 6-point code keeps its
-// registers).
+// F(6x6) the points 0, +-1, +-2, +-1/2 (8-point functions bt8 / at8; the
+// scalar entries take any tile through bt_line / at_line).
 // The 1-D transforms are written out so no multiplication by a zero matrix
 // entry is left for the compiler (llvmpipe cannot drop x * 0 under IEEE rules).
 // One thread per (channel, tile); consecutive threads take consecutive tiles,
@@ -212,48 +211,29 @@ fn wino_input_tv(i: u32) {
     }
 }
 
-// wino_input for F(6x6): one thread per (channel, tile), 8 x 8 patch.
-fn wino_input6(i: u32) {
-    if (i >= p.c * p.tiles) { return; }
-    let ch = i / p.tiles;
-    let t = i - ch * p.tiles;
-    let tl = tile_of(t);
-    let base = (tl.b * p.c + ch) * p.h * p.w;
-    let iy0 = i32(tl.y0) - p.pad;
-    let ix0 = i32(tl.x0) - p.pad;
-    var tmp: array<array<f32, 8>, 8>;
-    for (var a = 0u; a < 8u; a++) {
-        let iy = iy0 + i32(a);
-        var d: array<f32, 8>;
-        for (var b = 0u; b < 8u; b++) {
-            let ix = ix0 + i32(b);
-            let ok = u32(iy) < p.h && u32(ix) < p.w;
-            d[b] = select(0.0, f32(x[select(0u, base + u32(iy) * p.w + u32(ix), ok)]), ok);
-        }
-        tmp[a] = bt8(d);
+// One line of the transforms in the scalar entries, for any WM: NA inputs
+// (entries past NA unused) through bt8 / at8 for F(6x6), else bt / at
+// (whose 6-entry arrays keep the four-tile entry's registers).
+fn bt_line(d: array<f32, 8>) -> array<f32, 8> {
+    if (WM == 6u) {
+        return bt8(d);
     }
-    let stride = p.ctot * p.tiles;
-    let o = (p.c_off + ch) * p.tiles + t;
-    for (var b = 0u; b < 8u; b++) {
-        var col: array<f32, 8>;
-        for (var a = 0u; a < 8u; a++) {
-            col[a] = tmp[a][b];
-        }
-        let v = bt8(col);
-        for (var a = 0u; a < 8u; a++) {
-            vm[(a * 8u + b) * stride + o] = v[a];
-        }
+    let r = bt(array<f32, 6>(d[0], d[1], d[2], d[3], d[4], d[5]));
+    return array<f32, 8>(r[0], r[1], r[2], r[3], r[4], r[5], 0.0, 0.0);
+}
+
+fn at_line(m: array<f32, 8>) -> array<f32, 6> {
+    if (WM == 6u) {
+        return at8(m);
     }
+    let o = at(array<f32, 6>(m[0], m[1], m[2], m[3], m[4], m[5]));
+    return array<f32, 6>(o[0], o[1], o[2], o[3], 0.0, 0.0);
 }
 
 @compute @workgroup_size(WG)
 fn wino_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
-    if (WM == 6u) {
-        wino_input6(i);
-        return;
-    }
     if (TV) {
         wino_input_tv(i);
         return;
@@ -266,67 +246,28 @@ fn wino_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     let iy0 = i32(tl.y0) - p.pad;
     let ix0 = i32(tl.x0) - p.pad;
     // Rows first: tmp[a] = B^T applied along x to input row a of the patch.
-    var tmp: array<array<f32, 6>, 6>;
+    var tmp: array<array<f32, 8>, 8>;
     for (var a = 0u; a < NA; a++) {
         let iy = iy0 + i32(a);
-        var d: array<f32, 6>;
+        var d: array<f32, 8>;
         for (var b = 0u; b < NA; b++) {
             let ix = ix0 + i32(b);
             // Unsigned compare also rejects negative coordinates.
             let ok = u32(iy) < p.h && u32(ix) < p.w;
             d[b] = select(0.0, f32(x[select(0u, base + u32(iy) * p.w + u32(ix), ok)]), ok);
         }
-        tmp[a] = bt(d);
+        tmp[a] = bt_line(d);
     }
     let stride = p.ctot * p.tiles;
     let o = (p.c_off + ch) * p.tiles + t;
     for (var b = 0u; b < NA; b++) {
-        var col: array<f32, 6>;
+        var col: array<f32, 8>;
         for (var a = 0u; a < NA; a++) {
             col[a] = tmp[a][b];
         }
-        let v = bt(col);
+        let v = bt_line(col);
         for (var a = 0u; a < NA; a++) {
             vm[(a * NA + b) * stride + o] = v[a];
-        }
-    }
-}
-
-// wino_output for F(6x6).
-fn wino_output6(i: u32) {
-    if (i >= p.c * p.tiles) { return; }
-    let co = i / p.tiles;
-    let t = i - co * p.tiles;
-    let tl = tile_of(t);
-    let stride = p.ctot * p.tiles;
-    var tmp: array<array<f32, 6>, 8>;
-    for (var a = 0u; a < 8u; a++) {
-        var m: array<f32, 8>;
-        for (var b = 0u; b < 8u; b++) {
-            m[b] = vm[(a * 8u + b) * stride + i];
-        }
-        tmp[a] = at8(m);
-    }
-    let bias = epi[co];
-    let scale = epi[p.c + co];
-    let base = (tl.b * p.c + co) * p.h * p.w;
-    for (var j = 0u; j < 6u; j++) {
-        var col: array<f32, 8>;
-        for (var a = 0u; a < 8u; a++) {
-            col[a] = tmp[a][j];
-        }
-        let r = at8(col);
-        let ox = tl.x0 + j;
-        for (var q = 0u; q < 6u; q++) {
-            let oy = tl.y0 + q;
-            if (oy < p.h && ox < p.w) {
-                let idx = base + oy * p.w + ox;
-                var v = p.alpha * apply_act(ACT, (r[q] + bias) * scale, p.slope);
-                if (HAS_RES) {
-                    v += p.beta * f32(res[idx]);
-                }
-                y[idx] = y_t(v);
-            }
         }
     }
 }
@@ -335,33 +276,29 @@ fn wino_output6(i: u32) {
 fn wino_output(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
     let i = flat(wid, nwg, lid);
-    if (WM == 6u) {
-        wino_output6(i);
-        return;
-    }
     if (i >= p.c * p.tiles) { return; }
     let co = i / p.tiles;
     let t = i - co * p.tiles;
     let tl = tile_of(t);
     let stride = p.ctot * p.tiles;
     // Rows first: tmp[a] = A^T applied along x to row a of M.
-    var tmp: array<array<f32, 4>, 6>;
+    var tmp: array<array<f32, 6>, 8>;
     for (var a = 0u; a < NA; a++) {
-        var m: array<f32, 6>;
+        var m: array<f32, 8>;
         for (var b = 0u; b < NA; b++) {
             m[b] = vm[(a * NA + b) * stride + i];
         }
-        tmp[a] = at(m);
+        tmp[a] = at_line(m);
     }
     let bias = epi[co];
     let scale = epi[p.c + co];
     let base = (tl.b * p.c + co) * p.h * p.w;
     for (var j = 0u; j < WM; j++) {
-        var col: array<f32, 6>;
+        var col: array<f32, 8>;
         for (var a = 0u; a < NA; a++) {
             col[a] = tmp[a][j];
         }
-        let r = at(col);
+        let r = at_line(col);
         let ox = tl.x0 + j;
         for (var q = 0u; q < WM; q++) {
             let oy = tl.y0 + q;

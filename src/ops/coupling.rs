@@ -70,19 +70,14 @@ fn affine(
     let input = if inplace { h.arg() } else { z.arg() };
     let total = s.numel();
     let flags = [("REVERSE", flow::flag(reverse)), ("INPLACE", flow::flag(inplace))];
-    if logdet.is_none() && s.hw() % 4 == 0 {
-        // No sum to reduce: one vec4 per thread (flow.wgsl affine4).
-        let d = flow::call(ctx, "affine4", &flags, &p, &[input, h.arg(), out.arg_mut()], grid_1d((total / 4).div_ceil(WG)))?;
-        return Ok(vec![d.with_cost(8.0 * total as f64, 4.0 * (3 * total + h.numel()) as f64)]);
+    // No sum to reduce (no logdet) on whole pixel quads: one vec4 per thread
+    // (flow.wgsl affine4), else one partial sum per workgroup.
+    let quads = logdet.is_none() && s.hw() % 4 == 0;
+    let d = if quads {
+        flow::call(ctx, "affine4", &flags, &p, &[input, h.arg(), out.arg_mut()], grid_1d((total / 4).div_ceil(WG)))?
+    } else {
+        flow::call(ctx, "affine", &flags, &p, &[input, h.arg(), out.arg_mut(), partials.arg_mut()], grid_1d(s.n() * parts))?
     }
-    let d = flow::call(
-        ctx,
-        "affine",
-        &[("REVERSE", flow::flag(reverse)), ("INPLACE", flow::flag(inplace))],
-        &p,
-        &[input, h.arg(), out.arg_mut(), partials.arg_mut()],
-        grid_1d(s.n() * parts),
-    )?
     .with_cost(8.0 * total as f64, 4.0 * (3 * total + h.numel()) as f64);
     let mut ds = vec![d];
     if let Some(ld) = logdet {

@@ -78,19 +78,31 @@ impl Ctx<'_, '_> {
         if w.shape.len() != 4 || w.shape[2] != k || w.shape[3] != k {
             return Err(Error::Weights(format!("{p}.weight has shape {:?}, expected [_, _, {k}, {k}]", w.shape)));
         }
-        let bias = self.vec(p, &format!("{p}.actnorm.bias"), cout)?;
-        let scale: Vec<f32> = self.vec(p, &format!("{p}.actnorm.logs"), cout)?.iter().map(|l| l.exp()).collect();
+        let (bias, scale) = self.actnorm_epilogue(p, cout)?;
         let c = Conv { params: Conv2dParams::new(1, (k - 1) / 2), ..Default::default() }.act(act);
         self.g.conv2d_cat_with(p, x, w, Some(&bias), Some(&scale), c)
+    }
+
+    /// The folded ActNorm of conv `p` as a conv epilogue: bias, exp(logs).
+    fn actnorm_epilogue(&self, p: &str, cout: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        let bias = self.vec(p, &format!("{p}.actnorm.bias"), cout)?;
+        let scale = self.vec(p, &format!("{p}.actnorm.logs"), cout)?.iter().map(|l| l.exp()).collect();
+        Ok((bias, scale))
+    }
+
+    /// Conv2dZeros `p`'s epilogue: bias, exp(factor * logs).
+    fn zeros_epilogue(&self, p: &str, cout: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        let bias = self.vec(p, &format!("{p}.bias"), cout)?;
+        let f = self.cfg.conv_zeros_logscale;
+        let scale = self.vec(p, &format!("{p}.logs"), cout)?.iter().map(|l| (f * l).exp()).collect();
+        Ok((bias, scale))
     }
 
     /// Glow's Conv2dZeros: (conv3x3(x) + bias) * exp(factor * logs), `x` in channel parts.
     fn conv_zeros(&mut self, x: &[TensorId], p: &str) -> Result<TensorId> {
         let w = self.g.weight(p, &format!("{p}.weight"), None)?;
         let cout = w.shape.first().copied().unwrap_or(0);
-        let bias = self.vec(p, &format!("{p}.bias"), cout)?;
-        let f = self.cfg.conv_zeros_logscale;
-        let scale: Vec<f32> = self.vec(p, &format!("{p}.logs"), cout)?.iter().map(|l| (f * l).exp()).collect();
+        let (bias, scale) = self.zeros_epilogue(p, cout)?;
         // Every Conv2dZeros is a head (the Fcn coupling nets' last layer, the priors).
         self.head(|c| c.g.conv2d_cat_with(p, x, w, Some(&bias), Some(&scale), Conv::same(3)))
     }
@@ -389,10 +401,8 @@ impl Ctx<'_, '_> {
         self.g.winograd_features_truncate(f, base)?;
         let w = self.g.weight(p, &format!("{p}.weight"), None)?;
         let cout = w.shape.first().copied().unwrap_or(0);
-        let bias = self.vec(p, &format!("{p}.bias"), cout)?;
-        let fz = self.cfg.conv_zeros_logscale;
-        let scale: Vec<f32> = self.vec(p, &format!("{p}.logs"), cout)?.iter().map(|l| (fz * l).exp()).collect();
         let w = w.clone();
+        let (bias, scale) = self.zeros_epilogue(p, cout)?;
         self.head(|c| c.g.conv2d_features(p, f, &w, Some(&bias), Some(&scale), Conv::same(3)))
     }
 
@@ -418,8 +428,7 @@ impl Ctx<'_, '_> {
             data.extend_from_slice(&row[..split * 9]);
         }
         let w = crate::weights::HostTensor::new(w.shape.clone(), data)?;
-        let bias = self.vec(&p1, &format!("{p1}.actnorm.bias"), cout)?;
-        let scale: Vec<f32> = self.vec(&p1, &format!("{p1}.actnorm.logs"), cout)?.iter().map(|l| l.exp()).collect();
+        let (bias, scale) = self.actnorm_epilogue(&p1, cout)?;
         let h = self.g.conv2d_features(&p1, f, &w, Some(&bias), Some(&scale), Conv::same(3).act(Activation::Relu))?;
         let h = self.conv_actnorm(&[h], &format!("{p}.conv2"), kernel_hidden, Activation::Relu)?;
         self.conv_zeros(&[h], &format!("{p}.conv3"))
