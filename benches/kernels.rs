@@ -350,8 +350,12 @@ fn conv_family(b: &mut Bench) {
     winograd_entry(b, "wino4 conv3x3 64->6", Shape::new(1, 64, 64, 64), 6, WinogradTile::F4, Activation::None);
     winograd_entry(b, "wino4 conv3x3 64->12 128x128", Shape::new(1, 64, 128, 128), 12, WinogradTile::F4, Activation::None);
     // SR3's deepest levels: 16 and 4 tiles, so the GEMM takes conv2d_narrow on CPU adapters.
+    conv_entry(b, "conv3x3 512->512 16x16", Shape::new(1, 512, 16, 16), [512, 512, 3, 3], p1, Activation::None);
+    conv_entry(b, "conv3x3 512->512 8x8", Shape::new(1, 512, 8, 8), [512, 512, 3, 3], p1, Activation::None);
     winograd_entry(b, "wino4 conv3x3 512->512 16x16", Shape::new(1, 512, 16, 16), 512, WinogradTile::F4, Activation::None);
     winograd_entry(b, "wino4 conv3x3 512->512 8x8", Shape::new(1, 512, 8, 8), 512, WinogradTile::F4, Activation::None);
+    winograd_entry(b, "wino2 conv3x3 512->512 16x16", Shape::new(1, 512, 16, 16), 512, WinogradTile::F2, Activation::None);
+    winograd_entry(b, "wino2 conv3x3 512->512 8x8", Shape::new(1, 512, 8, 8), 512, WinogradTile::F2, Activation::None);
     winograd_entry(b, "wino4 conv3x3 256->256 32x32", Shape::new(1, 256, 32, 32), 256, WinogradTile::F4, Activation::None);
     conv_entry_as(b, "f16 conv3x3 64->64", Shape::new(1, 64, 128, 128), [64, 64, 3, 3], p1, Activation::None, Dtype::F16);
     winograd_entry_as(b, "f16 wino4 conv3x3 64->64", Shape::new(1, 64, 128, 128), 64, WinogradTile::F4, Activation::None, Dtype::F16);

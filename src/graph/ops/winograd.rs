@@ -31,6 +31,13 @@ const THIN_MIN_PIXELS: usize = 128 * 128;
 /// few tiles. 8x8 already gains (SR3's 512-channel 8x8 level: 2.7x faster,
 /// its handful of tiles taking the GEMM kernel for narrow products).
 const MIN_PIXELS: usize = 64;
+/// Outputs of at most this many pixels per image (SR3's 8x8 level: four
+/// F(4x4) tiles) run as F(2x2): there the GEMM is bound by reading U, 36/9
+/// of the 3x3 weights for F(4x4) against 16/9 for F(2x2), each used by only
+/// 4 (F(4x4)) or 16 (F(2x2)) tiles. Measured on lavapipe, 512->512 at 8x8,
+/// kernel bench --paired: F(2x2) 24.6 ms, F(4x4) 35.7 ms, direct 56.0 ms;
+/// at 16x16 F(4x4) stays ahead (54.4 against 69.6 ms).
+const SMALL_PIXELS: usize = 64;
 
 /// `WGSR_WINOGRAD` (comparison switches for benches and tests): `off` =
 /// direct convs only; `f2` / `f4` / `f6` = that tile instead of the graph's
@@ -86,7 +93,6 @@ impl GraphBuilder<'_> {
             return None;
         }
         let [cout, cin, kh, kw] = shape;
-        let tile = tile.unwrap_or(own);
         let pad = p.padding[0];
         let plain = kh == 3 && kw == 3 && p.stride == [1, 1] && p.dilation == [1, 1] && p.groups == 1 && p.padding[1] == pad;
         if !plain || x.h() + 2 * pad < 3 || x.w() + 2 * pad < 3 {
@@ -96,6 +102,10 @@ impl GraphBuilder<'_> {
         if !all && (cin < MIN_CHANNELS || pixels < MIN_PIXELS || (cout < THIN_COUT && pixels < THIN_MIN_PIXELS)) {
             return None;
         }
+        // Outputs of a handful of F(4x4) tiles take F(2x2) unless a tile is
+        // forced (and not under `all`, which keeps the fixtures on F(4x4)).
+        let small = !all && own == WinogradTile::F4 && pixels <= SMALL_PIXELS;
+        let tile = tile.unwrap_or(if small { WinogradTile::F2 } else { own });
         // Transformed weights and working buffers must each fit one binding
         // (F(4x4) weights of a 1024->1024 conv are 144 MiB): else a smaller
         // tile (F(4x4) 36/64 of F(6x6), F(2x2) 16/36 of F(4x4)), else direct.
