@@ -64,11 +64,22 @@ fn group_norm_matches_reference() {
 fn group_norm_big_maps_use_many_chunks() {
     let mut rng = Rng::new(12);
     // SR3's first level: 64 channels at 128x128, 32 groups -> 32768 values per
-    // group, split over 8 workgroups each.
+    // group, split over 2 workgroups each (16384-value chunks).
     check(&mut rng, Shape::new(1, 64, 128, 128), 32, 100.0, 1.0, true);
-    // Over 256 * 4096 values in one group: the chunk count is capped and
-    // chunks grow instead (last chunk shorter).
-    check(&mut rng, Shape::new(1, 2, 725, 727), 1, 5.0, 1.0, false);
+    // 8 chunks per group, vec4 path.
+    check(&mut rng, Shape::new(1, 8, 128, 128), 1, 3.0, 1.0, true);
+    // Over 256 * 16384 values in one group: the chunk count is capped and
+    // chunks grow instead (last chunk shorter; odd H*W, scalar path).
+    check(&mut rng, Shape::new(1, 1, 2049, 2051), 1, 5.0, 1.0, false);
+    // The chunk counts those comments claim (one partial pair per chunk).
+    let c = ctx();
+    let chunks = |s: Shape, groups: usize| {
+        let gn = GroupNorm::new(c, &vec![1.0; s.c()], &vec![0.0; s.c()], groups, DEFAULT_EPS).unwrap();
+        gn.scratch_shape(s).h() / (s.n() * groups)
+    };
+    assert_eq!(chunks(Shape::new(1, 64, 128, 128), 32), 2);
+    assert_eq!(chunks(Shape::new(1, 8, 128, 128), 1), 8);
+    assert_eq!(chunks(Shape::new(1, 1, 2049, 2051), 1), 256);
 }
 
 #[test]
