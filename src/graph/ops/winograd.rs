@@ -102,8 +102,8 @@ impl GraphBuilder<'_> {
         if !all && (cin < MIN_CHANNELS || pixels < MIN_PIXELS || (cout < THIN_COUT && pixels < THIN_MIN_PIXELS)) {
             return None;
         }
-        // Outputs of a handful of F(4x4) tiles take F(2x2) unless a tile is
-        // forced (and not under `all`, which keeps the fixtures on F(4x4)).
+        // SMALL_PIXELS, unless WGSR_WINOGRAD forces a tile or `all` (which
+        // keeps the fixtures on F(4x4)).
         let small = !all && own == WinogradTile::F4 && pixels <= SMALL_PIXELS;
         let tile = tile.unwrap_or(if small { WinogradTile::F2 } else { own });
         // Transformed weights and working buffers must each fit one binding
