@@ -489,15 +489,22 @@ fn norm_family(b: &mut Bench) {
     group_norm_entry(b, "norm groupnorm+swish top", SR3_TOP, 32, true);
     group_norm_entry_as(b, "f16 norm groupnorm+swish", mid, 32, true, Dtype::F16);
     // SR3 decoder: GroupNorm + Swish over cat(h, skip) at 64x64, 128 + 128 channels.
-    entry(b, "norm groupnorm_cat+swish", |ctx| {
-        let (parts, c) = ([128, 128], 256);
-        let gamma: Vec<f32> = rand_vec(c, 34).iter().map(|v| 1.0 + 0.1 * v).collect();
-        let beta: Vec<f32> = rand_vec(c, 35).iter().map(|v| 0.1 * v).collect();
+    group_norm_cat_entry(b, "norm groupnorm_cat+swish", 128, 64, 34);
+    // SR3's 16x16 decoder level, 512 + 512 channels: 256-value planes.
+    group_norm_cat_entry(b, "norm groupnorm_cat+swish 16x16", 512, 16, 38);
+}
+
+/// GroupNorm(32) + Swish over cat(h, skip), both `ch` channels of `side` x `side`.
+fn group_norm_cat_entry(b: &mut Bench, name: &str, ch: usize, side: usize, seed: u64) {
+    entry(b, name, move |ctx| {
+        let (parts, c) = ([ch, ch], 2 * ch);
+        let gamma: Vec<f32> = rand_vec(c, seed).iter().map(|v| 1.0 + 0.1 * v).collect();
+        let beta: Vec<f32> = rand_vec(c, seed + 1).iter().map(|v| 0.1 * v).collect();
         let gn = GroupNormCat::new(ctx, &gamma, &beta, 32, 1e-5, &parts)?;
-        let s = Shape::new(1, 128, 64, 64);
-        let xs = [rand_tensor(ctx, s, 36, 1.0)?, rand_tensor(ctx, s, 37, 1.0)?];
+        let s = Shape::new(1, ch, side, side);
+        let xs = [rand_tensor(ctx, s, seed + 2, 1.0)?, rand_tensor(ctx, s, seed + 3, 1.0)?];
         let os = [Tensor::empty(ctx, s)?, Tensor::empty(ctx, s)?];
-        let sc = Tensor::empty(ctx, gn.scratch_shape(1, 64, 64))?;
+        let sc = Tensor::empty(ctx, gn.scratch_shape(1, side, side))?;
         let ds = gn.prepare(ctx, &[&xs[0], &xs[1]], &[&os[0], &os[1]], &sc, true)?;
         Ok((format!("cat({s}, {s}) 32 groups +swish"), ds, (gn, xs, os, sc)))
     });

@@ -22,19 +22,22 @@ crate::kernel_params! {
         hw: u32,
         chans: u32,
         off: u32,
-        ctot: u32,
         groups: u32,
         cpg: u32,
         chunk: u32,
-        pchunks: u32,
+        nchunks: u32,
+        slots: u32,
+        slot0: u32,
         sc_shift: u32,
         sc_stats: u32,
         eps: f32,
     }
 }
 
-/// Values per statistics workgroup (a plane is cut into chunks of at most this).
-const CHUNK_TARGET: usize = 4096;
+/// Values per statistics workgroup: a group's span in one input is cut into
+/// chunks of at most this (as norm.rs: fewer, bigger workgroups pay fewer
+/// tree reductions, whose barriers dominate on llvmpipe).
+const CHUNK_TARGET: usize = 16384;
 
 /// GroupNorm over cat(inputs) with `channels[i]` channels per input.
 pub struct GroupNormCat {
@@ -45,11 +48,36 @@ pub struct GroupNormCat {
     eps: f32,
 }
 
-/// (chunk, chunks per plane) for planes of `hw` values.
-fn plane_chunks(hw: usize) -> (usize, usize) {
-    let n = hw.div_ceil(CHUNK_TARGET);
-    let chunk = hw.div_ceil(n);
-    (chunk, hw.div_ceil(chunk))
+/// How one input's group portions are cut for the statistics pass.
+#[derive(Clone, Copy, Debug)]
+struct Portions {
+    /// Values per chunk (a multiple of 4 when `hw` is, for the vec4 entry).
+    chunk: usize,
+    /// Chunks per portion: enough for the longest, min(cpg, chans) planes.
+    nchunks: usize,
+    /// First of this input's slots among a group's partials.
+    slot0: usize,
+}
+
+/// The portions of every input for maps of `hw` pixels, and the partial
+/// slots per (sample, group) they add up to.
+fn portions(channels: &[usize], cpg: usize, hw: usize) -> (Vec<Portions>, usize) {
+    let mut slot0 = 0;
+    let cuts = channels
+        .iter()
+        .map(|&c| {
+            // (At least 1, so empty maps make no division by zero.)
+            let longest = (c.min(cpg) * hw).max(1);
+            let mut chunk = longest.div_ceil(longest.div_ceil(CHUNK_TARGET));
+            if hw.is_multiple_of(4) {
+                chunk = chunk.next_multiple_of(4);
+            }
+            let p = Portions { chunk, nchunks: longest.div_ceil(chunk), slot0 };
+            slot0 += p.nchunks;
+            p
+        })
+        .collect();
+    (cuts, slot0)
 }
 
 impl GroupNormCat {
@@ -73,13 +101,14 @@ impl GroupNormCat {
         Ok(GroupNormCat { affine, channels: channels.to_vec(), groups, eps })
     }
 
-    fn total(&self) -> usize {
-        self.channels.iter().sum()
+    fn cpg(&self) -> usize {
+        self.channels.iter().sum::<usize>() / self.groups
     }
 
     /// Scratch layout for inputs of batch `n` and `hw` pixels: (partials, shifts, stats) lengths.
     fn sections(&self, n: usize, hw: usize) -> (usize, usize, usize) {
-        (2 * n * self.total() * plane_chunks(hw).1, n * self.groups, 2 * n * self.groups)
+        let slots = portions(&self.channels, self.cpg(), hw).1;
+        (3 * n * self.groups * slots, n * self.groups, 2 * n * self.groups)
     }
 
     /// Shape of the scratch for inputs of batch `n` and `h` x `w` pixels.
@@ -121,19 +150,20 @@ impl GroupNormCat {
         if scratch.shape() != self.scratch_shape(n, s0.h(), s0.w()) {
             return Err(Error::Shape(format!("group_norm_cat: scratch must be {}, got {}", self.scratch_shape(n, s0.h(), s0.w()), scratch.shape())));
         }
-        let total_c = self.total();
-        let (chunk, pchunks) = plane_chunks(hw);
+        let cpg = self.cpg();
+        let (cuts, slots) = portions(&self.channels, cpg, hw);
         let (parts, shifts, _) = self.sections(n, hw);
-        let params = |total: usize, chans: usize, off: usize| NormCatUniform {
+        let params = |total: usize, chans: usize, off: usize, cut: Portions| NormCatUniform {
             total: to_u32(total),
             hw: to_u32(hw),
             chans: to_u32(chans),
             off: to_u32(off),
-            ctot: to_u32(total_c),
             groups: to_u32(self.groups),
-            cpg: to_u32(total_c / self.groups),
-            chunk: to_u32(chunk),
-            pchunks: to_u32(pchunks),
+            cpg: to_u32(cpg),
+            chunk: to_u32(cut.chunk),
+            nchunks: to_u32(cut.nchunks),
+            slots: to_u32(slots),
+            slot0: to_u32(cut.slot0),
             sc_shift: to_u32(parts),
             sc_stats: to_u32(parts + shifts),
             eps: self.eps,
@@ -151,21 +181,24 @@ impl GroupNormCat {
         let ng = n * self.groups;
         let (mut shift, mut stats, mut norm) = (Vec::new(), Vec::new(), Vec::new());
         let mut off = 0;
-        for ((x, y), &c) in xs.iter().zip(outs).zip(&self.channels) {
+        for (((x, y), &c), &cut) in xs.iter().zip(outs).zip(&self.channels).zip(&cuts) {
             let v = x.shape().numel() as f64;
-            shift.push(call("gn_cat_shift", &params(ng, c, off), x, y, ng.div_ceil(WG))?);
-            let items = n * c * pchunks;
-            // Whole vec4s per plane chunk: four values per load (each load is
-            // a loop over the lanes on llvmpipe).
-            let stats_entry = if hw % 4 == 0 && chunk % 4 == 0 { "gn_cat_stats4" } else { "gn_cat_stats" };
-            stats.push(call(stats_entry, &params(items, c, off), x, y, items)?.with_cost(4.0 * v, 8.0 * v));
+            shift.push(call("gn_cat_shift", &params(ng, c, off, cut), x, y, ng.div_ceil(WG))?);
+            // Every group gets its slots written, those this input does not
+            // hold with count 0 (one store), so the merge needs no geometry.
+            let items = ng * cut.nchunks;
+            // Whole vec4s per chunk: four values per load (each load is a
+            // loop over the lanes on llvmpipe). portions() keeps chunks whole
+            // vec4s whenever the planes are.
+            let stats_entry = if hw.is_multiple_of(4) { "gn_cat_stats4" } else { "gn_cat_stats" };
+            stats.push(call(stats_entry, &params(items, c, off, cut), x, y, items)?.with_cost(4.0 * v, 8.0 * v));
             let elems = n * c * hw;
             // Whole vec4s per channel plane: one statistics / affine load per four values.
-            let (entry, items) = if hw % 4 == 0 { ("gn_cat_normalize4", elems / 4) } else { ("gn_cat_normalize", elems) };
-            norm.push(call(entry, &params(items, c, off), x, y, items.div_ceil(WG))?.with_cost(if swish { 8.0 } else { 4.0 } * v, 8.0 * v));
+            let (entry, items) = if hw.is_multiple_of(4) { ("gn_cat_normalize4", elems / 4) } else { ("gn_cat_normalize", elems) };
+            norm.push(call(entry, &params(items, c, off, cut), x, y, items.div_ceil(WG))?.with_cost(if swish { 8.0 } else { 4.0 } * v, 8.0 * v));
             off += c;
         }
-        let merge = call("gn_cat_merge", &params(ng, 0, 0), xs[0], outs[0], ng)?;
+        let merge = call("gn_cat_merge", &params(ng, 0, 0, cuts[0]), xs[0], outs[0], ng)?;
         Ok(shift.into_iter().chain(stats).chain([merge]).chain(norm).collect())
     }
 }

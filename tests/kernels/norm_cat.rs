@@ -1,6 +1,7 @@
 //! GroupNorm over a channel concatenation, one output per input, against
 //! the f64 GroupNorm of the materialised concatenation; groups straddling
-//! two and three inputs, planes over one chunk, shifted data, Swish.
+//! two and three inputs, portions over one chunk and chunks past short
+//! portions, shifted data, Swish.
 
 use crate::common::*;
 use crate::norm::group_norm_ref;
@@ -50,7 +51,9 @@ fn group_norm_cat_matches_reference() {
     // One group over three inputs; shifted data (a naive variance loses it all).
     check(43, 2, &[2, 1, 3], 4, 6, 1, 100.0, 0.1, true);
     // SR3 64->512's level-0 split, 128 + 64 channels in 16 groups (cpg 12,
-    // group 10 straddles), planes of 4550 values: two chunks each.
+    // group 10 straddles), planes of 4550 values (not whole vec4s): portions
+    // of up to 12 planes in 4 chunks of 13650, so the straddling group's
+    // 8- and 4-plane portions leave empty chunks the merge must skip.
     check(44, 1, &[128, 64], 65, 70, 16, 3.0, 1.0, true);
     // Aligned groups, batch 3.
     check(45, 3, &[8, 8], 3, 3, 4, -1.0, 1.0, false);
@@ -59,10 +62,16 @@ fn group_norm_cat_matches_reference() {
     check(46, 2, &[5, 7], 4, 8, 4, 0.5, 2.0, true);
     check(47, 2, &[512, 512], 16, 16, 32, 3.0, 1.0, true);
     check(48, 1, &[6, 10], 2, 2, 4, -2.0, 0.5, false);
-    // Two vec4 chunks per plane (64x72: 2304 each, gn_cat_stats4); whole
-    // vec4 planes with chunks that are not (60x205: 3075, gn_cat_stats).
+    // Vec4 chunks over several planes (64x72, cpg 4): input 0 holds 3 planes
+    // of group 0 in one chunk, input 1 one plane of it and all 4 of group 1
+    // in two chunks of 9216. Chunks rounded up to whole vec4s (60x205, 2
+    // planes of 12300 in chunks of 12300).
     check(49, 1, &[3, 5], 64, 72, 2, 1.0, 1.0, true);
     check(50, 1, &[2, 2], 60, 205, 2, 0.0, 1.0, false);
+    // SR3's 8x8 level (512 + 512, one 2048-value chunk per group and input)
+    // and a 768-channel up block (cpg 24: groups straddle 512 + 256).
+    check(51, 1, &[512, 512], 8, 8, 32, -1.0, 1.0, true);
+    check(52, 2, &[512, 256], 16, 16, 32, 2.0, 1.0, false);
 }
 
 #[test]
