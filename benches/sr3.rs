@@ -140,18 +140,19 @@ fn main() {
         for (k, (ms, cnt)) in v {
             println!("  {k:<18} {cnt:>4} nodes {ms:>10.1} ms {:>5.1}%", 100.0 * ms / total);
         }
-        // Conv time by shapes (a Winograd node also lists its two working buffers).
-        let mut convs: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
-        for r in prof.rows.iter().filter(|r| r.kind == "conv2d") {
-            let e = convs.entry(r.shapes.as_str()).or_default();
+        // Conv time by kind and shapes (a Winograd node also lists its two
+        // working buffers; a conv2d_cat lists its input parts).
+        let mut convs: BTreeMap<(&str, &str), (f64, usize)> = BTreeMap::new();
+        for r in prof.rows.iter().filter(|r| r.kind == "conv2d" || r.kind == "conv2d_cat") {
+            let e = convs.entry((r.kind, r.shapes.as_str())).or_default();
             e.0 += r.ms;
             e.1 += 1;
         }
         let mut v: Vec<_> = convs.into_iter().collect();
         v.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
-        println!("conv2d by shapes:");
-        for (k, (ms, cnt)) in v.iter().take(12) {
-            println!("  {k:<90} {cnt:>4} {ms:>10.1} ms");
+        println!("conv2d and conv2d_cat by shapes:");
+        for ((kind, shapes), (ms, cnt)) in v.iter().take(16) {
+            println!("  {kind:<10} {shapes:<100} {cnt:>4} {ms:>10.1} ms");
         }
     }
 }

@@ -774,17 +774,22 @@ override CJ: u32 = 1u;
 
 // The CJ input values of one k step are the same in every lane, and on
 // llvmpipe each such load is a loop over the lanes. With subgroups lane l
-// loads column n0 + l (one loop) and the values are broadcasts from lanes
-// 0..CJ-1 (the subgroup has at least 8 lanes, CJ <= 8).
+// loads column n0 + l, and n0 + 8 + l when CJ > 8 (one loop each), and the
+// values are broadcasts from lanes 0..7 (the subgroup has at least 8 lanes,
+// CJ <= 16).
 #if subgroups
-fn narrow_cols(cl: Col, t: Tap) -> array<f32, 8> {
-    let v = gather(cl, t);
-    return array<f32, 8>(subgroupBroadcast(v, 0u), subgroupBroadcast(v, 1u), subgroupBroadcast(v, 2u), subgroupBroadcast(v, 3u),
-                         subgroupBroadcast(v, 4u), subgroupBroadcast(v, 5u), subgroupBroadcast(v, 6u), subgroupBroadcast(v, 7u));
+fn narrow_cols(lo: Col, hi: Col, t: Tap) -> array<f32, 16> {
+    let v = gather(lo, t);
+    var u = 0.0;
+    if (CJ > 8u) { u = gather(hi, t); }
+    return array<f32, 16>(subgroupBroadcast(v, 0u), subgroupBroadcast(v, 1u), subgroupBroadcast(v, 2u), subgroupBroadcast(v, 3u),
+                          subgroupBroadcast(v, 4u), subgroupBroadcast(v, 5u), subgroupBroadcast(v, 6u), subgroupBroadcast(v, 7u),
+                          subgroupBroadcast(u, 0u), subgroupBroadcast(u, 1u), subgroupBroadcast(u, 2u), subgroupBroadcast(u, 3u),
+                          subgroupBroadcast(u, 4u), subgroupBroadcast(u, 5u), subgroupBroadcast(u, 6u), subgroupBroadcast(u, 7u));
 }
 #else
-fn narrow_cols(cl: Col, t: Tap) -> array<f32, 8> {
-    return array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+fn narrow_cols(lo: Col, hi: Col, t: Tap) -> array<f32, 16> {
+    return array<f32, 16>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
 }
 #endif
 
@@ -810,6 +815,7 @@ fn conv2d_narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let a0 = (g * p.a_gstride + select(0u, m, live)) / 4u;
     let a4 = p.a_kstride / 4u;
     let cl = column(n0 + min(sl, CJ - 1u), g);
+    let ch = column(n0 + min(8u + sl, CJ - 1u), g);
     let c0 = column(n0 + 0u, g);
     let c1 = column(n0 + 1u, g);
     let c2 = column(n0 + 2u, g);
@@ -818,6 +824,14 @@ fn conv2d_narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let c5 = column(n0 + 5u, g);
     let c6 = column(n0 + 6u, g);
     let c7 = column(n0 + 7u, g);
+    let c8 = column(n0 + 8u, g);
+    let c9 = column(n0 + 9u, g);
+    let c10 = column(n0 + 10u, g);
+    let c11 = column(n0 + 11u, g);
+    let c12 = column(n0 + 12u, g);
+    let c13 = column(n0 + 13u, g);
+    let c14 = column(n0 + 14u, g);
+    let c15 = column(n0 + 15u, g);
     var r0 = vec4<f32>(0.0);
     var r1 = vec4<f32>(0.0);
     var r2 = vec4<f32>(0.0);
@@ -826,15 +840,37 @@ fn conv2d_narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     var r5 = vec4<f32>(0.0);
     var r6 = vec4<f32>(0.0);
     var r7 = vec4<f32>(0.0);
+    var r8 = vec4<f32>(0.0);
+    var r9 = vec4<f32>(0.0);
+    var r10 = vec4<f32>(0.0);
+    var r11 = vec4<f32>(0.0);
+    var r12 = vec4<f32>(0.0);
+    var r13 = vec4<f32>(0.0);
+    var r14 = vec4<f32>(0.0);
+    var r15 = vec4<f32>(0.0);
     if (HAS_PRE) {
-        r0 = pre4(c0, g, m); r1 = pre4(c1, g, m); r2 = pre4(c2, g, m); r3 = pre4(c3, g, m);
-        r4 = pre4(c4, g, m); r5 = pre4(c5, g, m); r6 = pre4(c6, g, m); r7 = pre4(c7, g, m);
+        r0 = pre4(c0, g, m);
+        if (CJ > 1u) { r1 = pre4(c1, g, m); }
+        if (CJ > 2u) { r2 = pre4(c2, g, m); }
+        if (CJ > 3u) { r3 = pre4(c3, g, m); }
+        if (CJ > 4u) { r4 = pre4(c4, g, m); }
+        if (CJ > 5u) { r5 = pre4(c5, g, m); }
+        if (CJ > 6u) { r6 = pre4(c6, g, m); }
+        if (CJ > 7u) { r7 = pre4(c7, g, m); }
+        if (CJ > 8u) { r8 = pre4(c8, g, m); }
+        if (CJ > 9u) { r9 = pre4(c9, g, m); }
+        if (CJ > 10u) { r10 = pre4(c10, g, m); }
+        if (CJ > 11u) { r11 = pre4(c11, g, m); }
+        if (CJ > 12u) { r12 = pre4(c12, g, m); }
+        if (CJ > 13u) { r13 = pre4(c13, g, m); }
+        if (CJ > 14u) { r14 = pre4(c14, g, m); }
+        if (CJ > 15u) { r15 = pre4(c15, g, m); }
     }
     for (var k = 0u; k < p.k; k++) {
         let t = tap_of(k);
         let a = vec4<f32>(wpk[a0 + k * a4]);
         if (shared_cols) {
-            let b = narrow_cols(cl, t);
+            let b = narrow_cols(cl, ch, t);
             r0 += a * b[0];
             if (CJ > 1u) { r1 += a * b[1]; }
             if (CJ > 2u) { r2 += a * b[2]; }
@@ -843,6 +879,14 @@ fn conv2d_narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
             if (CJ > 5u) { r5 += a * b[5]; }
             if (CJ > 6u) { r6 += a * b[6]; }
             if (CJ > 7u) { r7 += a * b[7]; }
+            if (CJ > 8u) { r8 += a * b[8]; }
+            if (CJ > 9u) { r9 += a * b[9]; }
+            if (CJ > 10u) { r10 += a * b[10]; }
+            if (CJ > 11u) { r11 += a * b[11]; }
+            if (CJ > 12u) { r12 += a * b[12]; }
+            if (CJ > 13u) { r13 += a * b[13]; }
+            if (CJ > 14u) { r14 += a * b[14]; }
+            if (CJ > 15u) { r15 += a * b[15]; }
         } else {
             r0 += a * gather(c0, t);
             if (CJ > 1u) { r1 += a * gather(c1, t); }
@@ -852,6 +896,14 @@ fn conv2d_narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
             if (CJ > 5u) { r5 += a * gather(c5, t); }
             if (CJ > 6u) { r6 += a * gather(c6, t); }
             if (CJ > 7u) { r7 += a * gather(c7, t); }
+            if (CJ > 8u) { r8 += a * gather(c8, t); }
+            if (CJ > 9u) { r9 += a * gather(c9, t); }
+            if (CJ > 10u) { r10 += a * gather(c10, t); }
+            if (CJ > 11u) { r11 += a * gather(c11, t); }
+            if (CJ > 12u) { r12 += a * gather(c12, t); }
+            if (CJ > 13u) { r13 += a * gather(c13, t); }
+            if (CJ > 14u) { r14 += a * gather(c14, t); }
+            if (CJ > 15u) { r15 += a * gather(c15, t); }
         }
     }
     if (!live) { return; }
@@ -864,4 +916,12 @@ fn conv2d_narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     if (CJ > 5u) { store4(c5, g, m, r5, bs); }
     if (CJ > 6u) { store4(c6, g, m, r6, bs); }
     if (CJ > 7u) { store4(c7, g, m, r7, bs); }
+    if (CJ > 8u) { store4(c8, g, m, r8, bs); }
+    if (CJ > 9u) { store4(c9, g, m, r9, bs); }
+    if (CJ > 10u) { store4(c10, g, m, r10, bs); }
+    if (CJ > 11u) { store4(c11, g, m, r11, bs); }
+    if (CJ > 12u) { store4(c12, g, m, r12, bs); }
+    if (CJ > 13u) { store4(c13, g, m, r13, bs); }
+    if (CJ > 14u) { store4(c14, g, m, r14, bs); }
+    if (CJ > 15u) { store4(c15, g, m, r15, bs); }
 }

@@ -29,8 +29,12 @@ const NARROW_THREADS: u32 = 16;
 const NARROW_MAX_COLS: usize = 32;
 /// The same bound where the device has subgroups (conv2d_narrow then loads its columns through them).
 const NARROW_MAX_COLS_SUBGROUPS: usize = 64;
-/// Columns per conv2d_narrow workgroup (the CJ override, at most 8).
-const NARROW_CJ: usize = 8;
+/// Columns per conv2d_narrow workgroup (the CJ override, at most 16). Every
+/// weight quad a workgroup loads serves CJ columns, and the Winograd GEMMs
+/// of SR3's 8x8-32x32 levels (16-64 tiles) are bound by reading U: 16
+/// instead of 8 measured 40-50 -> 34 ms on 512->512 at 16x16 (F(4x4)) and
+/// GEMM 22-25 -> 16-18 ms on 256->256 at 32x32, paired runs alternated.
+const NARROW_CJ: usize = 16;
 
 pub(crate) const SHADER: ShaderSource = ShaderSource::new("conv", include_str!("../../kernels/conv.wgsl"))
     .params(&[ConvUniform::LAYOUT])

@@ -345,14 +345,17 @@ fn conv_cpu_row_tiles() {
 fn conv_cpu_narrow_columns() {
     // At most 32 output columns (64 with subgroups), output channels a
     // multiple of 4: on CPU adapters these take conv2d_narrow (lanes along
-    // output channels); 264 channels span five 64-channel tiles (the last
-    // partial); 3, 12 and 32 columns: one partial, one full and a partial,
-    // four full column blocks; 45 and 64 (narrow only with subgroups): six
-    // blocks (the last of 5 columns) and eight.
+    // output channels, 16 columns per block); 264 channels span five
+    // 64-channel tiles (the last partial); 3 and 12 columns: one block (CJ 3
+    // and 12, so with subgroups the upper eight lanes' gather is clamped or
+    // partial), 20: a full block and one of 4, 32: two full blocks; 45 and
+    // 64 (narrow only with subgroups): three blocks (the last of 13
+    // columns) and four.
     let res = |act| Extras { bias: true, scale: true, residual: true, epi: Epilogue { activation: act, alpha: 0.75, beta: 1.5 } };
     check_conv("conv.narrow_1px_40to264", 19, Shape::new(1, 40, 1, 1), [264, 40, 1, 1], Conv2dParams::default(), res(Activation::Relu));
     check_conv("conv.narrow_b3_5x5_g2", 20, Shape::new(3, 8, 5, 5), [12, 4, 5, 5], params([1, 1], [0, 0], [1, 1], 2), Extras::bias(Activation::None));
     check_conv("conv.narrow_12cols_pad", 21, Shape::new(2, 6, 2, 3), [8, 6, 3, 3], Conv2dParams::new(1, 1), res(Activation::Tanh));
+    check_conv("conv.narrow_20cols_pad", 26, Shape::new(1, 16, 4, 5), [28, 16, 3, 3], Conv2dParams::new(1, 1), res(Activation::None));
     check_conv("conv.narrow_32cols_pad", 23, Shape::new(1, 8, 4, 8), [20, 8, 3, 3], Conv2dParams::new(1, 1), res(Activation::Sigmoid));
     check_conv("conv.narrow_45cols_b5", 24, Shape::new(5, 12, 3, 3), [72, 12, 3, 3], Conv2dParams::new(1, 1), res(Activation::Relu));
     check_conv("conv.narrow_64cols_1x1", 25, Shape::new(1, 96, 8, 8), [36, 96, 1, 1], Conv2dParams::default(), Extras::bias(Activation::None));
