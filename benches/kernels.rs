@@ -357,6 +357,8 @@ fn conv_family(b: &mut Bench) {
     winograd_entry(b, "wino2 conv3x3 512->512 16x16", Shape::new(1, 512, 16, 16), 512, WinogradTile::F2, Activation::None);
     winograd_entry(b, "wino2 conv3x3 512->512 8x8", Shape::new(1, 512, 8, 8), 512, WinogradTile::F2, Activation::None);
     winograd_entry(b, "wino4 conv3x3 256->256 32x32", Shape::new(1, 256, 32, 32), 256, WinogradTile::F4, Activation::None);
+    // SR3's 64x64 level (256 tiles).
+    winograd_entry(b, "wino4 conv3x3 128->128 64x64", Shape::new(1, 128, 64, 64), 128, WinogradTile::F4, Activation::None);
     conv_entry_as(b, "f16 conv3x3 64->64", Shape::new(1, 64, 128, 128), [64, 64, 3, 3], p1, Activation::None, Dtype::F16);
     winograd_entry_as(b, "f16 wino4 conv3x3 64->64", Shape::new(1, 64, 128, 128), 64, WinogradTile::F4, Activation::None, Dtype::F16);
     conv_transposed_entry(b, "convT4x4s2 64->32", Shape::new(1, 64, 64, 64), [64, 32, 4, 4], ConvTranspose2dParams::new(2, 1, 0));

@@ -736,8 +736,17 @@ fn launch(
     // lane loop, and it also beats conv2d_rows at 8x2 (half of its 128-column
     // tile idle) on up to 64 columns: the GEMM of a Winograd F(4x4) conv at
     // 32x32 (64 tiles), paired share 12.2% -> 16.1% of peak, 3 runs each.
-    let narrow_max = if ctx.info().traits.subgroups { NARROW_MAX_COLS_SUBGROUPS } else { NARROW_MAX_COLS };
-    let narrow = rows && ntot <= narrow_max;
+    let narrow_max = if ctx.info().traits.subgroups { std::env::var("WGSR_TMP_NMAX").ok().and_then(|v| v.parse().ok()).unwrap_or(NARROW_MAX_COLS_SUBGROUPS) } else { NARROW_MAX_COLS };
+    // With subgroups, a pointwise conv whose groups are whole 64-channel
+    // tiles (every lane live) takes it at any width too: per k step one
+    // weight quad and two gathers feed 16 vec4 multiply-adds, against 8
+    // weight quads and a vec4 load for 32 in conv2d_rows' (8, 4) tile.
+    // Paired runs alternated twice on lavapipe: the Winograd GEMMs of 64->64
+    // at 128x128 25-27 -> 16-23 ms, whole 128->128 F(4x4) at 64x64 30 -> 22
+    // ms, conv1x1 64->64 at 128x128 11-14 -> 8-10 ms; 32-channel groups
+    // (half the lanes idle) measured slower, so they stay on conv2d_rows.
+    let wide_narrow = ctx.info().traits.subgroups && mode == ConvMode::Pointwise && geo.cout_g % (4 * NARROW_THREADS as usize) == 0;
+    let narrow = rows && (ntot <= narrow_max || wide_narrow);
     let cj = if narrow { ntot.min(NARROW_CJ) } else { 1 };
     // conv2d_rows tile: 4*rq channels x 64*rj columns (rq*rj <= 32). Per k
     // step a thread gathers rj inputs (each a loop over the lanes on

@@ -359,6 +359,10 @@ fn conv_cpu_narrow_columns() {
     check_conv("conv.narrow_32cols_pad", 23, Shape::new(1, 8, 4, 8), [20, 8, 3, 3], Conv2dParams::new(1, 1), res(Activation::Sigmoid));
     check_conv("conv.narrow_45cols_b5", 24, Shape::new(5, 12, 3, 3), [72, 12, 3, 3], Conv2dParams::new(1, 1), res(Activation::Relu));
     check_conv("conv.narrow_64cols_1x1", 25, Shape::new(1, 96, 8, 8), [36, 96, 1, 1], Conv2dParams::default(), Extras::bias(Activation::None));
+    // Pointwise with whole 64-channel groups: narrow at any width with
+    // subgroups (259 columns, 17 blocks, the last of 3; two groups of 64).
+    check_conv("conv.narrow_wide_1x1", 27, Shape::new(1, 40, 7, 37), [128, 40, 1, 1], Conv2dParams::default(), res(Activation::Relu));
+    check_conv("conv.narrow_wide_1x1_g2", 28, Shape::new(2, 24, 5, 29), [128, 12, 1, 1], params([1, 1], [0, 0], [1, 1], 2), Extras::bias(Activation::None));
 }
 
 /// Each output element is the same products summed in the same order
