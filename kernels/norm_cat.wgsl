@@ -70,7 +70,7 @@ struct StatsItem {
     slot: u32,   // its partial's slot in sc
     start: u32,  // its first value in this input
     cnt: u32,    // its values (0 past the portion)
-    shift: f32,  // its group's shift
+    shift: f32,  // its group's shift (unused when cnt is 0)
 }
 
 fn stats_item(item: u32) -> StatsItem {
@@ -85,8 +85,7 @@ fn stats_item(item: u32) -> StatsItem {
     let first = k * p.chunk;
     let cnt = select(0u, min(p.chunk, len - first), len > first);
     let start = (n * p.chans + min(lo - p.off, p.chans)) * p.hw + first;
-    let shift = select(0.0, sc[p.sc_shift + ng], cnt > 0u);
-    return StatsItem(ng * p.slots + p.slot0 + k, start, cnt, shift);
+    return StatsItem(ng * p.slots + p.slot0 + k, start, cnt, sc[p.sc_shift + ng]);
 }
 
 fn store_partial(it: StatsItem, mean: f32, m2: f32) {

@@ -736,7 +736,7 @@ fn launch(
     // lane loop, and it also beats conv2d_rows at 8x2 (half of its 128-column
     // tile idle) on up to 64 columns: the GEMM of a Winograd F(4x4) conv at
     // 32x32 (64 tiles), paired share 12.2% -> 16.1% of peak, 3 runs each.
-    let narrow_max = if ctx.info().traits.subgroups { std::env::var("WGSR_TMP_NMAX").ok().and_then(|v| v.parse().ok()).unwrap_or(NARROW_MAX_COLS_SUBGROUPS) } else { NARROW_MAX_COLS };
+    let narrow_max = if ctx.info().traits.subgroups { NARROW_MAX_COLS_SUBGROUPS } else { NARROW_MAX_COLS };
     // With subgroups, a pointwise conv whose groups are whole 64-channel
     // tiles (every lane live) takes it at any width too: per k step one
     // weight quad and two gathers feed 16 vec4 multiply-adds, against 8
