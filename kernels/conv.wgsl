@@ -759,13 +759,15 @@ fn conv2d_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 }
 
 // ---------------------------------------------------------------------------
-// Narrow CPU variant (conv2d_narrow): outputs of at most a few columns
-// (N = batch*Ho*Wo <= 32, e.g. one pixel or one short row of a batch), where conv2d_rows
-// would leave nearly every lane of its 64*RJ-column tile idle. Lanes run
+// Narrow CPU variant (conv2d_narrow): outputs of a few columns (N =
+// batch*Ho*Wo <= 32 or 64, e.g. one pixel or one short row of a batch), where conv2d_rows
+// would leave nearly every lane of its 64*RJ-column tile idle, and with
+// subgroups pointwise convs of whole 64- or 32-channel groups at any or
+// large widths (the rule and its measurements are in conv.rs). Lanes run
 // along output channels instead: thread lid owns channels m0 + 4*lid .. +3
 // (one weight vec4 per k, consecutive across lanes) and all CJ columns of
 // the workgroup (their gathers are at workgroup-uniform addresses). A
-// workgroup covers 4*NWG = 64 channels, so a 768-channel layer is 12
+// workgroup covers 4*NWG = 64 channels (conv2d_narrow8: 32), so a 768-channel layer is 12
 // workgroups and keeps every core busy. The sum is the same multiply-add
 // chain in k order as the other entries, so an output element is
 // bit-identical whichever entry computed it.
@@ -793,21 +795,15 @@ fn narrow_cols(lo: Col, hi: Col, t: Tap) -> array<f32, 16> {
 }
 #endif
 
-@compute @workgroup_size(16)
-#if subgroups
-fn conv2d_narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                 @builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) sl: u32) {
-    let shared_cols = true;
-#else
-fn conv2d_narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                 @builtin(local_invocation_index) lid: u32) {
-    let sl = 0u;
-    let shared_cols = false;
-#endif
+// One body for both widths: `lanes` threads own 4 * lanes channels. The
+// 8-thread entry conv2d_narrow8 serves 32-channel groups (HCFlow's
+// dense-block GEMMs), where the upper half of 16 lanes would only
+// broadcast; conv.rs takes it on wide outputs only (NARROW8_MIN_COLS).
+fn narrow_body(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, sl: u32, lanes: u32, shared_cols: bool) {
     let n0 = wg_index(wid, nwg) * CJ;
     if (n0 >= p.ntot) { return; } // workgroup-uniform
     let g = wid.z / p.m_tiles;
-    let m = (wid.z % p.m_tiles) * 4u * NWG + 4u * lid;
+    let m = (wid.z % p.m_tiles) * 4u * lanes + 4u * lid;
     // A_VEC (cout_g % 4 == 0) is required. Lanes past cout_g stay for the
     // broadcasts (reading the group's first weights) and store nothing.
     let live = m < p.cout_g;
@@ -925,3 +921,29 @@ fn conv2d_narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     if (CJ > 14u) { store4(c14, g, m, r14, bs); }
     if (CJ > 15u) { store4(c15, g, m, r15, bs); }
 }
+
+@compute @workgroup_size(16)
+#if subgroups
+fn conv2d_narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) sl: u32) {
+    narrow_body(wid, nwg, lid, sl, NWG, true);
+}
+#else
+fn conv2d_narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    narrow_body(wid, nwg, lid, 0u, NWG, false);
+}
+#endif
+
+@compute @workgroup_size(8)
+#if subgroups
+fn conv2d_narrow8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) sl: u32) {
+    narrow_body(wid, nwg, lid, sl, 8u, true);
+}
+#else
+fn conv2d_narrow8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    narrow_body(wid, nwg, lid, 0u, 8u, false);
+}
+#endif

@@ -35,10 +35,14 @@ const NARROW_MAX_COLS_SUBGROUPS: usize = 64;
 /// instead of 8 measured 40-50 -> 34 ms on 512->512 at 16x16 (F(4x4)) and
 /// GEMM 22-25 -> 16-18 ms on 256->256 at 32x32, paired runs alternated.
 const NARROW_CJ: usize = 16;
+/// Threads of conv2d_narrow8, the same body for 32-channel groups.
+const NARROW8_THREADS: u32 = 8;
+/// Columns from which a pointwise conv of whole 32-channel groups takes conv2d_narrow8.
+const NARROW8_MIN_COLS: usize = 1024;
 
 pub(crate) const SHADER: ShaderSource = ShaderSource::new("conv", include_str!("../../kernels/conv.wgsl"))
     .params(&[ConvUniform::LAYOUT])
-    .entries(&[EntryPoint::x("conv2d", THREADS), EntryPoint::x("conv2d_rows", THREADS), EntryPoint::x("conv2d_narrow", NARROW_THREADS)])
+    .entries(&[EntryPoint::x("conv2d", THREADS), EntryPoint::x("conv2d_rows", THREADS), EntryPoint::x("conv2d_narrow", NARROW_THREADS), EntryPoint::x("conv2d_narrow8", NARROW8_THREADS)])
     .consts(&[("BM", TILE_M as u32), ("BN", TILE_N as u32), ("RWG", THREADS), ("NWG", NARROW_THREADS)]);
 
 crate::kernel_params! {
@@ -743,10 +747,22 @@ fn launch(
     // weight quads and a vec4 load for 32 in conv2d_rows' (8, 4) tile.
     // Paired runs alternated twice on lavapipe: the Winograd GEMMs of 64->64
     // at 128x128 25-27 -> 16-23 ms, whole 128->128 F(4x4) at 64x64 30 -> 22
-    // ms, conv1x1 64->64 at 128x128 11-14 -> 8-10 ms; 32-channel groups
-    // (half the lanes idle) measured slower, so they stay on conv2d_rows.
+    // ms, conv1x1 64->64 at 128x128 11-14 -> 8-10 ms.
     let wide_narrow = ctx.info().traits.subgroups && mode == ConvMode::Pointwise && geo.cout_g % (4 * NARROW_THREADS as usize) == 0;
-    let narrow = rows && (ntot <= narrow_max || wide_narrow);
+    // Whole 32-channel groups (HCFlow's dense-block GEMMs) leave half of
+    // the 16 lanes idle; the 8-thread entry conv2d_narrow8 runs the same
+    // body on them. From 1024 columns (the 128x128 level) it beat
+    // conv2d_rows' (8, 4) tile: Winograd F(4x4) 96->32 at 128x128, paired
+    // share 23-29% -> 32-33% of peak, alternated three times; at 256 columns
+    // (160->32 at 64x64) the runs straddled each other (22-34% vs 27-29%),
+    // so those stay on conv2d_rows.
+    let narrow8 = rows
+        && ctx.info().traits.subgroups
+        && mode == ConvMode::Pointwise
+        && geo.cout_g % (4 * NARROW8_THREADS as usize) == 0
+        && !wide_narrow
+        && ntot >= NARROW8_MIN_COLS;
+    let narrow = rows && (ntot <= narrow_max || wide_narrow || narrow8);
     let cj = if narrow { ntot.min(NARROW_CJ) } else { 1 };
     // conv2d_rows tile: 4*rq channels x 64*rj columns (rq*rj <= 32). Per k
     // step a thread gathers rj inputs (each a loop over the lanes on
@@ -779,7 +795,9 @@ fn launch(
     // conv2d_rows holds accumulators for RQ <= 8 channel quads and RJ <= 8
     // columns only: a larger tile would silently leave channels unwritten.
     debug_assert!(rq <= 8 && rj <= 8 && rq * rj <= 32, "conv2d_rows tile ({rq}, {rj})");
-    let m_tiles = if narrow {
+    let m_tiles = if narrow8 {
+        geo.cout_g.div_ceil(4 * NARROW8_THREADS as usize)
+    } else if narrow {
         geo.cout_g.div_ceil(4 * NARROW_THREADS as usize)
     } else if rows {
         geo.cout_g.div_ceil(4 * rq)
@@ -857,7 +875,9 @@ fn launch(
     let res = residual.unwrap_or(x);
     let d = ctx.dispatch(KernelCall {
         shader: &SHADER,
-        entry: if narrow {
+        entry: if narrow8 {
+            "conv2d_narrow8"
+        } else if narrow {
             "conv2d_narrow"
         } else if rows {
             "conv2d_rows"

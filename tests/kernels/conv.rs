@@ -363,6 +363,11 @@ fn conv_cpu_narrow_columns() {
     // subgroups (259 columns, 17 blocks, the last of 3; two groups of 64).
     check_conv("conv.narrow_wide_1x1", 27, Shape::new(1, 40, 7, 37), [128, 40, 1, 1], Conv2dParams::default(), res(Activation::Relu));
     check_conv("conv.narrow_wide_1x1_g2", 28, Shape::new(2, 24, 5, 29), [128, 12, 1, 1], params([1, 1], [0, 0], [1, 1], 2), Extras::bias(Activation::None));
+    // Pointwise with whole 32-channel groups from 1024 columns: the 8-thread
+    // conv2d_narrow8 with subgroups (1155 columns, 73 blocks, the last of 3;
+    // then 96-channel groups, three 32-channel tiles each, over a batch of 2).
+    check_conv("conv.narrow8_1x1_24to32", 29, Shape::new(1, 24, 33, 35), [32, 24, 1, 1], Conv2dParams::default(), res(Activation::LeakyRelu(0.2)));
+    check_conv("conv.narrow8_1x1_g2_96", 30, Shape::new(2, 20, 23, 23), [192, 10, 1, 1], params([1, 1], [0, 0], [1, 1], 2), Extras::bias(Activation::None));
 }
 
 /// Each output element is the same products summed in the same order
