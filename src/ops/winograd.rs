@@ -35,6 +35,8 @@ crate::kernel_params! {
         th: u32,
         tw: u32,
         tiles: u32,
+        tiles_p: u32,
+        blk: u32,
         ctot: u32,
         c_off: u32,
         pad: i32,
@@ -188,15 +190,31 @@ fn out_hw(op: &str, x: Shape, pad: usize) -> Result<(usize, usize)> {
 
 /// Shapes of the two working buffers of [`conv3x3`] for inputs of spatial
 /// shape `x` (batch, -, h, w) with `cin` channels in all, and `cout` outputs:
-/// `V` = `[1, A*A*cin, 1, T]` and `M` = `[1, A*A*cout4, 1, T]` (row ab*C + c
-/// of T tiles, T = batch * tiles per image; cout4 = `cout` rounded up to a
-/// multiple of 4, see `WinogradWeights`): the grouped GEMM's NCHW views.
+/// `V` = `[T'/B, A*A*cin, 1, B]` and `M` = `[T'/B, A*A*cout4, 1, B]`, the
+/// grouped GEMM's NCHW views: row ab*C + c of T tiles (T = batch * tiles per
+/// image) in blocks of B tiles, T' = T rounded up to whole blocks (see
+/// [`tile_blocks`] and winograd.wgsl); cout4 = `cout` rounded up to a
+/// multiple of 4, see `WinogradWeights`.
 pub fn scratch_shapes(x: Shape, cin: usize, cout: usize, pad: usize, tile: WinogradTile) -> Result<(Shape, Shape)> {
     let (ho, wo) = out_hw("winograd conv", x, pad)?;
     let m = tile.m();
-    let t = x.n() * ho.div_ceil(m) * wo.div_ceil(m);
+    let (blk, tp) = tile_blocks(x.n() * ho.div_ceil(m) * wo.div_ceil(m));
     let aa = tile.a() * tile.a();
-    Ok((Shape::new(1, aa * cin, 1, t), Shape::new(1, aa * padded_cout(cout), 1, t)))
+    Ok((Shape::new(tp / blk, aa * cin, 1, blk), Shape::new(tp / blk, aa * padded_cout(cout), 1, blk)))
+}
+
+/// Tiles per block of V and M, and the tile count padded to whole blocks,
+/// for `t` tiles: blocks of 16 (one GEMM workgroup's columns on CPU
+/// adapters, whose k rows are then contiguous) from 64 tiles or at a
+/// multiple of 16, else one block of all `t` (at most 15 padding tiles on
+/// 64+, none below).
+pub fn tile_blocks(t: usize) -> (usize, usize) {
+    const BLOCK: usize = 16;
+    if t >= 4 * BLOCK || t % BLOCK == 0 {
+        (BLOCK, t.next_multiple_of(BLOCK))
+    } else {
+        (t, t)
+    }
 }
 
 /// Output channels as U and M hold them: a multiple of 4.
@@ -267,6 +285,7 @@ pub fn input_transform(ctx: &GpuContext, x: &Tensor, v: &Tensor, c_off: usize, p
     let mt = tile.m();
     let (th, tw) = (ho.div_ceil(mt), wo.div_ceil(mt));
     let tiles = s.n() * th * tw;
+    let (blk, tiles_p) = tile_blocks(tiles);
     let params = WinogradUniform {
         c: to_u32(s.c()),
         h: to_u32(s.h()),
@@ -274,13 +293,18 @@ pub fn input_transform(ctx: &GpuContext, x: &Tensor, v: &Tensor, c_off: usize, p
         th: to_u32(th),
         tw: to_u32(tw),
         tiles: to_u32(tiles),
+        tiles_p: to_u32(tiles_p),
+        blk: to_u32(blk),
         ctot: to_u32(ctot),
         c_off: to_u32(c_off),
         pad: to_i32(pad),
         ..Default::default()
     };
-    let n = s.c() * tiles;
+    // The padding tiles too (written as zeros).
+    let n = s.c() * tiles_p;
     let tv = four_tiles(tile, pad, s.w());
+    // TV's vec4 of four tiles must not straddle a block.
+    debug_assert!(!tv || (tiles % 4 == 0 && blk % 4 == 0), "winograd TV with {tiles} tiles in blocks of {blk}");
     let threads = if tv { n / 4 } else { n };
     let d = ctx.dispatch(KernelCall {
         shader: &SHADER,
@@ -344,6 +368,7 @@ pub fn gemm_output(
     let mt = w.tile.m();
     let (th, tw) = (ho.div_ceil(mt), wo.div_ceil(mt));
     let tiles = x.n() * th * tw;
+    let (blk, tiles_p) = tile_blocks(tiles);
     let (act, slope) = epi.activation.code();
     let wm = ("WM", mt as f64);
     // The GEMMs: group ab of a 1x1 conv maps V's rows ab*ctot.. to M's rows ab*cout..
@@ -360,6 +385,8 @@ pub fn gemm_output(
         th: to_u32(th),
         tw: to_u32(tw),
         tiles: to_u32(tiles),
+        tiles_p: to_u32(tiles_p),
+        blk: to_u32(blk),
         alpha: epi.alpha,
         beta: epi.beta,
         slope,

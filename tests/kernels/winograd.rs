@@ -99,6 +99,13 @@ const CASES: &[Case] = &[
     Case { batch: 2, chans: &[16, 5], cout: 6, h: 33, w: 32, pad: 1, act: Activation::Relu, scale: false, residual: true, alpha: 0.5 },
     Case { batch: 1, chans: &[17], cout: 22, h: 19, w: 23, pad: 0, act: Activation::LeakyRelu(0.2), scale: true, residual: false, alpha: 1.0 },
     Case { batch: 1, chans: &[8], cout: 1, h: 7, w: 9, pad: 1, act: Activation::None, scale: false, residual: true, alpha: 1.0 },
+    // 64+ tiles that are not whole 16-tile blocks of V and M (the padding
+    // tiles zero, their columns never read back): F(4x4) 108 -> 112 tiles
+    // on the four-tiles-per-thread input transform, F(2x2) 408 -> 416; then
+    // a batch on the one-tile transform, F(4x4) 156 -> 160, F(2x2) 550 ->
+    // 560, F(6x6) 72 -> 80.
+    Case { batch: 1, chans: &[12, 8], cout: 20, h: 34, w: 48, pad: 1, act: Activation::Relu, scale: false, residual: true, alpha: 1.0 },
+    Case { batch: 2, chans: &[9], cout: 12, h: 21, w: 50, pad: 1, act: Activation::None, scale: true, residual: false, alpha: 1.0 },
 ];
 
 #[test]
