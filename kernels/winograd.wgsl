@@ -65,6 +65,10 @@ struct Params {
 override WM: u32 = 4u;
 override ACT: u32 = ACT_NONE;
 override HAS_RES: bool = false;
+// wino_output: the residual holds one value per (sample, channel), [N, C, 1, 1]
+// (SR3's time-embedding add, folded into the conv: one pass over the output
+// fewer), added to every pixel of the channel.
+override RES_CHAN: bool = false;
 
 override NA: u32 = WM + 2u;
 // TV (wino_input, F(4x4) only, padding 1, image width a multiple of 16): a
@@ -329,7 +333,7 @@ fn wino_output(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                 let idx = base + oy * p.w + ox;
                 var v = p.alpha * apply_act(ACT, (r[q] + bias) * scale, p.slope);
                 if (HAS_RES) {
-                    v += p.beta * f32(res[idx]);
+                    v += p.beta * f32(res[select(idx, tl.b * p.c + co, RES_CHAN)]);
                 }
                 y[idx] = y_t(v);
             }

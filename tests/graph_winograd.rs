@@ -198,3 +198,77 @@ fn shared_dense_block_transforms_give_the_per_conv_bits() {
     let x = g.input("x", Shape::new(1, cin0, h, w)).unwrap();
     assert!(g.winograd_features("f", x, shapes[4][1], &shapes, 1).unwrap().is_none());
 }
+
+/// `conv2d_cat_channel_bias`: a Winograd conv over two parts adds the
+/// per-(sample, channel) bias in its output transform (the dump shows no
+/// add node), with the bits of the same Winograd conv followed by
+/// `add_channel_bias`; a direct conv (Winograd off) gets the separate node,
+/// and both are checked against the f64 reference. A bias of the wrong
+/// shape, or a conv with a residual, is refused.
+#[test]
+fn channel_bias_folds_into_the_winograd_output_transform() {
+    let c = ctx();
+    let (parts, cout, n, h, w) = ([12usize, 8], 16, 2, 20, 24);
+    let cin: usize = parts.iter().sum();
+    let mut rng = Rng::new(77);
+    let wv = rng.vec(cout * cin * 9, -0.3, 0.3);
+    let b = rng.vec(cout, -0.2, 0.2);
+    let xs: Vec<Vec<f32>> = parts.iter().map(|&p| rng.vec(n * p * h * w, -1.0, 1.0)).collect();
+    let t = rng.vec(n * cout, -1.0, 1.0);
+    let mut ws = WeightStore::new();
+    ws.insert("c.weight", HostTensor::new(vec![cout, cin, 3, 3], wv.clone()).unwrap());
+    ws.insert("c.bias", HostTensor::new(vec![cout], b.clone()).unwrap());
+    // fused: conv2d_cat_channel_bias; else conv2d_cat + add_channel_bias.
+    let run = |tile: Option<WinogradTile>, fused: bool| -> (Vec<f32>, String) {
+        let mut g = GraphBuilder::with_weights(c, &ws);
+        g.set_winograd(tile);
+        let ins: Vec<_> = parts.iter().enumerate().map(|(i, &p)| g.input(&format!("x{i}"), Shape::new(n, p, h, w)).unwrap()).collect();
+        let ti = g.input("t", Shape::new(n, cout, 1, 1)).unwrap();
+        let conv = Conv::same(3).act(Activation::LeakyRelu(0.2));
+        let y = if fused {
+            g.conv2d_cat_channel_bias("conv", &ins, "c", conv, ti).unwrap()
+        } else {
+            let y = g.conv2d_cat("conv", &ins, "c", conv).unwrap();
+            g.add_channel_bias("add", y, ti).unwrap()
+        };
+        g.output("y", y).unwrap();
+        let graph = g.build().unwrap();
+        let dump = graph.dump();
+        let mut ex = Executor::new(c, graph).unwrap();
+        for (i, x) in xs.iter().enumerate() {
+            ex.set_input(c, &format!("x{i}"), x).unwrap();
+        }
+        ex.set_input(c, "t", &t).unwrap();
+        ex.run(c).unwrap();
+        (ex.read_output(c, "y").unwrap(), dump)
+    };
+    let (fused, dump) = run(Some(WinogradTile::F4), true);
+    assert!(dump.contains("winograd F4") && !dump.contains("add_channel_bias"), "{dump}");
+    let (separate, dump2) = run(Some(WinogradTile::F4), false);
+    assert!(dump2.contains("add_channel_bias"), "{dump2}");
+    assert!(fused.iter().zip(&separate).all(|(a, b)| a.to_bits() == b.to_bits()), "fused and separate channel bias differ");
+    let (direct, dump3) = run(None, true);
+    assert!(!dump3.contains("winograd") && dump3.contains("add_channel_bias"), "{dump3}");
+    // Reference: per sample, the conv of the concatenated parts + t.
+    let hw = h * w;
+    for (got, growth) in [(&fused, 32.0), (&direct, 1.0)] {
+        let mut want = Vec::with_capacity(n * cout * hw);
+        for s in 0..n {
+            let mut x = Vec::with_capacity(cin * hw);
+            for (xp, &p) in xs.iter().zip(&parts) {
+                x.extend_from_slice(&xp[s * p * hw..][..p * hw]);
+            }
+            let res: Vec<f32> = (0..cout * hw).map(|i| t[s * cout + i / hw]).collect();
+            want.extend(reference(&x, Shape::new(1, cin, h, w), &wv, &b, cout, &res));
+        }
+        assert_close(&format!("channel bias, growth {growth}"), got, &want, tol(cin, growth), 1e-5);
+    }
+    // Refused: a bias per sample only, and a conv that already has a residual.
+    let mut g = GraphBuilder::with_weights(c, &ws);
+    let ins: Vec<_> = parts.iter().enumerate().map(|(i, &p)| g.input(&format!("x{i}"), Shape::new(n, p, h, w)).unwrap()).collect();
+    let bad = g.input("bad", Shape::new(n, 1, 1, 1)).unwrap();
+    assert!(g.conv2d_cat_channel_bias("conv", &ins, "c", Conv::same(3), bad).is_err());
+    let r = g.input("r", Shape::new(n, cout, h, w)).unwrap();
+    let ti = g.input("t", Shape::new(n, cout, 1, 1)).unwrap();
+    assert!(g.conv2d_cat_channel_bias("conv", &ins, "c", Conv::same(3).residual(r, 1.0, 1.0), ti).is_err());
+}

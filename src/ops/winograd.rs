@@ -225,7 +225,9 @@ fn padded_cout(cout: usize) -> usize {
 /// torch `Conv2d(k=3, stride=1, padding=pad)` over the channel
 /// concatenation of `inputs` (same batch and size; their channel counts sum
 /// to the weights' `cin`) into `out`, with the conv epilogue
-/// `out = alpha * act((conv + bias) * scale) + beta * residual`.
+/// `out = alpha * act((conv + bias) * scale) + beta * residual`, the residual
+/// of the output's shape or `[N, Cout, 1, 1]` (one value per sample and
+/// channel, added to each of its pixels).
 /// `v` and `m` are working buffers of the shapes [`scratch_shapes`] gives.
 /// Returns the dispatches in order (one input transform per input, the
 /// GEMM, the output transform).
@@ -356,11 +358,14 @@ pub fn gemm_output(
             w.cin
         )));
     }
+    // A residual is the output's shape, or one value per (sample, channel).
+    let chan_res = Shape::new(want.n(), want.c(), 1, 1);
     if let Some(r) = residual {
-        if r.shape() != want {
-            return Err(Error::Shape(format!("{OP}: residual {} does not match the output {want}", r.shape())));
+        if r.shape() != want && r.shape() != chan_res {
+            return Err(Error::Shape(format!("{OP}: residual {} is neither the output's shape {want} nor one value per (sample, channel) {chan_res}", r.shape())));
         }
     }
+    let res_chan = residual.is_some_and(|r| r.shape() != want);
     let bufs: Vec<&Tensor> = inputs.iter().copied().chain(residual).chain([v, m]).collect();
     if bufs.iter().any(|t| std::sync::Arc::ptr_eq(t.buffer(), out.buffer())) || std::sync::Arc::ptr_eq(v.buffer(), m.buffer()) {
         return Err(Error::InvalidArgument(format!("{OP}: the output and working buffers must not alias the inputs or each other")));
@@ -395,7 +400,12 @@ pub fn gemm_output(
     // Without a residual, any activation but the output (HAS_RES is off).
     let res = residual.unwrap_or(v);
     let n = w.cout * tiles;
-    let constants = [wm, ("ACT", act.constant()), ("HAS_RES", if residual.is_some() { 1.0 } else { 0.0 })];
+    let constants = [
+        wm,
+        ("ACT", act.constant()),
+        ("HAS_RES", if residual.is_some() { 1.0 } else { 0.0 }),
+        ("RES_CHAN", if res_chan { 1.0 } else { 0.0 }),
+    ];
     let d = ctx.dispatch(KernelCall {
         shader: &SHADER,
         entry: "wino_output",

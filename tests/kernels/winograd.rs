@@ -152,3 +152,46 @@ fn winograd_rejects_bad_shapes() {
     assert!(conv3x3(c, &[], &ww, 1, &e, None, &v, &m, &y).is_err());
     assert!(conv3x3(c, &[&x], &ww, 1, &e, None, &v, &m, &y).is_ok());
 }
+
+/// A residual of one value per (sample, channel), [N, Cout, 1, 1] (SR3's
+/// time-embedding add folded into the output transform), against the
+/// reference with that value broadcast over the channel's pixels: both
+/// tiles, a batch, an activation before the add, blocked and single-block
+/// V / M. A residual of any other shape is refused.
+#[test]
+fn winograd_channel_residual() {
+    let c = ctx();
+    for (i, &(tile, batch, cin, cout, h, w)) in [
+        (WinogradTile::F4, 2, 16, 20, 21, 34),
+        (WinogradTile::F2, 1, 24, 8, 9, 13),
+        (WinogradTile::F4, 1, 32, 12, 64, 64),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut rng = Rng::new(400 + i as u64);
+        let ws = [cout, cin, 3, 3];
+        let wv = rng.vec(cout * cin * 9, -0.5, 0.5);
+        let bias = rng.vec(cout, -0.5, 0.5);
+        let xs = Shape::new(batch, cin, h, w);
+        let (x, xv) = rand_tensor(&mut rng, xs, -1.0, 1.0);
+        let out = Shape::new(batch, cout, h, w);
+        let (t, tv) = rand_tensor(&mut rng, Shape::new(batch, cout, 1, 1), -1.0, 1.0);
+        let epi = Epilogue { activation: Activation::LeakyRelu(0.2), alpha: 0.5, beta: 0.75 };
+        let full: Vec<f32> = (0..out.numel()).map(|j| tv[j / (h * w)]).collect();
+        let mut want = conv_ref(&xv, xs, &wv, ws, &Conv2dParams::new(1, 1), out);
+        epilogue_ref(&mut want, out, &bias, &[], &epi, Some(&full));
+        let ww = WinogradWeights::new(c, &wv, ws, Some(&bias), None, tile).unwrap();
+        let (vs, ms) = scratch_shapes(xs, cin, cout, 1, tile).unwrap();
+        let (v, m, y) = (poisoned(vs), poisoned(ms), poisoned(out));
+        let d = conv3x3(c, &[&x], &ww, 1, &epi, Some(&t), &v, &m, &y).unwrap();
+        let got = run_and_read(d, &y);
+        let name = format!("winograd {tile:?} channel residual {batch}x{cin}->{cout} {h}x{w}");
+        assert_close(&name, &got, &want, tolerance(tile, cin * 9, 1.0, 0.5), 1e-5);
+        // One value per sample only, or per channel of one sample, is refused.
+        for bad in [Shape::new(batch, 1, 1, 1), Shape::new(if batch == 1 { 2 } else { 1 }, cout, 1, 1), Shape::new(batch, cout, 1, w)] {
+            let r = poisoned(bad);
+            assert!(conv3x3(c, &[&x], &ww, 1, &epi, Some(&r), &v, &m, &y).is_err(), "{name}: residual {bad} accepted");
+        }
+    }
+}

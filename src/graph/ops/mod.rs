@@ -3,6 +3,7 @@
 
 pub mod conv;
 pub mod conv_cat;
+pub mod conv_channel_bias;
 pub mod dense;
 pub mod elementwise;
 pub mod flow;

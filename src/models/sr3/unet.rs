@@ -51,12 +51,16 @@ struct Ctx {
 fn resnet_attn(g: &mut GraphBuilder, k: &Ctx, x: &[TensorId], p: &str, cin: usize, cout: usize, attn: bool) -> Result<TensorId> {
     let r = format!("{p}.res_block");
     let h = g.group_norm_cat(&format!("{r}.block1.norm"), x, &format!("{r}.block1.block.0"), k.groups, k.eps, true)?;
-    let h = conv(g, &h, &format!("{r}.block1.block.3"), cin, cout, 3, Conv::same(3))?;
     let nf = format!("{r}.noise_func.noise_func.0");
     expect(g, &nf, &format!("{nf}.weight"), &[cout, k.c0])?;
     expect(g, &nf, &format!("{nf}.bias"), &[cout])?;
     let bias = g.linear(&nf, k.t, &nf)?;
-    let h = g.add_channel_bias(&format!("{r}.noise_add"), h, bias)?;
+    // block1's conv + noise_func(t): a Winograd conv adds it in its output
+    // transform, a direct one is followed by an add_channel_bias node.
+    let c1 = format!("{r}.block1.block.3");
+    expect(g, &c1, &format!("{c1}.weight"), &[cout, cin, 3, 3])?;
+    expect(g, &c1, &format!("{c1}.bias"), &[cout])?;
+    let h = g.conv2d_cat_channel_bias(&c1, &h, &c1, Conv::same(3), bias)?;
     let h = g.group_norm(&format!("{r}.block2.norm"), h, &format!("{r}.block2.block.0"), k.groups, k.eps, true)?;
     let skip = match x {
         _ if cin != cout => conv(g, x, &format!("{r}.res_conv"), cin, cout, 1, Conv::same(1))?,
