@@ -220,7 +220,7 @@ fn wino_input_tv(i: u32) {
     // blk is a multiple of 4 with TV (src/ops/winograd.rs), so the tile
     // quad is one aligned vec4 of each row.
     let stride4 = p.ctot * p.blk / 4u;
-    let o4 = (vm_base(t0, 36u * p.ctot) + (p.c_off + ch) * p.blk) / 4u;
+    let o4 = (vm_base(t0, NA * NA * p.ctot) + (p.c_off + ch) * p.blk) / 4u;
     for (var b = 0u; b < 6u; b++) {
         var v: array<array<f32, 6>, 4>;
         for (var j = 0u; j < 4u; j++) {

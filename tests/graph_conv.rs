@@ -428,14 +428,9 @@ fn conv2d_cat_takes_winograd_with_parts() {
                 g.conv2d("conv", x, "conv", conv).unwrap()
             };
             g.output("y", y).unwrap();
-            let graph = g.build().unwrap();
-            let dump = graph.dump();
-            let mut ex = Executor::new(c, graph).unwrap();
-            for (i, x) in xs.iter().enumerate() {
-                ex.set_input(c, &format!("x{i}"), x).unwrap();
-            }
-            ex.run(c).unwrap();
-            (ex.read_output(c, "y").unwrap(), dump)
+            let names: Vec<String> = (0..xs.len()).map(|i| format!("x{i}")).collect();
+            let inputs: Vec<(&str, &[f32])> = names.iter().map(String::as_str).zip(xs.iter().map(Vec::as_slice)).collect();
+            run_graph(g.build().unwrap(), &inputs, "y")
         };
         let ((got, dump), (concat, _)) = (run(true), run(false));
         if std::env::var_os("WGSR_WINOGRAD").is_none() {

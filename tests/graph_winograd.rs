@@ -232,15 +232,10 @@ fn channel_bias_folds_into_the_winograd_output_transform() {
             g.add_channel_bias("add", y, ti).unwrap()
         };
         g.output("y", y).unwrap();
-        let graph = g.build().unwrap();
-        let dump = graph.dump();
-        let mut ex = Executor::new(c, graph).unwrap();
-        for (i, x) in xs.iter().enumerate() {
-            ex.set_input(c, &format!("x{i}"), x).unwrap();
-        }
-        ex.set_input(c, "t", &t).unwrap();
-        ex.run(c).unwrap();
-        (ex.read_output(c, "y").unwrap(), dump)
+        let names: Vec<String> = (0..xs.len()).map(|i| format!("x{i}")).collect();
+        let mut inputs: Vec<(&str, &[f32])> = names.iter().map(String::as_str).zip(xs.iter().map(Vec::as_slice)).collect();
+        inputs.push(("t", &t));
+        run_graph(g.build().unwrap(), &inputs, "y")
     };
     let (fused, dump) = run(Some(WinogradTile::F4), true);
     assert!(dump.contains("winograd F4") && !dump.contains("add_channel_bias"), "{dump}");

@@ -116,3 +116,16 @@ pub fn assert_exact(name: &str, got: &[f32], want: &[f32]) {
 pub fn to_f64(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
+
+/// Build-side helper of the graph tests: run `graph` once with the named
+/// inputs and return its output `output` and the graph's dump.
+pub fn run_graph(graph: wgsr::graph::Graph, inputs: &[(&str, &[f32])], output: &str) -> (Vec<f32>, String) {
+    let c = ctx();
+    let dump = graph.dump();
+    let mut ex = wgsr::graph::Executor::new(c, graph).unwrap();
+    for (name, v) in inputs {
+        ex.set_input(c, name, v).unwrap();
+    }
+    ex.run(c).unwrap();
+    (ex.read_output(c, output).unwrap(), dump)
+}

@@ -35,7 +35,8 @@ impl GraphBuilder<'_> {
         let same_size = shapes.iter().all(|s| (s.n(), s.h(), s.w()) == (s0.n(), s0.h(), s0.w()));
         // f16 graphs keep the separate add: there the fused add would skip
         // the rounding of the conv output, so the bits would differ.
-        let tile = (same_size && total == shape[1] && c.params.groups == 1 && !self.gradients_enabled() && self.precision == Dtype::F32)
+        // Gradient graphs too: the fused node has no VJP.
+        let tile = (same_size && total == shape[1] && !self.gradients_enabled() && self.precision == Dtype::F32)
             .then(|| self.winograd_tile(Shape::new(s0.n(), total, s0.h(), s0.w()), shape, &c.params))
             .flatten();
         let Some(tile) = tile else {
